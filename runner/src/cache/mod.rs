@@ -1,0 +1,95 @@
+//! The plugins' cache: values with TTLs and tags, namespaced per plugin.
+//!
+//! Two backends behind one type: `memory` (for `runner exec` and tests of a
+//! single process) and `redis` (shared by every runner, and visible to the
+//! app, which may write keys such as "vendor answered" itself).
+//! A namespace keeps one plugin from reading or evicting another's entries.
+
+mod memory;
+mod redis;
+
+pub use memory::MemoryCache;
+pub use redis::RedisCache;
+
+use anyhow::{Result, bail};
+use std::time::Duration;
+
+/// Keys and tags longer than this are refused: they are names, not data.
+pub const MAX_KEY_LEN: usize = 512;
+/// The largest value one entry may hold.
+pub const MAX_VALUE_BYTES: usize = 8 << 20;
+/// The most tags one entry may carry.
+pub const MAX_TAGS: usize = 32;
+
+pub enum Cache {
+    Memory(MemoryCache),
+    Redis(RedisCache),
+}
+
+impl Cache {
+    pub async fn get(&self, ns: &str, key: &str) -> Result<Option<Vec<u8>>> {
+        check_name("key", key)?;
+        match self {
+            Cache::Memory(c) => Ok(c.get(ns, key)),
+            Cache::Redis(c) => c.get(ns, key).await,
+        }
+    }
+
+    pub async fn set(&self, ns: &str, key: &str, value: Vec<u8>, ttl: Option<Duration>, tags: &[String]) -> Result<()> {
+        check_name("key", key)?;
+        if value.len() > MAX_VALUE_BYTES {
+            bail!("value of {} bytes is over the {MAX_VALUE_BYTES} byte limit", value.len());
+        }
+        if tags.len() > MAX_TAGS {
+            bail!("{} tags; at most {MAX_TAGS}", tags.len());
+        }
+        for tag in tags {
+            check_name("tag", tag)?;
+        }
+        if ttl.is_some_and(|t| t.is_zero()) {
+            bail!("a TTL of zero would expire the entry at once; give none to keep it");
+        }
+        match self {
+            Cache::Memory(c) => {
+                c.set(ns, key, value, ttl, tags);
+                Ok(())
+            }
+            Cache::Redis(c) => c.set(ns, key, value, ttl, tags).await,
+        }
+    }
+
+    pub async fn delete(&self, ns: &str, key: &str) -> Result<bool> {
+        check_name("key", key)?;
+        match self {
+            Cache::Memory(c) => Ok(c.delete(ns, key)),
+            Cache::Redis(c) => c.delete(ns, key).await,
+        }
+    }
+
+    pub async fn invalidate_tag(&self, ns: &str, tag: &str) -> Result<u32> {
+        check_name("tag", tag)?;
+        match self {
+            Cache::Memory(c) => Ok(c.invalidate_tag(ns, tag)),
+            Cache::Redis(c) => c.invalidate_tag(ns, tag).await,
+        }
+    }
+}
+
+fn check_name(what: &str, name: &str) -> Result<()> {
+    if name.is_empty() {
+        bail!("empty {what}");
+    }
+    if name.len() > MAX_KEY_LEN {
+        bail!("{what} of {} bytes is over the {MAX_KEY_LEN} byte limit", name.len());
+    }
+    Ok(())
+}
+
+/// Namespaces end up inside Redis hash tags, so they are kept to a plain
+/// alphabet; the config is refused otherwise.
+pub fn check_namespace(ns: &str) -> Result<()> {
+    if ns.is_empty() || ns.len() > 64 || !ns.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) {
+        bail!("cache namespace `{ns}` must be 1 to 64 characters of letters, digits, `-`, `_` or `.`");
+    }
+    Ok(())
+}

@@ -1,0 +1,359 @@
+//! The operator's configuration: a TOML file with one section per plugin.
+//!
+//! Duties:
+//! 1. parse the file, refusing unknown keys, and name the key and the
+//!    problem when a value is wrong;
+//! 2. apply defaults (limits, directories, the outbox);
+//! 3. resolve secrets written as `env:NAME` from the runner's environment,
+//!    so secrets can stay out of the file.
+//!
+//! ```toml
+//! [runner]
+//! plugins_dir = "plugins"
+//! state_dir = ".runner"
+//!
+//! [mail]
+//! sender = "Jobs <jobs@example.com>"
+//! # outbox = ".runner/outbox"          # the default without [mail.smtp]
+//! # [mail.smtp]
+//! # host = "smtp.example.com"
+//! # port = 587
+//! # tls = "starttls"                   # "starttls", "tls" or "none"
+//! # username = "jobs"
+//! # password = "env:SMTP_PASSWORD"
+//!
+//! [plugins.webhook]
+//! file = "webhook.wasm"
+//! allowed_hosts = ["hooks.example.com", "*.example.org", "127.0.0.1:*"]
+//! timeout = "30s"
+//! memory = "64MiB"
+//! [plugins.webhook.secrets]
+//! signing_secret = "env:WEBHOOK_SECRET"
+//! ```
+
+use anyhow::{Context, Result, bail};
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Limits applied when the operator sets none. A job handler that needs
+/// more says so in its config; the defaults keep one bad job small.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+pub const DEFAULT_MEMORY: u64 = 64 << 20;
+pub const DEFAULT_HTTP_RESPONSE_BYTES: u64 = 4 << 20;
+pub const DEFAULT_LOG_BYTES: u64 = 64 << 10;
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default)]
+    pub runner: RunnerSection,
+    #[serde(default)]
+    pub mail: MailSection,
+    #[serde(default)]
+    pub engine: EngineSection,
+    #[serde(default)]
+    pub plugins: BTreeMap<String, PluginSection>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RunnerSection {
+    /// Where `.wasm` plugins are loaded from.
+    pub plugins_dir: PathBuf,
+    /// Where the runner keeps its state: compile cache, outbox, embedded Redis data.
+    pub state_dir: PathBuf,
+    /// Cache compiled plugins on disk, so a restart does not recompile.
+    pub compile_cache: bool,
+}
+
+impl Default for RunnerSection {
+    fn default() -> Self {
+        RunnerSection {
+            plugins_dir: PathBuf::from("plugins"),
+            state_dir: PathBuf::from(".runner"),
+            compile_cache: true,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MailSection {
+    /// The sender for plugins that set none.
+    pub sender: Option<String>,
+    /// Where `.eml` files go when no SMTP server is configured
+    /// (default: `<state_dir>/outbox`).
+    pub outbox: Option<PathBuf>,
+    pub smtp: Option<SmtpSection>,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum SmtpTls {
+    /// Plain text: only for a relay on loopback or a trusted network.
+    None,
+    /// STARTTLS on the submission port (587).
+    #[default]
+    Starttls,
+    /// TLS from the first byte (port 465).
+    Tls,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SmtpSection {
+    pub host: String,
+    pub port: Option<u16>,
+    #[serde(default)]
+    pub tls: SmtpTls,
+    pub username: Option<String>,
+    /// Plain, or `env:NAME`.
+    pub password: Option<String>,
+    #[serde(default = "default_smtp_timeout", with = "humantime_serde")]
+    pub timeout: Duration,
+}
+
+fn default_smtp_timeout() -> Duration {
+    Duration::from_secs(30)
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EngineSection {
+    /// The most plugin instances alive at once (sizes the pooling allocator).
+    pub max_instances: u32,
+}
+
+impl Default for EngineSection {
+    fn default() -> Self {
+        EngineSection { max_instances: 1000 }
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PluginSection {
+    /// The component, relative to `plugins_dir` (default `<name>.wasm`).
+    pub file: Option<PathBuf>,
+    /// Hosts outgoing HTTP may reach: `host`, `host:port`, `*.domain`, `host:*`.
+    #[serde(default)]
+    pub allowed_hosts: Vec<String>,
+    #[serde(default, with = "humantime_serde::option")]
+    pub timeout: Option<Duration>,
+    pub memory: Option<bytesize::ByteSize>,
+    pub max_http_response_bytes: Option<bytesize::ByteSize>,
+    pub max_log_bytes: Option<bytesize::ByteSize>,
+    #[serde(default)]
+    pub config: BTreeMap<String, String>,
+    /// Plain values, or `env:NAME` to read the runner's environment.
+    #[serde(default)]
+    pub secrets: BTreeMap<String, String>,
+    /// The cache namespace (default: the plugin's name).
+    pub cache_namespace: Option<String>,
+    /// The default sender for this plugin's email.
+    pub sender: Option<String>,
+}
+
+/// The limits one plugin runs under.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Limits {
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+    pub memory_bytes: u64,
+    pub http_response_bytes: u64,
+    pub log_bytes: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            timeout: DEFAULT_TIMEOUT,
+            memory_bytes: DEFAULT_MEMORY,
+            http_response_bytes: DEFAULT_HTTP_RESPONSE_BYTES,
+            log_bytes: DEFAULT_LOG_BYTES,
+        }
+    }
+}
+
+/// What one plugin is granted, resolved and ready for the host.
+#[derive(Debug, Clone, Default)]
+pub struct Grants {
+    pub allowed_hosts: Vec<String>,
+    pub config: BTreeMap<String, String>,
+    /// Resolved values: never logged, never shown by the API.
+    pub secrets: BTreeMap<String, String>,
+    pub cache_namespace: String,
+    pub sender: Option<String>,
+}
+
+/// The resolved settings of one plugin.
+#[derive(Debug, Clone)]
+pub struct PluginSettings {
+    pub name: String,
+    pub limits: Limits,
+    pub grants: Grants,
+}
+
+impl Config {
+    /// Reads and validates a config file.
+    pub fn load(path: &Path) -> Result<Config> {
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("cannot read config file {}", path.display()))?;
+        Self::parse(&text).with_context(|| format!("invalid config file {}", path.display()))
+    }
+
+    pub fn parse(text: &str) -> Result<Config> {
+        let config: Config = toml::from_str(text).map_err(|e| anyhow::anyhow!(one_line(text, &e)))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<()> {
+        if self.engine.max_instances == 0 {
+            bail!("engine.max_instances: must be at least 1");
+        }
+        for (name, p) in &self.plugins {
+            let key = |k: &str| format!("plugins.{name}.{k}");
+            if let Some(t) = p.timeout
+                && t.is_zero()
+            {
+                bail!("{}: must be more than zero", key("timeout"));
+            }
+            if let Some(m) = p.memory
+                && m.as_u64() < (1 << 20)
+            {
+                bail!("{}: {m} is too small; a plugin needs at least 1 MiB", key("memory"));
+            }
+            for host in &p.allowed_hosts {
+                crate::host::http::HostPattern::parse(host).with_context(|| key("allowed_hosts"))?;
+            }
+            for (secret, value) in &p.secrets {
+                resolve_secret(value).with_context(|| key(&format!("secrets.{secret}")))?;
+            }
+        }
+        if let Some(smtp) = &self.mail.smtp {
+            if smtp.host.is_empty() {
+                bail!("mail.smtp.host: must not be empty");
+            }
+            if let Some(p) = &smtp.password {
+                resolve_secret(p).context("mail.smtp.password")?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The settings for plugin `name`; a plugin without a section gets the
+    /// defaults and no grants (no hosts, no config, no secrets).
+    pub fn plugin_settings(&self, name: &str) -> Result<PluginSettings> {
+        let section = self.plugins.get(name).cloned().unwrap_or_default();
+        let mut secrets = BTreeMap::new();
+        for (k, v) in &section.secrets {
+            secrets.insert(k.clone(), resolve_secret(v).with_context(|| format!("plugins.{name}.secrets.{k}"))?);
+        }
+        Ok(PluginSettings {
+            name: name.to_string(),
+            limits: Limits {
+                timeout: section.timeout.unwrap_or(DEFAULT_TIMEOUT),
+                memory_bytes: section.memory.map(|b| b.as_u64()).unwrap_or(DEFAULT_MEMORY),
+                http_response_bytes: section
+                    .max_http_response_bytes
+                    .map(|b| b.as_u64())
+                    .unwrap_or(DEFAULT_HTTP_RESPONSE_BYTES),
+                log_bytes: section.max_log_bytes.map(|b| b.as_u64()).unwrap_or(DEFAULT_LOG_BYTES),
+            },
+            grants: Grants {
+                allowed_hosts: section.allowed_hosts,
+                config: section.config,
+                secrets,
+                cache_namespace: section.cache_namespace.unwrap_or_else(|| name.to_string()),
+                sender: section.sender.or_else(|| self.mail.sender.clone()),
+            },
+        })
+    }
+
+    /// The outbox folder used when no SMTP server is configured.
+    pub fn outbox_dir(&self) -> PathBuf {
+        self.mail.outbox.clone().unwrap_or_else(|| self.runner.state_dir.join("outbox"))
+    }
+
+    pub fn compile_cache_dir(&self) -> Option<PathBuf> {
+        self.runner.compile_cache.then(|| self.runner.state_dir.join("compiled"))
+    }
+}
+
+/// toml's own message draws the offending line over several lines; an
+/// operator's terminal and log want one: "line 2, column 11: invalid ...".
+fn one_line(text: &str, e: &toml::de::Error) -> String {
+    let message = e.message().trim().replace('\n', "; ");
+    match e.span() {
+        Some(span) => {
+            let before = &text[..span.start.min(text.len())];
+            let line = before.matches('\n').count() + 1;
+            let column = before.len() - before.rfind('\n').map(|i| i + 1).unwrap_or(0) + 1;
+            // The line itself names the key, which toml's message does not.
+            let source = text.lines().nth(line - 1).unwrap_or("").trim();
+            format!("line {line}, column {column} (`{source}`): {message}")
+        }
+        None => message,
+    }
+}
+
+/// `env:NAME` reads the environment; anything else is the value itself.
+pub fn resolve_secret(value: &str) -> Result<String> {
+    match value.strip_prefix("env:") {
+        Some(var) => std::env::var(var).with_context(|| format!("environment variable {var} is not set")),
+        None => Ok(value.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn full_config_parses_with_defaults() {
+        let c = Config::parse(
+            r#"
+            [mail]
+            sender = "Jobs <jobs@example.com>"
+            [plugins.webhook]
+            allowed_hosts = ["127.0.0.1:*"]
+            timeout = "5s"
+            memory = "32MiB"
+            [plugins.webhook.config]
+            region = "eu"
+            [plugins.webhook.secrets]
+            signing_secret = "s3cret"
+            "#,
+        )
+        .unwrap();
+        let s = c.plugin_settings("webhook").unwrap();
+        assert_eq!(s.limits.timeout, Duration::from_secs(5));
+        assert_eq!(s.limits.memory_bytes, 32 << 20);
+        assert_eq!(s.limits.log_bytes, DEFAULT_LOG_BYTES);
+        assert_eq!(s.grants.secrets["signing_secret"], "s3cret");
+        assert_eq!(s.grants.cache_namespace, "webhook");
+        assert_eq!(s.grants.sender.as_deref(), Some("Jobs <jobs@example.com>"));
+        let other = c.plugin_settings("email").unwrap();
+        assert!(other.grants.allowed_hosts.is_empty() && other.grants.secrets.is_empty());
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        let e = Config::parse("[plugins.x]\ntimeout = \"soon\"\n").unwrap_err().to_string();
+        assert!(e.contains("timeout"), "{e}");
+        let e = Config::parse("[plugins.x]\ntimout = \"5s\"\n").unwrap_err().to_string();
+        assert!(e.contains("timout"), "{e}");
+        let e = format!("{:#}", Config::parse("[plugins.x]\nallowed_hosts = [\"http://a/b\"]\n").unwrap_err());
+        assert!(e.contains("plugins.x.allowed_hosts"), "{e}");
+        let e = format!(
+            "{:#}",
+            Config::parse("[plugins.x.secrets]\nk = \"env:JOBRUNNER_SURELY_UNSET_VAR\"\n").unwrap_err()
+        );
+        assert!(e.contains("plugins.x.secrets.k") && e.contains("JOBRUNNER_SURELY_UNSET_VAR"), "{e}");
+        let e = Config::parse("[plugins.x]\nmemory = \"10KiB\"\n").unwrap_err().to_string();
+        assert!(e.contains("plugins.x.memory"), "{e}");
+    }
+}

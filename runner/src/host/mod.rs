@@ -1,0 +1,154 @@
+//! The sandboxed WebAssembly host: loads plugin components and runs jobs in them.
+//!
+//! Layout:
+//! - `engine`: the one `Engine` (pooling allocator, epoch interruption);
+//! - `compile_cache`: compiled plugins on disk, keyed by content and engine;
+//! - `contract`: bindings of each contract version in `wit/`;
+//! - `plugin`: linking, `describe`, and running one job in a fresh store;
+//! - `state`: what a job's store holds, and its limits;
+//! - `capabilities`: the host side of log, cache, queue, email and config;
+//! - `http`: the `wasi:http` gate (allowed hosts, response cap);
+//! - `stdio`: the job log, which also receives stdout and stderr;
+//! - `fault`: traps, panics and limits turned into readable faults.
+//!
+//! Architecture invariant: one `Engine` and one `Linker` per `Host`; one
+//! compiled, pre-linked component per plugin version; one `Store` per job,
+//! never reused.
+
+pub mod capabilities;
+pub mod compile_cache;
+pub mod contract;
+pub mod engine;
+pub mod fault;
+pub mod http;
+pub mod plugin;
+pub mod state;
+pub mod stdio;
+
+pub use compile_cache::{CompileCache, CompileSource};
+pub use engine::EngineOptions;
+pub use plugin::{Description, Plugin};
+pub use state::Services;
+
+use crate::config::PluginSettings;
+use anyhow::{Context, Result};
+use sha2::{Digest, Sha256};
+use state::{JobState, PluginContext};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use wasmtime::Engine;
+use wasmtime::component::{HasSelf, Linker};
+
+#[derive(Debug, Clone, Default)]
+pub struct HostOptions {
+    pub engine: EngineOptions,
+    /// Where compiled plugins are cached; none compiles every time.
+    pub compile_cache_dir: Option<PathBuf>,
+}
+
+/// How a plugin version came to be loaded, for the API and the logs.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct LoadInfo {
+    pub compile: CompileSource,
+    #[serde(with = "humantime_serde")]
+    pub compile_time: Duration,
+}
+
+pub struct Host {
+    engine: Engine,
+    linker: Arc<Linker<JobState>>,
+    compile_cache: Option<CompileCache>,
+    services: Arc<Services>,
+    _ticker: engine::EpochTicker,
+}
+
+impl Host {
+    pub fn new(options: HostOptions, services: Services) -> Result<Host> {
+        let engine = engine::build(&options.engine)?;
+        let mut linker = Linker::<JobState>::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(anyhow::Error::from)?;
+        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker).map_err(anyhow::Error::from)?;
+        contract::v0_1::Plugin::add_to_linker::<JobState, HasSelf<JobState>>(&mut linker, |s| s)
+            .map_err(anyhow::Error::from)?;
+        Ok(Host {
+            _ticker: engine::EpochTicker::start(engine.clone()),
+            engine,
+            linker: Arc::new(linker),
+            compile_cache: options.compile_cache_dir.map(CompileCache::new),
+            services: Arc::new(services),
+        })
+    }
+
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// Loads a component file; see [`Host::load`].
+    pub async fn load_file(
+        &self,
+        path: &Path,
+        settings: impl Fn(&str) -> Result<PluginSettings>,
+    ) -> Result<(Plugin, LoadInfo)> {
+        let bytes = tokio::fs::read(path).await.with_context(|| format!("cannot read {}", path.display()))?;
+        self.load(bytes, settings).await.with_context(|| format!("plugin {}", path.display()))
+    }
+
+    /// Compiles (or takes from the cache), links and describes a component,
+    /// then gives it the settings the operator set for the name it gave.
+    pub async fn load(
+        &self,
+        bytes: Vec<u8>,
+        settings: impl Fn(&str) -> Result<PluginSettings>,
+    ) -> Result<(Plugin, LoadInfo)> {
+        let sha256 = hex::encode(Sha256::digest(&bytes));
+        let started = Instant::now();
+        // Compiling takes seconds of CPU for a large plugin: off the async threads.
+        let engine = self.engine.clone();
+        let cache_dir = self.compile_cache.as_ref().map(|c| c.dir().to_path_buf());
+        let hash = sha256.clone();
+        let (component, compile) = tokio::task::spawn_blocking(move || match cache_dir {
+            Some(dir) => CompileCache::new(dir).load_or_compile(&engine, &bytes, &hash),
+            None => compile_cache::compile(&engine, &bytes).map(|c| (c, CompileSource::Compiled)),
+        })
+        .await
+        .context("the compile task panicked")??;
+        let compile_time = started.elapsed();
+        let pre = plugin::link(&self.engine, &self.linker, &component)?;
+
+        let probe = self.context(settings_for_describe())?;
+        let description = Plugin::describe(&self.engine, &pre, probe).await?;
+        let settings = settings(&description.name)?;
+        let context = self.context(settings)?;
+        Ok((Plugin::new(self.engine.clone(), pre, sha256, context, description), LoadInfo { compile, compile_time }))
+    }
+
+    fn context(&self, settings: PluginSettings) -> Result<Arc<PluginContext>> {
+        crate::cache::check_namespace(&settings.grants.cache_namespace)
+            .with_context(|| format!("plugins.{}.cache_namespace", settings.name))?;
+        let allowed = settings
+            .grants
+            .allowed_hosts
+            .iter()
+            .map(|h| http::HostPattern::parse(h))
+            .collect::<Result<Vec<_>>>()
+            .with_context(|| format!("plugins.{}.allowed_hosts", settings.name))?;
+        Ok(Arc::new(PluginContext {
+            name: settings.name,
+            limits: settings.limits,
+            grants: settings.grants,
+            allowed_hosts: Arc::new(allowed),
+            services: self.services.clone(),
+        }))
+    }
+}
+
+/// `describe` runs before the plugin's name, hence its settings, is known:
+/// it gets default limits and no grants at all.
+fn settings_for_describe() -> PluginSettings {
+    PluginSettings {
+        name: "describe".into(),
+        limits: crate::config::Limits { timeout: plugin::DESCRIBE_TIMEOUT, ..Default::default() },
+        grants: crate::config::Grants { cache_namespace: "describe".into(), ..Default::default() },
+    }
+}

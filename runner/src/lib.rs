@@ -1,0 +1,21 @@
+//! The job runner: jobs from Redis queues, handled by sandboxed WebAssembly
+//! plugins that implement the versioned contract in `wit/`.
+//!
+//! Layout:
+//! - [`config`]: the operator's TOML configuration, limits and grants;
+//! - [`job`]: the version-free job, outcome and report types;
+//! - [`host`]: the wasm host: engine, plugin loading, one store per job;
+//! - [`cache`]: the plugins' cache (in memory, or in Redis);
+//! - [`mail`]: email delivery (SMTP, or an outbox folder);
+//! - [`cli`]: the `runner` command line.
+
+pub mod cache;
+pub mod cli;
+pub mod config;
+pub mod host;
+pub mod job;
+pub mod mail;
+
+pub use config::Config;
+pub use host::{Host, HostOptions, Plugin};
+pub use job::{JobInput, Outcome, Report};

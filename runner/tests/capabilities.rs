@@ -1,0 +1,170 @@
+//! Each host capability through the real host and real servers: outgoing
+//! HTTP (allow-list, response cap), the cache (in memory and in a real
+//! Redis), email (outbox and a real SMTP server), follow-up jobs, config.
+
+mod common;
+
+use common::{completed, job, permanent, setup, setup_with};
+use runner::cache::{Cache, RedisCache};
+use runner::host::EngineOptions;
+use runner::job::Outcome;
+use serde_json::json;
+use testkit::http::{HttpRecorder, Reply};
+
+#[tokio::test]
+async fn http_reaches_allowed_hosts_only() {
+    let server = HttpRecorder::start().await;
+    server.reply("/data", Reply::json(json!({"ok": true})));
+    let allowed = setup(&format!("[plugins.hostile]\nallowed_hosts = [\"127.0.0.1:{}\"]\n", server.port));
+    let plugin = allowed.load("hostile_plugin").await;
+    let r = plugin.run(&job("http-get", json!({"url": server.url("/data")}))).await;
+    assert_eq!(completed(&r.outcome), json!({"status": 200, "bytes": 11}));
+    assert_eq!(server.requests().len(), 1);
+
+    // Same server, but the plugin may only reach another port.
+    let denied = setup("[plugins.hostile]\nallowed_hosts = [\"127.0.0.1:1\"]\n");
+    let plugin = denied.load("hostile_plugin").await;
+    let r = plugin.run(&job("http-get", json!({"url": server.url("/data")}))).await;
+    let m = permanent(&r.outcome);
+    assert!(m.contains("not on this plugin's allowed hosts"), "{m}");
+    assert!(r.log.iter().any(|l| l.message.contains("http denied")));
+    assert_eq!(server.requests().len(), 1, "a denied request never leaves the host");
+}
+
+#[tokio::test]
+async fn http_responses_are_capped() {
+    let server = HttpRecorder::start().await;
+    server.reply("/big", Reply::status(200).body(vec![b'x'; 300_000]));
+    server.reply("/small", Reply::status(200).body(vec![b'x'; 1000]));
+    let s = setup(&format!(
+        "[plugins.hostile]\nallowed_hosts = [\"127.0.0.1:{}\"]\nmax_http_response_bytes = \"100KiB\"\n",
+        server.port
+    ));
+    let plugin = s.load("hostile_plugin").await;
+    let r = plugin.run(&job("http-get", json!({"url": server.url("/big")}))).await;
+    assert!(permanent(&r.outcome).contains("response too large"), "{:?}", r.outcome);
+    let r = plugin.run(&job("http-get", json!({"url": server.url("/small")}))).await;
+    assert_eq!(completed(&r.outcome)["bytes"], 1000);
+}
+
+#[tokio::test]
+async fn follow_ups_are_kept_only_when_the_attempt_succeeds() {
+    let s = setup("");
+    let plugin = s.load("hostile_plugin").await;
+    let r =
+        plugin.run(&job("enqueue", json!({"count": 3, "queue": "emails", "delay_ms": 500, "id_prefix": "f-"}))).await;
+    assert_eq!(completed(&r.outcome), json!({"ids": ["f-0", "f-1", "f-2"]}));
+    assert_eq!(r.follow_ups.len(), 3);
+    assert_eq!(r.follow_ups[0].queue, "emails");
+    assert_eq!(r.follow_ups[0].delay_ms, Some(500));
+    assert!(r.follow_ups[0].explicit_id);
+
+    let r = plugin.run(&job("fail-after-enqueue", json!({}))).await;
+    assert!(matches!(r.outcome, Outcome::Retry { .. }));
+    assert!(r.follow_ups.is_empty());
+    assert!(r.log.iter().any(|l| l.message.contains("discarded")));
+
+    // Bad follow-ups are refused with a reason the plugin sees.
+    let r = plugin.run(&job("enqueue", json!({"queue": "bad queue"}))).await;
+    assert!(permanent(&r.outcome).contains("queue name `bad queue`"));
+    let r = plugin.run(&job("enqueue", json!({"count": 1001}))).await;
+    assert!(permanent(&r.outcome).contains("at most 1000"));
+}
+
+async fn cache_round_trip(s: &common::Setup) {
+    let plugin = s.load("hostile_plugin").await;
+    let r = plugin.run(&job("cache", json!({"key": "a", "set": "1", "tags": ["t"]}))).await;
+    assert_eq!(completed(&r.outcome)["value"], "1");
+    plugin.run(&job("cache", json!({"key": "b", "set": "2", "tags": ["t"], "ttl_ms": 60000}))).await;
+    let r = plugin.run(&job("cache", json!({"key": "a", "invalidate": "t"}))).await;
+    assert_eq!(completed(&r.outcome), json!({"value": null, "invalidated": 2}));
+    let r = plugin.run(&job("cache", json!({"key": "b"}))).await;
+    assert_eq!(completed(&r.outcome)["value"], serde_json::Value::Null);
+}
+
+#[tokio::test]
+async fn cache_in_memory() {
+    cache_round_trip(&setup("")).await;
+}
+
+#[tokio::test]
+async fn cache_in_redis_is_namespaced() {
+    let redis = testkit::redis::RedisServer::start();
+    let conn = redis::aio::ConnectionManager::new(redis::Client::open(redis.url()).unwrap()).await.unwrap();
+    let s = setup_with(
+        "[plugins.hostile]\ncache_namespace = \"hostile-ns\"\n",
+        Cache::Redis(RedisCache::new(conn)),
+        EngineOptions { max_instances: 16, ..Default::default() },
+    );
+    cache_round_trip(&s).await;
+    // The app's view: a key set by the plugin is where the docs say.
+    let plugin = s.load("hostile_plugin").await;
+    plugin.run(&job("cache", json!({"key": "shared", "set": "v", "ttl_ms": 60000}))).await;
+    let mut c = redis.connection();
+    let v: String = redis::cmd("GET").arg("jr:cache:{hostile-ns}:k:shared").query(&mut c).unwrap();
+    assert_eq!(v, "v");
+    let ttl: i64 = redis::cmd("PTTL").arg("jr:cache:{hostile-ns}:k:shared").query(&mut c).unwrap();
+    assert!(ttl > 0 && ttl <= 60000);
+    // A value the app writes is read by the plugin.
+    let _: () = redis::cmd("SET").arg("jr:cache:{hostile-ns}:k:from-app").arg("hello").query(&mut c).unwrap();
+    let r = plugin.run(&job("cache", json!({"key": "from-app"}))).await;
+    assert_eq!(completed(&r.outcome)["value"], "hello");
+}
+
+#[tokio::test]
+async fn email_goes_to_the_outbox_by_default() {
+    let s = setup("[plugins.hostile]\nsender = \"Jobs <jobs@example.com>\"\n");
+    let plugin = s.load("hostile_plugin").await;
+    let r = plugin.run(&job("email", json!({"to": "ana@example.com", "subject": "Outbox test"}))).await;
+    completed(&r.outcome);
+    assert_eq!(r.emails.len(), 1);
+    let path = &r.emails[0].delivered_to;
+    assert!(path.starts_with(s.outbox().to_str().unwrap()), "{path}");
+    let eml = std::fs::read_to_string(path).unwrap();
+    assert!(eml.contains("Subject: Outbox test"));
+    assert!(eml.contains("From: Jobs <jobs@example.com>"));
+
+    // No sender anywhere: the message itself is wrong, so it is permanent.
+    let s = setup("");
+    let plugin = s.load("hostile_plugin").await;
+    let r = plugin.run(&job("email", json!({"to": "ana@example.com"}))).await;
+    assert!(permanent(&r.outcome).contains("no sender"));
+}
+
+#[tokio::test]
+async fn email_goes_to_a_real_smtp_server_and_a_dead_one_is_retried() {
+    let smtp = testkit::smtp::SmtpSink::start();
+    let config = format!(
+        "[mail]\nsender = \"jobs@example.com\"\n[mail.smtp]\nhost = \"127.0.0.1\"\nport = {}\ntls = \"none\"\n",
+        smtp.port
+    );
+    let s = setup(&config);
+    let plugin = s.load("hostile_plugin").await;
+    let r = plugin.run(&job("email", json!({"to": "bo@example.com", "subject": "SMTP test"}))).await;
+    completed(&r.outcome);
+    let got = smtp.received();
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].to, vec!["bo@example.com"]);
+    assert!(got[0].data.contains("Subject: SMTP test"));
+    assert_eq!(r.emails[0].delivered_to, format!("smtp://127.0.0.1:{}", smtp.port));
+
+    let dead = format!(
+        "[mail]\nsender = \"jobs@example.com\"\n[mail.smtp]\nhost = \"127.0.0.1\"\nport = {}\ntls = \"none\"\ntimeout = \"2s\"\n",
+        testkit::free_port()
+    );
+    let s = setup(&dead);
+    let plugin = s.load("hostile_plugin").await;
+    let r = plugin.run(&job("email", json!({"to": "bo@example.com"}))).await;
+    assert!(matches!(&r.outcome, Outcome::Retry { .. }), "{:?}", r.outcome);
+}
+
+#[tokio::test]
+async fn config_values_reach_the_plugin() {
+    let s = setup("[plugins.plugin-template.config]\ngreeting = \"Ahoy\"\n");
+    let plugin = s.load("plugin_template").await;
+    let r = plugin.run(&job("plugin-template", json!({"name": "Ada"}))).await;
+    assert_eq!(completed(&r.outcome), json!({"message": "Ahoy, Ada!"}));
+    assert_eq!(r.progress, Some(100));
+    let r = plugin.run(&job("plugin-template", json!({"nom": "Ada"}))).await;
+    assert!(permanent(&r.outcome).contains("unknown field `nom`"));
+}

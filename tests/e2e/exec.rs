@@ -1,0 +1,134 @@
+//! `runner exec` on every plugin's sample payload, with local servers
+//! standing in for the receivers the samples point at.
+
+use crate::{assert_cli_error, runner, runner_async, stderr, stdout};
+use serde_json::{Value, json};
+use testkit::http::{HttpRecorder, Reply};
+
+/// The address the samples and the example config point at.
+const SAMPLE_RECEIVER: &str = "127.0.0.1:8089";
+
+fn examples() -> std::path::PathBuf {
+    testkit::workspace_root().join("examples")
+}
+
+/// Writes the example config and a sample payload into `dir`, pointed at `server`.
+fn prepare(dir: &std::path::Path, server: &HttpRecorder, job_type: &str) -> (String, String) {
+    let here = format!("127.0.0.1:{}", server.port);
+    let config = std::fs::read_to_string(examples().join("runner.toml")).unwrap().replace(SAMPLE_RECEIVER, &here);
+    let payload = std::fs::read_to_string(examples().join(format!("payloads/{job_type}.json")))
+        .unwrap()
+        .replace(SAMPLE_RECEIVER, &here);
+    std::fs::write(dir.join("runner.toml"), config).unwrap();
+    let file = format!("{job_type}.json");
+    std::fs::write(dir.join(&file), payload).unwrap();
+    ("runner.toml".into(), file)
+}
+
+async fn receiver() -> HttpRecorder {
+    let server = HttpRecorder::start().await;
+    server.reply("/hooks/bookings", Reply::status(200));
+    server
+        .reply("/api/vendors/v-77/contact", Reply::json(json!({"name": "Lumen Studio", "email": "lumen@example.com"})));
+    server.reply("/api/clients/c-311/contact", Reply::json(json!({"name": "Ana", "email": "ana@example.com"})));
+    server.reply("/api/conversations/conv-5521", Reply::json(json!({"answered": false})));
+    server.reply("/pages/home", Reply::status(200).body("<h1>Home</h1>"));
+    server.reply("/pages/pricing", Reply::status(200).body("<h1>Pricing</h1>"));
+    server
+}
+
+#[tokio::test]
+async fn every_plugin_completes_its_sample_payload() {
+    let server = receiver().await;
+    for (job_type, crate_name) in [
+        ("email", "email_plugin"),
+        ("webhook", "webhook_plugin"),
+        ("vendor-notification", "vendor_notification_plugin"),
+        ("response-reminder", "response_reminder_plugin"),
+        ("cache-warmup", "cache_warmup_plugin"),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let (config, payload) = prepare(dir.path(), &server, job_type);
+        let wasm = testkit::wasm::path(crate_name);
+        let out = runner_async(
+            dir.path(),
+            &[
+                "exec",
+                wasm.to_str().unwrap(),
+                "--type",
+                job_type,
+                "--payload-file",
+                &payload,
+                "--config",
+                &config,
+                "--json",
+            ],
+        )
+        .await;
+        assert!(out.status.success(), "{job_type}: {}\n{}", stdout(&out), stderr(&out));
+        let report: Value = serde_json::from_str(&stdout(&out)).unwrap();
+        assert_eq!(report["report"]["outcome"]["status"], "completed", "{job_type}: {report:#}");
+        match job_type {
+            "email" => {
+                let eml = dir.path().join(".runner/outbox");
+                assert_eq!(std::fs::read_dir(eml).unwrap().count(), 1, "one .eml in the outbox");
+            }
+            "vendor-notification" | "response-reminder" => {
+                assert!(!report["report"]["follow_ups"].as_array().unwrap().is_empty());
+            }
+            "cache-warmup" => assert_eq!(report["report"]["outcome"]["output"]["warmed"], 2),
+            _ => {}
+        }
+    }
+    let hooks = server.requests().iter().filter(|r| r.path == "/hooks/bookings").count();
+    assert_eq!(hooks, 1);
+}
+
+#[tokio::test]
+async fn human_output_and_exit_code_for_a_failed_job() {
+    let dir = tempfile::tempdir().unwrap();
+    let wasm = testkit::wasm::path("hostile_plugin");
+    let out = runner(dir.path(), &["exec", wasm.to_str().unwrap(), "--type", "panic", "--payload", r#"{"why":"e2e"}"#]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(text.contains("outcome   fault (panic): panicked at"), "{text}");
+    assert!(text.contains("deliberate panic: e2e"), "{text}");
+    assert!(text.contains("hostile_plugin.wasm!"), "the backtrace names functions: {text}");
+
+    let out = runner(dir.path(), &["exec", wasm.to_str().unwrap(), "--type", "enqueue", "--payload", r#"{"count":2}"#]);
+    assert!(out.status.success());
+    assert!(stdout(&out).contains("follow-up jobs (printed, not enqueued):"));
+}
+
+#[test]
+fn bad_input_is_one_clear_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let wasm = testkit::wasm::path("noop_plugin");
+    let w = wasm.to_str().unwrap();
+    assert_cli_error(
+        &runner(dir.path(), &["exec", w, "--type", "noop", "--payload", "{not json"]),
+        "--payload is not valid JSON",
+    );
+    assert_cli_error(
+        &runner(dir.path(), &["exec", w, "--type", "mail", "--payload", "{}"]),
+        "does not handle type `mail`; it handles: noop",
+    );
+    assert_cli_error(
+        &runner(dir.path(), &["exec", "missing.wasm", "--type", "noop", "--payload", "{}"]),
+        "cannot read missing.wasm",
+    );
+    assert_cli_error(
+        &runner(dir.path(), &["exec", w, "--type", "noop", "--payload", "{}", "--queue", "a b"]),
+        "queue name `a b`",
+    );
+    std::fs::write(dir.path().join("bad.toml"), "[plugins.noop]\ntimeout = \"soon\"\n").unwrap();
+    assert_cli_error(
+        &runner(dir.path(), &["exec", w, "--type", "noop", "--payload", "{}", "--config", "bad.toml"]),
+        "timeout",
+    );
+    std::fs::write(dir.path().join("not.wasm"), b"hello").unwrap();
+    assert_cli_error(
+        &runner(dir.path(), &["exec", "not.wasm", "--type", "noop", "--payload", "{}"]),
+        "not a valid WebAssembly component",
+    );
+}

@@ -1,0 +1,48 @@
+//! End-to-end tests through the real `runner` binary.
+//!
+//! Layout: `exec` (each plugin on its sample payload, exit codes, errors),
+//! `plugin_cmd` (`plugin check` and `plugin new`).
+
+mod exec;
+mod plugin_cmd;
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+/// Runs the binary in `dir` and returns its output.
+pub fn runner(dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_runner"))
+        .current_dir(dir)
+        .args(args)
+        .env_remove("RUNNER_CONFIG")
+        .output()
+        .expect("the runner binary runs")
+}
+
+/// The same, from async tests, without blocking the runtime that serves
+/// the local receivers the plugin is talking to.
+pub async fn runner_async(dir: &Path, args: &[&str]) -> Output {
+    tokio::process::Command::new(env!("CARGO_BIN_EXE_runner"))
+        .current_dir(dir)
+        .args(args)
+        .env_remove("RUNNER_CONFIG")
+        .output()
+        .await
+        .expect("the runner binary runs")
+}
+
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// An error is one line on stderr, and exit code 2.
+pub fn assert_cli_error(o: &Output, contains: &str) {
+    let err = stderr(o);
+    assert_eq!(o.status.code(), Some(2), "stderr: {err}");
+    assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
+    assert!(err.starts_with("error: ") && err.contains(contains), "{err}");
+}

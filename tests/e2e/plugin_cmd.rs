@@ -1,0 +1,61 @@
+//! `runner plugin check` and `runner plugin new`, through the binary.
+
+use crate::{assert_cli_error, runner, stderr, stdout};
+
+#[test]
+fn check_describes_a_good_plugin() {
+    let dir = tempfile::tempdir().unwrap();
+    let wasm = testkit::wasm::path("webhook_plugin");
+    let out = runner(dir.path(), &["plugin", "check", wasm.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(text.starts_with("ok: webhook 0.1.0"), "{text}");
+    assert!(text.contains("job types: webhook"));
+    assert!(text.contains("jobrunner:plugin/handler@0.1.0"));
+}
+
+#[test]
+fn check_names_what_does_not_match() {
+    let dir = tempfile::tempdir().unwrap();
+    // The smallest valid component: no imports, no exports.
+    std::fs::write(dir.path().join("empty.wasm"), b"\0asm\x0d\0\x01\0").unwrap();
+    assert_cli_error(
+        &runner(dir.path(), &["plugin", "check", "empty.wasm"]),
+        "does not export `jobrunner:plugin/handler@0.1.0`; it exports: nothing",
+    );
+    // A core module is not a component.
+    std::fs::write(dir.path().join("core.wasm"), b"\0asm\x01\0\0\0").unwrap();
+    assert_cli_error(&runner(dir.path(), &["plugin", "check", "core.wasm"]), "not a valid WebAssembly component");
+}
+
+#[test]
+fn new_writes_a_plugin_that_builds_checks_and_runs() {
+    testkit::wasm::build_all();
+    let dir = tempfile::tempdir().unwrap();
+    let out = runner(dir.path(), &["plugin", "new", "greeter"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let crate_dir = dir.path().join("greeter");
+    assert!(crate_dir.join("wit/world.wit").exists());
+
+    // Build it the way its README says, sharing this workspace's target
+    // folder so its dependencies are not compiled again.
+    let target = testkit::workspace_root().join("target");
+    let status = std::process::Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        .current_dir(&crate_dir)
+        .env("CARGO_TARGET_DIR", &target)
+        .args(["build", "--quiet", "--target", "wasm32-wasip2", "--release"])
+        .status()
+        .unwrap();
+    assert!(status.success(), "the new plugin builds");
+    let wasm = target.join("wasm32-wasip2/release/greeter.wasm");
+    let out = runner(dir.path(), &["plugin", "check", wasm.to_str().unwrap()]);
+    assert!(stdout(&out).starts_with("ok: greeter 0.1.0"), "{}{}", stdout(&out), stderr(&out));
+    let out =
+        runner(dir.path(), &["exec", wasm.to_str().unwrap(), "--type", "greeter", "--payload", r#"{"name":"Ada"}"#]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains(r#"output={"message":"Hello, Ada!"}"#), "{}", stdout(&out));
+
+    // Refusals: a bad name, and a folder that is not empty.
+    assert_cli_error(&runner(dir.path(), &["plugin", "new", "Bad_Name"]), "plugin name `Bad_Name`");
+    assert_cli_error(&runner(dir.path(), &["plugin", "new", "greeter"]), "already exists");
+}
