@@ -23,7 +23,6 @@
 //! # password = "env:SMTP_PASSWORD"
 //!
 //! [plugins.webhook]
-//! file = "webhook.wasm"
 //! allowed_hosts = ["hooks.example.com", "*.example.org", "127.0.0.1:*"]
 //! timeout = "30s"
 //! memory = "64MiB"
@@ -54,8 +53,39 @@ pub struct Config {
     #[serde(default)]
     pub engine: EngineSection,
     #[serde(default)]
+    pub redis: RedisSection,
+    #[serde(default)]
+    pub queues: BTreeMap<String, QueueSection>,
+    #[serde(default)]
     pub plugins: BTreeMap<String, PluginSection>,
 }
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RedisSection {
+    /// `redis://`, `rediss://`, or comma-separated cluster seeds. None:
+    /// `runner serve` starts its own `redis-server` (see `daemon::embedded`).
+    pub url: Option<String>,
+    /// The port of the embedded Redis (default 6390; a free one if taken).
+    pub embedded_port: Option<u16>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct QueueSection {
+    /// Jobs of this queue run at once in this runner.
+    pub concurrency: usize,
+}
+
+impl Default for QueueSection {
+    fn default() -> Self {
+        QueueSection { concurrency: DEFAULT_CONCURRENCY }
+    }
+}
+
+/// Jobs run at once per queue when the config says nothing: enough to keep
+/// two cores busy with I/O-bound handlers.
+pub const DEFAULT_CONCURRENCY: usize = 10;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -66,6 +96,14 @@ pub struct RunnerSection {
     pub state_dir: PathBuf,
     /// Cache compiled plugins on disk, so a restart does not recompile.
     pub compile_cache: bool,
+    /// How long a job is leased before another runner may take it over;
+    /// extended every third of it while the job runs.
+    #[serde(with = "humantime_serde")]
+    pub lease: Duration,
+    /// On SIGTERM, how long jobs in flight may finish before they are
+    /// cancelled and put back on their queue.
+    #[serde(with = "humantime_serde")]
+    pub shutdown_grace: Duration,
 }
 
 impl Default for RunnerSection {
@@ -74,6 +112,8 @@ impl Default for RunnerSection {
             plugins_dir: PathBuf::from("plugins"),
             state_dir: PathBuf::from(".runner"),
             compile_cache: true,
+            lease: Duration::from_secs(30),
+            shutdown_grace: Duration::from_secs(30),
         }
     }
 }
@@ -135,8 +175,6 @@ impl Default for EngineSection {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PluginSection {
-    /// The component, relative to `plugins_dir` (default `<name>.wasm`).
-    pub file: Option<PathBuf>,
     /// Hosts outgoing HTTP may reach: `host`, `host:port`, `*.domain`, `host:*`.
     #[serde(default)]
     pub allowed_hosts: Vec<String>,
@@ -214,6 +252,15 @@ impl Config {
         if self.engine.max_instances == 0 {
             bail!("engine.max_instances: must be at least 1");
         }
+        if self.runner.lease < Duration::from_secs(1) {
+            bail!("runner.lease: must be at least 1s");
+        }
+        for (name, q) in &self.queues {
+            crate::job::check_queue_name(name).map_err(|e| anyhow::anyhow!("queues.{name}: {e}"))?;
+            if q.concurrency == 0 || q.concurrency > 10_000 {
+                bail!("queues.{name}.concurrency: must be from 1 to 10000");
+            }
+        }
         for (name, p) in &self.plugins {
             let key = |k: &str| format!("plugins.{name}.{k}");
             if let Some(t) = p.timeout
@@ -271,6 +318,52 @@ impl Config {
                 sender: section.sender.or_else(|| self.mail.sender.clone()),
             },
         })
+    }
+
+    /// Applies the environment's overrides, which win over the file:
+    /// `REDIS_URL`, `RUNNER_PLUGINS_DIR`, `RUNNER_STATE_DIR`, `RUNNER_QUEUES`
+    /// (comma-separated, each `name` or `name:concurrency`).
+    pub fn apply_env(&mut self, env: impl Fn(&str) -> Option<String>) -> Result<()> {
+        if let Some(url) = env("REDIS_URL").filter(|v| !v.is_empty()) {
+            self.redis.url = Some(url);
+        }
+        if let Some(dir) = env("RUNNER_PLUGINS_DIR").filter(|v| !v.is_empty()) {
+            self.runner.plugins_dir = PathBuf::from(dir);
+        }
+        if let Some(dir) = env("RUNNER_STATE_DIR").filter(|v| !v.is_empty()) {
+            self.runner.state_dir = PathBuf::from(dir);
+        }
+        if let Some(list) = env("RUNNER_QUEUES").filter(|v| !v.is_empty()) {
+            self.set_queues(list.split(',').map(str::trim).filter(|q| !q.is_empty())).context("RUNNER_QUEUES")?;
+        }
+        Ok(())
+    }
+
+    /// Replaces the consumed queues with `name` or `name:concurrency` items.
+    pub fn set_queues<'a>(&mut self, items: impl Iterator<Item = &'a str>) -> Result<()> {
+        let mut queues = BTreeMap::new();
+        for item in items {
+            let (name, concurrency) = match item.split_once(':') {
+                Some((n, c)) => (n, c.parse().map_err(|_| anyhow::anyhow!("`{item}`: `{c}` is not a number"))?),
+                None => (item, self.queues.get(item).map(|q| q.concurrency).unwrap_or(DEFAULT_CONCURRENCY)),
+            };
+            crate::job::check_queue_name(name).map_err(|e| anyhow::anyhow!(e))?;
+            if concurrency == 0 {
+                bail!("`{item}`: concurrency must be at least 1");
+            }
+            queues.insert(name.to_string(), QueueSection { concurrency });
+        }
+        self.queues = queues;
+        Ok(())
+    }
+
+    /// The queues to consume: as configured, or `default`.
+    pub fn consumed_queues(&self) -> BTreeMap<String, QueueSection> {
+        if self.queues.is_empty() {
+            BTreeMap::from([("default".to_string(), QueueSection::default())])
+        } else {
+            self.queues.clone()
+        }
     }
 
     /// The outbox folder used when no SMTP server is configured.
@@ -338,6 +431,25 @@ mod tests {
         assert_eq!(s.grants.sender.as_deref(), Some("Jobs <jobs@example.com>"));
         let other = c.plugin_settings("email").unwrap();
         assert!(other.grants.allowed_hosts.is_empty() && other.grants.secrets.is_empty());
+    }
+
+    #[test]
+    fn environment_overrides_the_file() {
+        let mut c = Config::parse("[redis]\nurl = \"redis://file:6379\"\n[queues.a]\nconcurrency = 4\n").unwrap();
+        let env = |k: &str| match k {
+            "REDIS_URL" => Some("redis://env:6379".to_string()),
+            "RUNNER_QUEUES" => Some("a, emails:20".to_string()),
+            "RUNNER_STATE_DIR" => Some("/var/lib/runner".to_string()),
+            _ => None,
+        };
+        c.apply_env(env).unwrap();
+        assert_eq!(c.redis.url.as_deref(), Some("redis://env:6379"));
+        assert_eq!(c.queues["a"].concurrency, 4);
+        assert_eq!(c.queues["emails"].concurrency, 20);
+        assert_eq!(c.runner.state_dir, PathBuf::from("/var/lib/runner"));
+        let bad = |k: &str| (k == "RUNNER_QUEUES").then(|| "a:x".to_string());
+        assert!(format!("{:#}", c.apply_env(bad).unwrap_err()).contains("RUNNER_QUEUES"));
+        assert_eq!(Config::default().consumed_queues().keys().collect::<Vec<_>>(), ["default"]);
     }
 
     #[test]

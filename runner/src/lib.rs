@@ -7,14 +7,18 @@
 //! - [`host`]: the wasm host: engine, plugin loading, one store per job;
 //! - [`cache`]: the plugins' cache (in memory, or in Redis);
 //! - [`mail`]: email delivery (SMTP, or an outbox folder);
+//! - [`queue`]: the Redis queue engine (at-least-once, leases, retries, schedules);
+//! - [`daemon`]: `runner serve`: queues to plugins, hot reload, shutdown;
 //! - [`cli`]: the `runner` command line.
 
 pub mod cache;
 pub mod cli;
 pub mod config;
+pub mod daemon;
 pub mod host;
 pub mod job;
 pub mod mail;
+pub mod queue;
 
 pub use config::Config;
 pub use host::{Host, HostOptions, Plugin};

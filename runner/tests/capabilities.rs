@@ -90,10 +90,10 @@ async fn cache_in_memory() {
 #[tokio::test]
 async fn cache_in_redis_is_namespaced() {
     let redis = testkit::redis::RedisServer::start();
-    let conn = redis::aio::ConnectionManager::new(redis::Client::open(redis.url()).unwrap()).await.unwrap();
+    let conn = runner::queue::Connection::connect(&redis.url()).await.unwrap();
     let s = setup_with(
         "[plugins.hostile]\ncache_namespace = \"hostile-ns\"\n",
-        Cache::Redis(RedisCache::new(conn)),
+        Cache::Redis(Box::new(RedisCache::new(conn))),
         EngineOptions { max_instances: 16, ..Default::default() },
     );
     cache_round_trip(&s).await;

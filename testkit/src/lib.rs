@@ -5,10 +5,12 @@
 //! Layout:
 //! - [`wasm`]: the compiled plugin components, built on first use;
 //! - [`redis`]: a `redis-server` child process that can be stopped and restarted;
+//! - [`cluster`]: a Redis Cluster of such processes;
 //! - [`http`]: an HTTP server that records requests and answers as scripted;
 //! - [`smtp`]: an SMTP server that keeps what it receives;
 //! - [`wait_until`]: waiting on a condition rather than on the clock.
 
+pub mod cluster;
 pub mod http;
 pub mod redis;
 pub mod smtp;

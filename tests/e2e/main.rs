@@ -1,10 +1,11 @@
 //! End-to-end tests through the real `runner` binary.
 //!
 //! Layout: `exec` (each plugin on its sample payload, exit codes, errors),
-//! `plugin_cmd` (`plugin check` and `plugin new`).
+//! `plugin_cmd` (`plugin check` and `plugin new`), `serve` (the daemon).
 
 mod exec;
 mod plugin_cmd;
+mod serve;
 
 use std::path::Path;
 use std::process::{Command, Output};

@@ -1,10 +1,15 @@
 //! `cargo xtask <chore>`: the project's chores, in Rust rather than shell,
 //! so they run the same on every machine.
 //!
+//! - `setup`: install what a fresh machine lacks (the `wasm32-wasip2` target;
+//!   `redis-server` with apt-get when run as root);
 //! - `plugins`: build every plugin for `wasm32-wasip2` (release);
 //! - `lint`: `cargo fmt --check` and `cargo clippy --all-targets -D warnings`;
-//! - `test`: build the plugins, then run every test of the workspace;
-//! - `ci`: `lint`, then `test`.
+//! - `test`: set up, build the plugins, then run every test of the workspace;
+//! - `ci`: `lint`, then `test`;
+//! - `demo`: set up, build, and run the demo (see `demo.rs`).
+
+mod demo;
 
 use std::process::{Command, ExitCode};
 
@@ -20,11 +25,49 @@ const PLUGINS: &[&str] = &[
     "noop-plugin",
 ];
 
-fn cargo(args: &[&str]) -> Result<(), String> {
+pub fn cargo(args: &[&str]) -> Result<(), String> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     eprintln!("$ cargo {}", args.join(" "));
     let status = Command::new(cargo).args(args).status().map_err(|e| format!("cannot run cargo: {e}"))?;
     if status.success() { Ok(()) } else { Err(format!("`cargo {}` failed ({status})", args.join(" "))) }
+}
+
+fn has(program: &str, arg: &str) -> bool {
+    Command::new(program).arg(arg).output().is_ok_and(|o| o.status.success())
+}
+
+fn setup() -> Result<(), String> {
+    let targets = Command::new("rustup").args(["target", "list", "--installed"]).output();
+    match targets {
+        Ok(o) if String::from_utf8_lossy(&o.stdout).lines().any(|l| l.trim() == "wasm32-wasip2") => {}
+        Ok(_) => {
+            eprintln!("$ rustup target add wasm32-wasip2");
+            let ok =
+                Command::new("rustup").args(["target", "add", "wasm32-wasip2"]).status().is_ok_and(|s| s.success());
+            if !ok {
+                return Err("cannot install the wasm32-wasip2 target (rustup target add wasm32-wasip2)".into());
+            }
+        }
+        Err(_) => eprintln!("rustup not found: make sure the wasm32-wasip2 target is installed"),
+    }
+    if !has("redis-server", "--version") {
+        // SAFETY: geteuid has no preconditions.
+        let root = unsafe { libc::geteuid() } == 0;
+        if root && has("apt-get", "--version") {
+            eprintln!("$ apt-get install redis-server");
+            let ok = Command::new("apt-get").args(["update", "-qq"]).status().is_ok_and(|s| s.success())
+                && Command::new("apt-get")
+                    .args(["install", "-y", "-qq", "redis-server"])
+                    .status()
+                    .is_ok_and(|s| s.success());
+            if !ok {
+                return Err("cannot install redis-server with apt-get".into());
+            }
+        } else {
+            return Err("redis-server is not installed: install it (apt-get install redis-server)".into());
+        }
+    }
+    Ok(())
 }
 
 fn plugins() -> Result<(), String> {
@@ -41,6 +84,7 @@ fn lint() -> Result<(), String> {
 }
 
 fn test() -> Result<(), String> {
+    setup()?;
     plugins()?;
     cargo(&["test", "--workspace"])
 }
@@ -48,11 +92,15 @@ fn test() -> Result<(), String> {
 fn main() -> ExitCode {
     let chore = std::env::args().nth(1).unwrap_or_default();
     let result = match chore.as_str() {
+        "setup" => setup(),
         "plugins" => plugins(),
         "lint" => lint(),
         "test" => test(),
         "ci" => lint().and_then(|_| test()),
-        _ => Err("usage: cargo xtask <plugins|lint|test|ci>".to_string()),
+        "demo" => {
+            setup().and_then(|_| plugins()).and_then(|_| cargo(&["build", "-p", "runner"])).and_then(|_| demo::run())
+        }
+        _ => Err("usage: cargo xtask <setup|plugins|lint|test|ci|demo>".to_string()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -23,7 +23,8 @@ pub const MAX_TAGS: usize = 32;
 
 pub enum Cache {
     Memory(MemoryCache),
-    Redis(RedisCache),
+    // Boxed: one cache lives per host, and the enum stays small to move.
+    Redis(Box<RedisCache>),
 }
 
 impl Cache {

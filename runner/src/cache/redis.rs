@@ -9,8 +9,8 @@
 //! An app writes `jr:cache:{NS}:k:KEY` with a plain `SET` to hand a value to
 //! a plugin (for example a "vendor answered" flag).
 
+use crate::queue::Connection;
 use anyhow::{Context, Result};
-use redis::aio::ConnectionManager;
 use std::time::Duration;
 
 const SET_SCRIPT: &str = r#"
@@ -48,7 +48,7 @@ return removed
 "#;
 
 pub struct RedisCache {
-    conn: ConnectionManager,
+    conn: Connection,
     set: redis::Script,
     invalidate: redis::Script,
 }
@@ -62,36 +62,30 @@ fn tag_key(ns: &str, tag: &str) -> String {
 }
 
 impl RedisCache {
-    pub fn new(conn: ConnectionManager) -> Self {
+    pub fn new(conn: Connection) -> Self {
         RedisCache { conn, set: redis::Script::new(SET_SCRIPT), invalidate: redis::Script::new(INVALIDATE_SCRIPT) }
     }
 
     pub async fn get(&self, ns: &str, key: &str) -> Result<Option<Vec<u8>>> {
-        let mut conn = self.conn.clone();
-        redis::cmd("GET").arg(value_key(ns, key)).query_async(&mut conn).await.context("cache get")
+        self.conn.query(redis::cmd("GET").arg(value_key(ns, key))).await.context("cache get")
     }
 
     pub async fn set(&self, ns: &str, key: &str, value: Vec<u8>, ttl: Option<Duration>, tags: &[String]) -> Result<()> {
-        let mut conn = self.conn.clone();
-        let mut invocation = self.set.key(value_key(ns, key));
-        for tag in tags {
-            invocation.key(tag_key(ns, tag));
-        }
+        let mut keys = vec![value_key(ns, key)];
+        keys.extend(tags.iter().map(|t| tag_key(ns, t)));
         let ttl_ms = ttl.map(|t| t.as_millis().max(1) as u64).unwrap_or(0);
-        invocation.arg(value).arg(ttl_ms);
-        let _: i64 = invocation.invoke_async(&mut conn).await.context("cache set")?;
+        let _: i64 =
+            self.conn.invoke(&self.set, &keys, &[value, ttl_ms.to_string().into_bytes()]).await.context("cache set")?;
         Ok(())
     }
 
     pub async fn delete(&self, ns: &str, key: &str) -> Result<bool> {
-        let mut conn = self.conn.clone();
-        let n: i64 = redis::cmd("DEL").arg(value_key(ns, key)).query_async(&mut conn).await.context("cache delete")?;
+        let n: i64 = self.conn.query(redis::cmd("DEL").arg(value_key(ns, key))).await.context("cache delete")?;
         Ok(n > 0)
     }
 
     pub async fn invalidate_tag(&self, ns: &str, tag: &str) -> Result<u32> {
-        let mut conn = self.conn.clone();
-        let n: u32 = self.invalidate.key(tag_key(ns, tag)).invoke_async(&mut conn).await.context("cache invalidate")?;
+        let n: u32 = self.conn.invoke(&self.invalidate, &[tag_key(ns, tag)], &[]).await.context("cache invalidate")?;
         Ok(n)
     }
 }

@@ -30,9 +30,6 @@ pub struct ExecArgs {
     /// Read the payload from a file.
     #[arg(long)]
     pub payload_file: Option<PathBuf>,
-    /// The runner config to take the plugin's limits and grants from.
-    #[arg(long, short = 'c', env = "RUNNER_CONFIG")]
-    pub config: Option<PathBuf>,
     #[arg(long)]
     pub id: Option<String>,
     #[arg(long, default_value = "default")]
@@ -67,8 +64,8 @@ pub struct ExecArgs {
     pub json: bool,
 }
 
-pub async fn run(args: ExecArgs) -> Result<ExitCode> {
-    let config = match &args.config {
+pub async fn run(args: ExecArgs, config_path: Option<&std::path::Path>) -> Result<ExitCode> {
+    let config = match config_path {
         Some(path) => Config::load(path)?,
         None => Config::default(),
     };
@@ -85,10 +82,8 @@ pub async fn run(args: ExecArgs) -> Result<ExitCode> {
 
     let cache = match &args.redis {
         Some(url) => {
-            let client = redis::Client::open(url.as_str()).with_context(|| format!("--redis {url}"))?;
-            let conn =
-                redis::aio::ConnectionManager::new(client).await.with_context(|| format!("cannot connect to {url}"))?;
-            Cache::Redis(RedisCache::new(conn))
+            let conn = crate::queue::Connection::connect(url).await.with_context(|| format!("--redis {url}"))?;
+            Cache::Redis(Box::new(RedisCache::new(conn)))
         }
         None => Cache::Memory(MemoryCache::new()),
     };

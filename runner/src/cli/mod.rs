@@ -1,34 +1,85 @@
 //! The `runner` command line.
 //!
-//! Layout: `exec` (run one job locally), `plugin` (`check`, `new`). Each
-//! command returns an exit code; an error is printed by `main` as one line.
+//! Layout: `serve` (the daemon), `exec` (one job, locally), `plugin`
+//! (`check`, `new`), `queues` (enqueue, inspect and operate the queues).
+//! Each command returns an exit code; an error is printed by `main` as one line.
 
 mod exec;
 mod plugin;
+mod queues;
+mod serve;
 
+use crate::config::Config;
+use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 #[derive(Debug, Parser)]
 #[command(name = "runner", version, about = "A job runner whose handlers are sandboxed WebAssembly plugins")]
 pub struct Cli {
+    /// The runner's config file (TOML).
+    #[arg(long, short = 'c', global = true, env = "RUNNER_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Log format: text or json.
+    #[arg(long, global = true, env = "RUNNER_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
+    pub log_format: String,
     #[command(subcommand)]
     pub command: Command,
 }
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Run the daemon: consume the queues and run their jobs in plugins.
+    Serve(serve::ServeArgs),
     /// Run one job through a plugin, locally, and print what happened.
     Exec(Box<exec::ExecArgs>),
     /// Work with plugin components.
     #[command(subcommand)]
     Plugin(plugin::PluginCommand),
+    /// Enqueue a job (or many, from an NDJSON file); prints the job id.
+    Enqueue(queues::EnqueueArgs),
+    /// Show every queue with its jobs per state.
+    Queues(queues::QueuesArgs),
+    /// List a queue's jobs in one state, a page at a time.
+    Jobs(queues::JobsArgs),
+    /// Show one job as JSON, with its state.
+    Job(queues::JobArgs),
+    /// Retry a failed job, or every failed job of a queue.
+    Retry(queues::RetryArgs),
+    /// Pause a queue: its jobs wait until it is resumed.
+    Pause { queue: String },
+    /// Resume a paused queue.
+    Resume { queue: String },
+    /// Manage recurring schedules.
+    #[command(subcommand)]
+    Schedule(queues::ScheduleCommand),
 }
 
-pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+/// The config from `--config` (or none), with the environment's overrides.
+pub fn load_config(path: Option<&std::path::Path>) -> Result<Config> {
+    let mut config = match path {
+        Some(p) => Config::load(p)?,
+        None => Config::default(),
+    };
+    config.apply_env(|k| std::env::var(k).ok())?;
+    Ok(config)
+}
+
+pub async fn run(cli: Cli) -> Result<ExitCode> {
+    let config_path = cli.config.clone();
     match cli.command {
-        Command::Exec(args) => exec::run(*args).await,
+        Command::Serve(args) => serve::run(args, config_path).await,
+        Command::Exec(args) => exec::run(*args, config_path.as_deref()).await,
         Command::Plugin(cmd) => plugin::run(cmd).await,
+        Command::Enqueue(args) => queues::enqueue(args, &load_config(config_path.as_deref())?).await,
+        Command::Queues(args) => queues::queues(args, &load_config(config_path.as_deref())?).await,
+        Command::Jobs(args) => queues::jobs(args, &load_config(config_path.as_deref())?).await,
+        Command::Job(args) => queues::job(args, &load_config(config_path.as_deref())?).await,
+        Command::Retry(args) => queues::retry(args, &load_config(config_path.as_deref())?).await,
+        Command::Pause { queue } => queues::pause(&queue, true, &load_config(config_path.as_deref())?).await,
+        Command::Resume { queue } => queues::pause(&queue, false, &load_config(config_path.as_deref())?).await,
+        Command::Schedule(cmd) => queues::schedule(cmd, &load_config(config_path.as_deref())?).await,
     }
 }
 
@@ -38,4 +89,22 @@ pub(crate) fn key_value(s: &str) -> Result<(String, String), String> {
         .filter(|(k, _)| !k.is_empty())
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .ok_or_else(|| format!("`{s}` is not KEY=VALUE"))
+}
+
+/// Connects to the daemon's Redis: `REDIS_URL` (or the config's), else the
+/// embedded one that `runner serve` recorded in the state directory.
+pub(crate) async fn connect(config: &Config) -> Result<crate::queue::Connection> {
+    let url = match &config.redis.url {
+        Some(url) => url.clone(),
+        None => {
+            let file = crate::daemon::embedded::url_file(&config.runner.state_dir);
+            std::fs::read_to_string(&file).map(|s| s.trim().to_string()).with_context(|| {
+                format!(
+                    "no Redis to talk to: set REDIS_URL, or start `runner serve` (which runs its own Redis and records it in {})",
+                    file.display()
+                )
+            })?
+        }
+    };
+    crate::queue::Connection::connect(&url).await
 }

@@ -119,7 +119,16 @@ impl Plugin {
     /// Runs one attempt of `job` and reports what happened. Never fails:
     /// every failure is an outcome.
     pub async fn run(&self, job: &JobInput) -> Report {
-        let limits = self.context.limits.clone();
+        self.run_with_timeout(job, None).await
+    }
+
+    /// As `run`, with the job's own timeout when it is shorter than the
+    /// plugin's (a job cannot lengthen what the operator allowed).
+    pub async fn run_with_timeout(&self, job: &JobInput, job_timeout: Option<Duration>) -> Report {
+        let mut limits = self.context.limits.clone();
+        if let Some(t) = job_timeout {
+            limits.timeout = limits.timeout.min(t);
+        }
         let mut store = new_store(&self.engine, self.context.clone(), job.queue.clone(), limits.timeout);
         let wit_job = v0_1::jobrunner::plugin::types::Job {
             id: job.id.clone(),

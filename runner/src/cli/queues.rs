@@ -1,0 +1,346 @@
+//! The queue commands: `enqueue` (one job, or many from NDJSON with a
+//! progress bar), `queues`, `jobs`, `job`, `retry`, `pause`, `resume` and
+//! `schedule add|list|remove`. They talk to the daemon's Redis.
+
+use crate::config::Config;
+use crate::queue::{JobOptions, NewJob, Queue, Schedule, State, Timing};
+use anyhow::{Context, Result, anyhow, bail};
+use clap::{Args, Subcommand};
+use std::io::BufRead;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+fn duration(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s).map_err(|e| format!("`{s}`: {e} (write e.g. 500ms, 30s, 10m)"))
+}
+
+#[derive(Debug, Args)]
+pub struct EnqueueArgs {
+    pub queue: String,
+    #[arg(value_name = "TYPE")]
+    pub job_type: String,
+    /// The payload, as JSON.
+    #[arg(long, required_unless_present = "file", conflicts_with = "file")]
+    pub payload: Option<String>,
+    /// Enqueue every line of an NDJSON file: `{"payload": ..., "id"?: ..., "options"?: {...}}`.
+    #[arg(long)]
+    pub file: Option<PathBuf>,
+    /// Run no sooner than this, e.g. 500ms, 30s, 10m.
+    #[arg(long, value_parser = duration)]
+    pub delay: Option<Duration>,
+    /// 0 to 4000; higher runs first.
+    #[arg(long)]
+    pub priority: Option<u32>,
+    /// Attempts allowed in all.
+    #[arg(long)]
+    pub attempts: Option<u32>,
+    /// The job id (enqueueing an existing id changes nothing).
+    #[arg(long)]
+    pub id: Option<String>,
+}
+
+fn options_from(args: &EnqueueArgs, base: JobOptions) -> JobOptions {
+    let mut o = base;
+    if let Some(d) = args.delay {
+        o.delay_ms = d.as_millis() as u64;
+    }
+    if let Some(p) = args.priority {
+        o.priority = p;
+    }
+    if let Some(a) = args.attempts {
+        o.attempts = a;
+    }
+    o
+}
+
+/// The bulk file's lines.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Line {
+    payload: serde_json::Value,
+    id: Option<String>,
+    #[serde(default)]
+    options: Option<JobOptions>,
+}
+
+pub async fn enqueue(args: EnqueueArgs, config: &Config) -> Result<ExitCode> {
+    let queue = Queue::new(super::connect(config).await?, &args.queue)?;
+    if let Some(payload) = &args.payload {
+        serde_json::from_str::<serde_json::Value>(payload).context("--payload is not valid JSON")?;
+        let job = NewJob {
+            id: args.id.clone(),
+            job_type: args.job_type.clone(),
+            payload: payload.clone(),
+            options: options_from(&args, JobOptions::default()),
+        };
+        let e = queue.enqueue(job).await?;
+        println!("{}", e.id);
+        if !e.created {
+            eprintln!("note: job {} existed already ({}); nothing was changed", e.id, e.state);
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    let path = args.file.clone().expect("clap requires --payload or --file");
+    let file = std::fs::File::open(&path).with_context(|| format!("cannot read {}", path.display()))?;
+    let total = std::fs::metadata(&path)?.len();
+    let bar = indicatif::ProgressBar::new(total).with_style(
+        indicatif::ProgressStyle::with_template("{bar:40} {bytes}/{total_bytes} {msg}").expect("a valid template"),
+    );
+    let (mut created, mut existed, mut batch, mut read) = (0u64, 0u64, Vec::new(), 0u64);
+    for (n, line) in std::io::BufReader::new(file).lines().enumerate() {
+        let line = line?;
+        read += line.len() as u64 + 1;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let l: Line = serde_json::from_str(&line).map_err(|e| anyhow!("{} line {}: {e}", path.display(), n + 1))?;
+        batch.push(NewJob {
+            id: l.id,
+            job_type: args.job_type.clone(),
+            payload: l.payload.to_string(),
+            options: options_from(&args, l.options.unwrap_or_default()),
+        });
+        if batch.len() == 10_000 {
+            let out = queue
+                .enqueue_bulk(std::mem::take(&mut batch))
+                .await
+                .with_context(|| format!("before {} line {}", path.display(), n + 2))?;
+            created += out.iter().filter(|e| e.created).count() as u64;
+            existed += out.iter().filter(|e| !e.created).count() as u64;
+            bar.set_position(read);
+            bar.set_message(format!("{created} jobs"));
+        }
+    }
+    let out = queue.enqueue_bulk(batch).await?;
+    created += out.iter().filter(|e| e.created).count() as u64;
+    existed += out.iter().filter(|e| !e.created).count() as u64;
+    bar.finish_and_clear();
+    println!(
+        "enqueued {created} jobs to {}{}",
+        args.queue,
+        if existed > 0 { format!(" ({existed} existed already)") } else { String::new() }
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+#[derive(Debug, Args)]
+pub struct QueuesArgs {
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub async fn queues(args: QueuesArgs, config: &Config) -> Result<ExitCode> {
+    let conn = super::connect(config).await?;
+    let mut rows = Vec::new();
+    for name in Queue::names(&conn).await? {
+        let counts = Queue::new(conn.clone(), &name)?.counts().await?;
+        rows.push((name, counts));
+    }
+    if args.json {
+        let v: serde_json::Map<String, serde_json::Value> =
+            rows.into_iter().map(|(n, c)| (n, serde_json::to_value(c).expect("counts serialise"))).collect();
+        println!("{}", serde_json::to_string_pretty(&v)?);
+    } else {
+        println!(
+            "{:<24} {:>9} {:>9} {:>9} {:>10} {:>9}",
+            "QUEUE", "WAITING", "DELAYED", "ACTIVE", "COMPLETED", "FAILED"
+        );
+        for (n, c) in rows {
+            let name = if c.paused { format!("{n} (paused)") } else { n };
+            println!(
+                "{name:<24} {:>9} {:>9} {:>9} {:>10} {:>9}",
+                c.waiting, c.delayed, c.active, c.completed, c.failed
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+#[derive(Debug, Args)]
+pub struct JobsArgs {
+    pub queue: String,
+    /// waiting, delayed, active, completed or failed.
+    #[arg(long, default_value = "waiting")]
+    pub state: String,
+    #[arg(long, default_value_t = 0)]
+    pub offset: u64,
+    #[arg(long, default_value_t = 20)]
+    pub limit: u64,
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub async fn jobs(args: JobsArgs, config: &Config) -> Result<ExitCode> {
+    let state = State::parse(&args.state)
+        .ok_or_else(|| anyhow!("--state `{}`: use waiting, delayed, active, completed or failed", args.state))?;
+    let queue = Queue::new(super::connect(config).await?, &args.queue)?;
+    let page = queue.list(state, args.offset, args.limit).await?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&page)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    for j in &page {
+        let last_error = j
+            .errors
+            .last()
+            .map(|e| format!("  last error: {}", e.error.lines().next().unwrap_or("")))
+            .unwrap_or_default();
+        println!("{}  {}  attempts {}/{}{}", j.id, j.job_type, j.attempts_made, j.options.attempts, last_error);
+    }
+    if page.len() as u64 == args.limit.clamp(1, 1000) {
+        println!("(more: --offset {})", args.offset + page.len() as u64);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+#[derive(Debug, Args)]
+pub struct JobArgs {
+    pub queue: String,
+    pub id: String,
+}
+
+pub async fn job(args: JobArgs, config: &Config) -> Result<ExitCode> {
+    let queue = Queue::new(super::connect(config).await?, &args.queue)?;
+    match queue.get(&args.id).await? {
+        Some(j) => {
+            println!("{}", serde_json::to_string_pretty(&j)?);
+            Ok(ExitCode::SUCCESS)
+        }
+        None => bail!("no job `{}` in queue {}", args.id, args.queue),
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct RetryArgs {
+    pub queue: String,
+    #[arg(required_unless_present = "all_failed", conflicts_with = "all_failed")]
+    pub id: Option<String>,
+    /// Retry every failed job of the queue.
+    #[arg(long)]
+    pub all_failed: bool,
+}
+
+pub async fn retry(args: RetryArgs, config: &Config) -> Result<ExitCode> {
+    let queue = Queue::new(super::connect(config).await?, &args.queue)?;
+    if args.all_failed {
+        println!("retried {} jobs", queue.retry_all_failed().await?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let id = args.id.expect("clap requires an id or --all-failed");
+    match queue.retry(&id).await?.as_str() {
+        "waiting" => {
+            println!("{id} is waiting again");
+            Ok(ExitCode::SUCCESS)
+        }
+        "missing" => bail!("no job `{id}` in queue {}", args.queue),
+        state => bail!("job `{id}` is {state}, not failed"),
+    }
+}
+
+pub async fn pause(name: &str, pause: bool, config: &Config) -> Result<ExitCode> {
+    let queue = Queue::new(super::connect(config).await?, name)?;
+    if pause {
+        queue.pause().await?;
+        println!("{name} paused");
+    } else {
+        queue.resume().await?;
+        println!("{name} resumed");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ScheduleCommand {
+    /// Create or replace a schedule.
+    Add {
+        queue: String,
+        id: String,
+        #[arg(value_name = "TYPE")]
+        job_type: String,
+        #[arg(long, default_value = "{}")]
+        payload: String,
+        /// A cron expression (5 fields, or 6 with seconds first).
+        #[arg(long, conflicts_with = "every", required_unless_present = "every")]
+        cron: Option<String>,
+        /// The time zone of --cron, e.g. Europe/Paris.
+        #[arg(long, default_value = "UTC")]
+        tz: String,
+        /// A fixed interval, e.g. 30s or 1h.
+        #[arg(long, value_parser = duration)]
+        every: Option<Duration>,
+        #[arg(long)]
+        attempts: Option<u32>,
+    },
+    /// List schedules (of one queue, or of all).
+    List {
+        queue: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove a schedule.
+    Remove { queue: String, id: String },
+}
+
+pub async fn schedule(cmd: ScheduleCommand, config: &Config) -> Result<ExitCode> {
+    let conn = super::connect(config).await?;
+    match cmd {
+        ScheduleCommand::Add { queue, id, job_type, payload, cron, tz, every, attempts } => {
+            let payload: serde_json::Value = serde_json::from_str(&payload).context("--payload is not valid JSON")?;
+            let timing = match (cron, every) {
+                (Some(expr), _) => Timing::Cron { expr, tz },
+                (None, Some(every)) => Timing::Every { every_ms: every.as_millis() as u64 },
+                (None, None) => bail!("give --cron or --every"),
+            };
+            let mut options = JobOptions::default();
+            if let Some(a) = attempts {
+                options.attempts = a;
+            }
+            let info =
+                Queue::new(conn, &queue)?.upsert_schedule(&Schedule { id, job_type, payload, options, timing }).await?;
+            println!("{} next runs at {}", info.schedule.id, format_ms(info.next_run_ms));
+        }
+        ScheduleCommand::List { queue, json } => {
+            let names = match queue {
+                Some(q) => vec![q],
+                None => Queue::names(&conn).await?,
+            };
+            let mut all = Vec::new();
+            for n in names {
+                for s in Queue::new(conn.clone(), &n)?.list_schedules().await? {
+                    all.push((n.clone(), s));
+                }
+            }
+            if json {
+                let v: Vec<_> = all.iter().map(|(q, s)| serde_json::json!({"queue": q, "schedule": s})).collect();
+                println!("{}", serde_json::to_string_pretty(&v)?);
+            } else {
+                for (q, s) in all {
+                    let when = match &s.schedule.timing {
+                        Timing::Cron { expr, tz } => format!("cron `{expr}` ({tz})"),
+                        Timing::Every { every_ms } => {
+                            format!("every {}", humantime::format_duration(Duration::from_millis(*every_ms)))
+                        }
+                    };
+                    println!(
+                        "{q}  {}  {}  {when}  next {}",
+                        s.schedule.id,
+                        s.schedule.job_type,
+                        format_ms(s.next_run_ms)
+                    );
+                }
+            }
+        }
+        ScheduleCommand::Remove { queue, id } => {
+            if !Queue::new(conn, &queue)?.remove_schedule(&id).await? {
+                bail!("no schedule `{id}` in queue {queue}");
+            }
+            println!("removed {id}");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn format_ms(ms: u64) -> String {
+    humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + Duration::from_millis(ms)).to_string()
+}

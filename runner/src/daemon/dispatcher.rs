@@ -1,0 +1,238 @@
+//! One queue's dispatcher: takes jobs as slots free up, runs each on the
+//! plugin that handles its type, and records the outcome.
+//!
+//! Duties, per job:
+//! 1. find the plugin for its type; with none, the job is retried under its
+//!    backoff and fails with "no plugin handles type X" once its attempts
+//!    run out (so a job sent before its plugin is deployed is not lost);
+//! 2. extend the job's lease every third of it while the plugin runs;
+//! 3. on success, enqueue the follow-up jobs first and complete the job
+//!    after (at least once: a crash between the two re-runs the job, and the
+//!    follow-ups' ids de-duplicate what was already enqueued);
+//! 4. on failure, record it: retry with backoff, retry after a delay, or
+//!    fail for good; a fault is a failed attempt, retried;
+//! 5. on shutdown, stop taking jobs; jobs still running when the grace
+//!    period ends are cancelled and put back on the queue, unspent.
+
+use crate::daemon::Shared;
+use crate::job::{JobInput, Outcome, Report};
+use crate::queue::{Completion, Consumer, Failure, Leased, NewJob, Queue};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+/// How long an idle dispatcher waits before it looks again on its own (a
+/// safety net: wake-ups normally come at once).
+const IDLE_WAIT: Duration = Duration::from_secs(2);
+/// Backoff after a failed fetch (Redis away): retried until it comes back.
+const ERROR_BACKOFF: Duration = Duration::from_millis(500);
+/// Error messages are stored with the attempt; a backtrace beyond this is cut.
+const MAX_ERROR_LEN: usize = 8 * 1024;
+
+pub async fn run(
+    shared: Arc<Shared>,
+    queue: Queue,
+    concurrency: usize,
+    stop_fetching: CancellationToken,
+    cancel_jobs: CancellationToken,
+) {
+    let consumer = Consumer::new(queue.clone());
+    let slots = Arc::new(Semaphore::new(concurrency));
+    let mut running = JoinSet::new();
+    loop {
+        while running.try_join_next().is_some() {}
+        let first = tokio::select! {
+            p = slots.clone().acquire_owned() => p.expect("the semaphore is never closed"),
+            _ = stop_fetching.cancelled() => break,
+        };
+        let free = slots.available_permits() + 1;
+        let batch = tokio::select! {
+            b = consumer.next(free, shared.lease, IDLE_WAIT) => b,
+            _ = stop_fetching.cancelled() => break,
+        };
+        let jobs = match batch {
+            Ok(jobs) => jobs,
+            Err(e) => {
+                tracing::warn!(queue = queue.name(), error = %format!("{e:#}"), "cannot fetch jobs; retrying");
+                tokio::time::sleep(ERROR_BACKOFF).await;
+                continue;
+            }
+        };
+        let mut first = Some(first);
+        for leased in jobs {
+            let permit = match first.take() {
+                Some(p) => p,
+                None => slots.clone().acquire_owned().await.expect("the semaphore is never closed"),
+            };
+            let (shared, queue, cancel) = (shared.clone(), queue.clone(), cancel_jobs.clone());
+            let span = tracing::info_span!("job", id = %leased.id, r#type = %leased.spec.job_type, queue = queue.name(), attempt = leased.attempt);
+            running.spawn(
+                async move {
+                    run_job(&shared, &queue, leased, &cancel).await;
+                    drop(permit);
+                }
+                .instrument(span),
+            );
+        }
+    }
+    // Stop fetching; let the jobs in flight finish (or be cancelled when
+    // the daemon's grace period ends, which cancels `cancel_jobs`).
+    while running.join_next().await.is_some() {}
+}
+
+async fn run_job(shared: &Shared, queue: &Queue, leased: Leased, cancel: &CancellationToken) {
+    let job_type = leased.spec.job_type.clone();
+    let Some(plugin) = shared.registry.get(&job_type) else {
+        let reason = format!("no plugin handles type `{job_type}`");
+        tracing::warn!("{reason}");
+        record_failure(queue, &leased, Failure::Retry(reason), None).await;
+        return;
+    };
+    let input = JobInput {
+        id: leased.id.clone(),
+        queue: queue.name().to_string(),
+        job_type,
+        payload: leased.spec.payload.get().to_string(),
+        attempt: leased.attempt,
+        max_attempts: leased.spec.opts.attempts,
+        enqueued_at_ms: leased.spec.created_at,
+    };
+    let extender = tokio::spawn(extend_lease(queue.clone(), leased.id.clone(), leased.token.clone(), shared.lease));
+    let timeout = leased.spec.opts.timeout_ms.map(Duration::from_millis);
+    let report = tokio::select! {
+        r = plugin.run_with_timeout(&input, timeout) => r,
+        _ = cancel.cancelled() => {
+            extender.abort();
+            match queue.release(&leased.id, &leased.token).await {
+                Ok(true) => tracing::info!("cancelled by shutdown; put back on the queue"),
+                Ok(false) => tracing::warn!("cancelled by shutdown; the lease had already expired"),
+                Err(e) => tracing::warn!(error = %format!("{e:#}"), "cancelled by shutdown; could not put it back (its lease will expire and it will run again)"),
+            }
+            return;
+        }
+    };
+    extender.abort();
+    let log = serde_json::to_string(&report.log).ok();
+    let outcome_name = match &report.outcome {
+        Outcome::Completed { .. } => "completed",
+        Outcome::Retry { .. } => "retry",
+        Outcome::RetryAfter { .. } => "retry_after",
+        Outcome::Permanent { .. } => "permanent",
+        Outcome::Fault(_) => "fault",
+    };
+    // Every completion at `info` would drown a busy runner's log; failures
+    // are what an operator reads.
+    let ms = report.duration.as_secs_f64() * 1e3;
+    match &report.outcome {
+        Outcome::Completed { .. } => tracing::debug!(outcome = outcome_name, ms, "job finished"),
+        Outcome::Fault(f) => tracing::warn!(outcome = outcome_name, ms, fault = %f, "job failed"),
+        other => tracing::info!(outcome = outcome_name, ms, reason = other.reason().unwrap_or_default(), "job failed"),
+    }
+    match report.outcome.clone() {
+        Outcome::Completed { output } => complete(shared, queue, &leased, &report, output, log).await,
+        Outcome::Retry { message } => {
+            record_failure(queue, &leased, Failure::Retry(message), Some((&report, log))).await
+        }
+        Outcome::RetryAfter { delay, message } => {
+            record_failure(queue, &leased, Failure::RetryAfter(delay, message), Some((&report, log))).await
+        }
+        Outcome::Permanent { message } => {
+            record_failure(queue, &leased, Failure::Permanent(message), Some((&report, log))).await
+        }
+        Outcome::Fault(f) => {
+            let mut message = f.to_string();
+            if let Some(bt) = &f.backtrace {
+                message.push('\n');
+                message.push_str(bt);
+            }
+            message.truncate(MAX_ERROR_LEN);
+            record_failure(queue, &leased, Failure::Retry(message), Some((&report, log))).await
+        }
+    }
+}
+
+async fn complete(
+    shared: &Shared,
+    queue: &Queue,
+    leased: &Leased,
+    report: &Report,
+    output: Option<serde_json::Value>,
+    log: Option<String>,
+) {
+    // Follow-ups first, grouped by queue, one bulk call per queue.
+    let mut by_queue: BTreeMap<&str, Vec<NewJob>> = BTreeMap::new();
+    for f in &report.follow_ups {
+        let options = crate::queue::JobOptions {
+            delay_ms: f.delay_ms.unwrap_or(0),
+            priority: f.priority.unwrap_or(0).min(crate::queue::options::MAX_PRIORITY),
+            attempts: f.max_attempts.unwrap_or(crate::queue::JobOptions::default().attempts),
+            ..Default::default()
+        };
+        by_queue.entry(f.queue.as_str()).or_default().push(NewJob {
+            id: Some(f.id.clone()),
+            job_type: f.job_type.clone(),
+            payload: f.payload.to_string(),
+            options,
+        });
+    }
+    for (name, jobs) in by_queue {
+        let result = match Queue::new(shared.connection.clone(), name) {
+            Ok(q) => q.enqueue_bulk(jobs).await.map(drop),
+            Err(e) => Err(e),
+        };
+        if let Err(e) = result {
+            let reason = format!("the job succeeded but its follow-up jobs could not be enqueued to `{name}`: {e:#}");
+            tracing::warn!("{reason}");
+            record_failure(queue, leased, Failure::Retry(reason), None).await;
+            return;
+        }
+    }
+    let done = Completion {
+        id: leased.id.clone(),
+        token: leased.token.clone(),
+        result: output.map(|o| o.to_string()),
+        progress: report.progress,
+        log,
+    };
+    match queue.complete(&[done], leased.spec.opts.keep_completed).await {
+        Ok(ok) if ok == [true] => {}
+        Ok(_) => tracing::warn!("completed, but the lease had expired: another runner owns the job now"),
+        Err(e) => {
+            tracing::warn!(error = %format!("{e:#}"), "could not record completion; the lease will expire and the job run again")
+        }
+    }
+}
+
+async fn record_failure(queue: &Queue, leased: &Leased, failure: Failure, report: Option<(&Report, Option<String>)>) {
+    let (progress, log) = match report {
+        Some((r, log)) => (r.progress, log),
+        None => (None, None),
+    };
+    match queue.fail(&leased.id, &leased.token, &failure, progress, log).await {
+        Ok(after) => tracing::debug!(?after, "failure recorded"),
+        Err(e) => {
+            tracing::warn!(error = %format!("{e:#}"), "could not record the failure; the lease will expire and the job run again")
+        }
+    }
+}
+
+/// Extends the lease every third of it, until aborted or the lease is lost.
+async fn extend_lease(queue: Queue, id: String, token: String, lease: Duration) {
+    let pair = [(id, token)];
+    loop {
+        tokio::time::sleep(lease / 3).await;
+        match queue.extend(&pair, lease).await {
+            Ok(held) if held == [true] => {}
+            Ok(_) => {
+                tracing::warn!("lost the lease (it expired); the outcome of this attempt will be refused");
+                return;
+            }
+            // Redis away: try again next time; the lease still has two thirds left.
+            Err(e) => tracing::warn!(error = %format!("{e:#}"), "cannot extend the lease"),
+        }
+    }
+}

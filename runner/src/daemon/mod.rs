@@ -1,0 +1,198 @@
+//! `runner serve`: the daemon that joins the queues and the plugin host.
+//!
+//! Duties:
+//! 1. connect to Redis: the configured one, or an embedded `redis-server`;
+//! 2. load every plugin in the plugins folder, and reload on change
+//!    (`watcher`, `registry`): a broken version leaves the old one serving;
+//! 3. run one dispatcher per consumed queue (`dispatcher`), and fire the
+//!    queues' recurring schedules;
+//! 4. on shutdown: stop fetching, let jobs in flight finish until the grace
+//!    deadline, cancel and put back the rest, then stop the embedded Redis.
+//!
+//! Layout: `embedded` (the embedded Redis), `registry`, `watcher`,
+//! `dispatcher`.
+
+pub mod dispatcher;
+pub mod embedded;
+pub mod registry;
+pub mod watcher;
+
+use crate::cache::{Cache, RedisCache};
+use crate::config::Config;
+use crate::host::{EngineOptions, Host, HostOptions, Services};
+use crate::mail::Mailer;
+use crate::queue::{Connection, Queue};
+use anyhow::{Context, Result};
+use registry::Registry;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+/// What every dispatcher shares.
+pub struct Shared {
+    pub registry: Registry,
+    pub connection: Connection,
+    pub lease: Duration,
+    pub host: Host,
+    pub config: RwLock<Arc<Config>>,
+}
+
+/// The `.wasm` files directly in `dir`.
+fn plugin_files(dir: &Path) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.filter_map(|e| e.ok()).map(|e| e.path()).filter(|p| p.extension().is_some_and(|x| x == "wasm")).collect()
+        })
+        .unwrap_or_default();
+    files.sort();
+    files
+}
+
+/// Runs the daemon until `shutdown` resolves. `config_file` is watched for
+/// changes to plugins' grants and limits.
+pub async fn serve(config: Config, config_file: Option<PathBuf>, shutdown: impl Future<Output = ()>) -> Result<()> {
+    let state_dir = config.runner.state_dir.clone();
+    std::fs::create_dir_all(&state_dir)
+        .with_context(|| format!("cannot create the state directory {}", state_dir.display()))?;
+    let mut embedded = match &config.redis.url {
+        Some(_) => None,
+        None => Some(embedded::EmbeddedRedis::start(&state_dir, config.redis.embedded_port)?),
+    };
+    let url = match (&config.redis.url, &embedded) {
+        (Some(url), _) => url.clone(),
+        (None, Some(e)) => e.url.clone(),
+        (None, None) => unreachable!("an embedded Redis was started"),
+    };
+    let connection = Connection::connect(&url).await?;
+    tracing::info!(redis = %crate::queue::connection::redact(&url), cluster = connection.is_cluster(), "connected to Redis");
+
+    let host = Host::new(
+        HostOptions {
+            engine: EngineOptions { max_instances: config.engine.max_instances, ..Default::default() },
+            compile_cache_dir: config.compile_cache_dir(),
+        },
+        Services {
+            cache: Cache::Redis(Box::new(RedisCache::new(connection.clone()))),
+            mailer: Mailer::from_config(&config)?,
+        },
+    )?;
+    let plugins_dir = config.runner.plugins_dir.clone();
+    if !plugins_dir.exists() {
+        std::fs::create_dir_all(&plugins_dir)
+            .with_context(|| format!("cannot create the plugins folder {}", plugins_dir.display()))?;
+        tracing::warn!(dir = %plugins_dir.display(), "the plugins folder was empty; created it");
+    }
+    // Absolute, so that the watcher's paths and the first scan's agree.
+    let plugins_dir = plugins_dir.canonicalize().with_context(|| format!("cannot read {}", plugins_dir.display()))?;
+    let shared = Arc::new(Shared {
+        registry: Registry::default(),
+        connection: connection.clone(),
+        lease: config.runner.lease,
+        host,
+        config: RwLock::new(Arc::new(config.clone())),
+    });
+    for file in plugin_files(&plugins_dir) {
+        // A broken plugin is reported, not fatal: the others still serve.
+        let _ = shared.registry.load(&shared.host, &config, &file).await;
+    }
+
+    let (_watcher, mut changes) = watcher::watch(&plugins_dir, config_file.as_deref())
+        .with_context(|| format!("cannot watch {}", plugins_dir.display()))?;
+    let reloader = {
+        let shared = shared.clone();
+        let config_file = config_file.clone();
+        // The folder watched is the one the daemon started with; changing
+        // `plugins_dir` takes a restart.
+        let plugins_dir = plugins_dir.clone();
+        tokio::spawn(async move {
+            while let Some(change) = changes.recv().await {
+                match change {
+                    watcher::Change::Plugins(files) => {
+                        let config = shared.config.read().unwrap().clone();
+                        for file in files {
+                            if file.exists() {
+                                let _ = shared.registry.load(&shared.host, &config, &file).await;
+                            } else {
+                                shared.registry.remove(&file);
+                            }
+                        }
+                    }
+                    watcher::Change::Config => {
+                        let Some(path) = &config_file else { continue };
+                        let mut fresh = match Config::load(path) {
+                            Ok(c) => c,
+                            Err(e) => {
+                                tracing::error!(error = %format!("{e:#}"), "the changed config is invalid; keeping the previous one");
+                                continue;
+                            }
+                        };
+                        if let Err(e) = fresh.apply_env(|k| std::env::var(k).ok()) {
+                            tracing::error!(error = %format!("{e:#}"), "the environment overrides are invalid");
+                            continue;
+                        }
+                        tracing::info!("config changed: reloading plugins with their new grants and limits");
+                        let fresh = Arc::new(fresh);
+                        *shared.config.write().unwrap() = fresh.clone();
+                        for file in plugin_files(&plugins_dir) {
+                            let _ = shared.registry.load(&shared.host, &fresh, &file).await;
+                        }
+                    }
+                }
+            }
+        })
+    };
+
+    let stop_fetching = CancellationToken::new();
+    let cancel_jobs = CancellationToken::new();
+    let mut dispatchers = tokio::task::JoinSet::new();
+    for (name, q) in config.consumed_queues() {
+        let queue = Queue::new(connection.clone(), &name)?;
+        tracing::info!(queue = %name, concurrency = q.concurrency, "consuming");
+        dispatchers.spawn(dispatcher::run(
+            shared.clone(),
+            queue.clone(),
+            q.concurrency,
+            stop_fetching.clone(),
+            cancel_jobs.clone(),
+        ));
+        dispatchers.spawn(fire_schedules(queue, stop_fetching.clone()));
+    }
+
+    shutdown.await;
+    tracing::info!(grace = ?config.runner.shutdown_grace, "shutting down: no new jobs; waiting for jobs in flight");
+    stop_fetching.cancel();
+    reloader.abort();
+    let drained =
+        tokio::time::timeout(config.runner.shutdown_grace, async { while dispatchers.join_next().await.is_some() {} })
+            .await;
+    if drained.is_err() {
+        tracing::warn!("grace period over: cancelling the jobs still running and putting them back");
+        cancel_jobs.cancel();
+        while dispatchers.join_next().await.is_some() {}
+    }
+    if let Some(e) = embedded.as_mut() {
+        e.stop();
+    }
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Fires the queue's due schedule ticks, sleeping until the next one.
+async fn fire_schedules(queue: Queue, stop: CancellationToken) {
+    loop {
+        let wait = match queue.fire_due_schedules().await {
+            Ok((_, next)) => {
+                next.unwrap_or(Duration::from_secs(1)).clamp(Duration::from_millis(1), Duration::from_secs(1))
+            }
+            Err(e) => {
+                tracing::warn!(queue = queue.name(), error = %format!("{e:#}"), "cannot fire schedules");
+                Duration::from_secs(1)
+            }
+        };
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = stop.cancelled() => return,
+        }
+    }
+}

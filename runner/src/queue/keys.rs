@@ -1,0 +1,72 @@
+//! The Redis key layout of one queue. Every key carries the queue's name as
+//! a hash tag, `{NAME}`, so a queue lives in one Redis Cluster slot and each
+//! script, which always declares all of these keys, touches one slot.
+//!
+//! See `docs/queue-protocol.md` for what each key holds.
+
+/// The prefix of every key the runner writes.
+pub const PREFIX: &str = "jr";
+
+/// The names of the fixed keys, in the order the scripts expect them.
+pub const NAMES: [&str; 24] = [
+    "meta",
+    "wait",
+    "delayed",
+    "active",
+    "completed",
+    "failed",
+    "specs",
+    "attempts",
+    "tokens",
+    "created",
+    "results",
+    "errors",
+    "logs",
+    "progress",
+    "stalls",
+    "prios",
+    "events",
+    "rl",
+    "schedules",
+    "schedule_next",
+    "groups",
+    "gvt",
+    "grl",
+    "gscore",
+];
+
+#[derive(Debug, Clone)]
+pub struct Keys {
+    pub all: Vec<String>,
+    /// The pub/sub channel that wakes idle workers of this queue.
+    pub wake_channel: String,
+}
+
+impl Keys {
+    pub fn new(queue: &str) -> Keys {
+        Keys {
+            all: NAMES.iter().map(|n| format!("{PREFIX}:{{{queue}}}:{n}")).collect(),
+            wake_channel: format!("{PREFIX}:{{{queue}}}:wake"),
+        }
+    }
+
+    pub fn get(&self, name: &str) -> &str {
+        let i = NAMES.iter().position(|n| *n == name).expect("a known key name");
+        &self.all[i]
+    }
+}
+
+/// The set of queue names, kept so that `runner queues` can list them
+/// without scanning the keyspace.
+pub const REGISTRY: &str = "jr:queues";
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn keys_share_the_hash_tag() {
+        let k = super::Keys::new("emails");
+        assert_eq!(k.get("wait"), "jr:{emails}:wait");
+        assert!(k.all.iter().all(|key| key.contains("{emails}")));
+        assert_eq!(k.wake_channel, "jr:{emails}:wake");
+    }
+}

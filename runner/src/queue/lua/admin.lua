@@ -1,0 +1,80 @@
+-- Operations on one job or the whole queue. ARGV: operation, wake channel, ...
+--   retry ID            a failed job back to waiting, with its attempts reset
+--   retry_failed LIMIT  up to LIMIT failed jobs back to waiting; returns how many
+--   remove ID           removes a job in any state (a worker holding it is refused at ack)
+--   promote ID          a delayed job runs now
+--   pause | resume
+--   drain LIMIT         removes up to LIMIT waiting and delayed jobs; returns how many
+--   clean SET AGE LIMIT removes up to LIMIT completed or failed jobs finished AGE ms ago or more
+--   rate_limit MAX WINDOW_MS   at most MAX jobs per window (MAX 0: no limit)
+--   group_rate_limit MAX WINDOW_MS   the same, per group
+local op, channel = ARGV[1], ARGV[2]
+local now = now_ms()
+
+-- A failed job back to waiting, with its attempts and result reset.
+local function requeue_failed(id)
+  redis.call('ZREM', K.failed, id)
+  redis.call('HSET', K.attempts, id, 0)
+  redis.call('HDEL', K.results, id)
+  push_wait(id)
+end
+
+if op == 'retry' then
+  local id = ARGV[3]
+  if not redis.call('ZSCORE', K.failed, id) then return state_of(id) or 'missing' end
+  requeue_failed(id)
+  event('retried', id)
+  wake(channel)
+  return 'waiting'
+elseif op == 'retry_failed' then
+  local ids = redis.call('ZRANGE', K.failed, 0, tonumber(ARGV[3]) - 1)
+  for _, id in ipairs(ids) do requeue_failed(id) end
+  if #ids > 0 then event('retried', '*', 'count', #ids); wake(channel) end
+  return #ids
+elseif op == 'remove' then
+  local state = state_of(ARGV[3])
+  if not state then return 'missing' end
+  remove_job(ARGV[3])
+  event('removed', ARGV[3])
+  return state
+elseif op == 'promote' then
+  local id = ARGV[3]
+  if not redis.call('ZSCORE', K.delayed, id) then return state_of(id) or 'missing' end
+  redis.call('ZREM', K.delayed, id)
+  push_wait(id)
+  event('promoted', id)
+  wake(channel)
+  return 'waiting'
+elseif op == 'pause' then
+  redis.call('HSET', K.meta, 'paused', '1')
+  event('paused', '*')
+  return 'paused'
+elseif op == 'resume' then
+  redis.call('HSET', K.meta, 'paused', '0')
+  event('resumed', '*')
+  wake(channel)
+  return 'resumed'
+elseif op == 'drain' then
+  local limit, removed = tonumber(ARGV[3]), 0
+  for _, set in ipairs({ K.wait, K.delayed }) do
+    local ids = redis.call('ZRANGE', set, 0, limit - removed - 1)
+    purge(set, ids)
+    removed = removed + #ids
+    if removed >= limit then break end
+  end
+  return removed
+elseif op == 'clean' then
+  local set = K.completed
+  if ARGV[3] == 'failed' then set = K.failed end
+  local ids = redis.call('ZRANGEBYSCORE', set, '-inf', now - tonumber(ARGV[4]), 'LIMIT', 0, tonumber(ARGV[5]))
+  purge(set, ids)
+  return #ids
+elseif op == 'rate_limit' then
+  redis.call('HSET', K.meta, 'rl_max', ARGV[3], 'rl_window_ms', ARGV[4])
+  return 'ok'
+elseif op == 'group_rate_limit' then
+  redis.call('HSET', K.meta, 'grl_max', ARGV[3], 'grl_window_ms', ARGV[4])
+  if tonumber(ARGV[3]) == 0 then redis.call('DEL', K.grl) end
+  return 'ok'
+end
+return redis.error_reply('unknown operation ' .. tostring(op))

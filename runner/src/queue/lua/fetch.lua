@@ -1,0 +1,105 @@
+-- Takes up to `count` jobs under a lease. First puts back jobs whose lease
+-- expired (a stall, retried like a failure) and moves due delayed jobs to
+-- waiting. ARGV: count, lease ms, random in [0,1), wake channel.
+-- Returns: next-due delay ms (-1: none), rate-limit wait ms (0: none),
+-- then per job: id, token, attempt, spec JSON.
+local count, lease, rnd, channel = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4]
+local now = now_ms()
+
+local expired = redis.call('ZRANGEBYSCORE', K.active, '-inf', now, 'LIMIT', 0, 100)
+for _, id in ipairs(expired) do
+  redis.call('ZREM', K.active, id)
+  redis.call('HDEL', K.tokens, id)
+  redis.call('HINCRBY', K.stalls, id, 1)
+  local attempts = tonumber(redis.call('HGET', K.attempts, id) or '0')
+  event('stalled', id, 'attempts', attempts)
+  retry_or_fail(id, attempts, 'stalled', 0, 'stalled: the lease expired before the job finished (worker lost or too slow)', now, rnd, channel)
+end
+
+local due = redis.call('ZRANGEBYSCORE', K.delayed, '-inf', now, 'LIMIT', 0, 1000)
+for _, id in ipairs(due) do
+  redis.call('ZREM', K.delayed, id)
+  push_wait(id)
+end
+
+local out = { -1, 0 }
+local function next_due()
+  local d = redis.call('ZRANGE', K.delayed, 0, 0, 'WITHSCORES')
+  local a = redis.call('ZRANGE', K.active, 0, 0, 'WITHSCORES')
+  local best = -1
+  if d[2] then best = math.max(0, tonumber(d[2]) - now) end
+  if a[2] then
+    local w = math.max(0, tonumber(a[2]) - now)
+    if best < 0 or w < best then best = w end
+  end
+  return best
+end
+
+if count <= 0 or redis.call('HGET', K.meta, 'paused') == '1' then
+  out[1] = next_due()
+  return out
+end
+
+local limit_max = tonumber(redis.call('HGET', K.meta, 'rl_max') or '0')
+if limit_max > 0 then
+  local used = tonumber(redis.call('GET', K.rl) or '0')
+  if used >= limit_max then
+    out[1] = next_due()
+    out[2] = math.max(1, redis.call('PTTL', K.rl))
+    return out
+  end
+  count = math.min(count, limit_max - used)
+end
+
+-- Per-group rate limit: a job whose group has used its window waits it
+-- out in `delayed` (keeping its place in line for when it returns).
+local group_max = tonumber(redis.call('HGET', K.meta, 'grl_max') or '0')
+local group_window = tonumber(redis.call('HGET', K.meta, 'grl_window_ms') or '0')
+local function group_allows(id, score)
+  if group_max <= 0 then return true end
+  local group = redis.call('HGET', K.groups, id)
+  if not group then return true end
+  local start, used = 0, 0
+  local f = redis.call('HGET', K.grl, group)
+  if f then
+    local a, b = string.match(f, '^(%d+):(%d+)$')
+    start, used = tonumber(a), tonumber(b)
+  end
+  if now - start >= group_window then start, used = now, 0 end
+  if used >= group_max then
+    redis.call('HSET', K.gscore, id, score)
+    redis.call('ZADD', K.delayed, start + group_window, id)
+    event('group_limited', id, 'group', group)
+    return false
+  end
+  redis.call('HSET', K.grl, group, start .. ':' .. (used + 1))
+  return true
+end
+
+local taken, vt, budget = 0, tonumber(redis.call('HGET', K.meta, 'vt') or '0'), count * 10 + 100
+while taken < count and budget > 0 do
+  local popped = redis.call('ZPOPMIN', K.wait, count - taken)
+  if #popped == 0 then break end
+  for i = 1, #popped, 2 do
+    local id, score = popped[i], tonumber(popped[i + 1])
+    budget = budget - 1
+    vt = math.max(vt, score % SEQ_SPAN)
+    if group_allows(id, score) then
+      taken = taken + 1
+      local token = redis.call('HINCRBY', K.meta, 'token', 1)
+      redis.call('HSET', K.tokens, id, token)
+      local attempt = redis.call('HINCRBY', K.attempts, id, 1)
+      redis.call('ZADD', K.active, now + lease, id)
+      table.insert(out, id); table.insert(out, token); table.insert(out, attempt)
+      table.insert(out, redis.call('HGET', K.specs, id))
+    end
+  end
+end
+redis.call('HSET', K.meta, 'vt', vt)
+if limit_max > 0 and taken > 0 then
+  if redis.call('INCRBY', K.rl, taken) == taken then
+    redis.call('PEXPIRE', K.rl, tonumber(redis.call('HGET', K.meta, 'rl_window_ms')))
+  end
+end
+out[1] = next_due()
+return out

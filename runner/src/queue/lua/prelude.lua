@@ -1,0 +1,148 @@
+-- Shared by every queue script (concatenated in front of each one).
+-- KEYS are always the queue's fixed keys, in this order, so every script
+-- declares every key it may touch (Redis Cluster: one slot, via {queue}).
+local K = {
+  meta = KEYS[1], wait = KEYS[2], delayed = KEYS[3], active = KEYS[4],
+  completed = KEYS[5], failed = KEYS[6], specs = KEYS[7], attempts = KEYS[8],
+  tokens = KEYS[9], created = KEYS[10], results = KEYS[11], errors = KEYS[12],
+  logs = KEYS[13], progress = KEYS[14], stalls = KEYS[15], prios = KEYS[16],
+  events = KEYS[17], rl = KEYS[18], schedules = KEYS[19], schedule_next = KEYS[20],
+  groups = KEYS[21], gvt = KEYS[22], grl = KEYS[23], gscore = KEYS[24],
+}
+local ALL_STATES = { K.wait, K.delayed, K.active, K.completed, K.failed }
+local PER_JOB = { K.specs, K.attempts, K.tokens, K.created, K.results, K.errors,
+                  K.logs, K.progress, K.stalls, K.prios, K.groups, K.gscore }
+
+-- The server's clock, so runners with skewed clocks agree.
+local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+
+-- The events stream is capped (approximately, which is O(1)).
+local EVENTS_MAXLEN = 10000
+local function event(name, id, ...)
+  redis.call('XADD', K.events, 'MAXLEN', '~', EVENTS_MAXLEN, '*', 'event', name, 'id', id, ...)
+end
+
+-- Waiting order: higher priority first; within a priority, fair between
+-- groups and first in, first out within a group. The second part of the
+-- score is a start-time fair-queueing sequence: a job gets one more than
+-- the larger of its group's last sequence and the sequence of the last job
+-- handed out (`vt`). A burst of 10,000 jobs from one group lines up behind
+-- itself, while a job from another group starts next to the head. Jobs
+-- without a group form one group, so a queue without groups is plain FIFO.
+-- score = (MAX_PRIORITY - priority) * 2^40 + sequence, exact in a double.
+local MAX_PRIORITY = 4000
+local SEQ_SPAN = 1099511627776
+local function push_wait(id)
+  -- A job that waited out its group's rate limit returns to its place.
+  local saved = redis.call('HGET', K.gscore, id)
+  if saved then
+    redis.call('HDEL', K.gscore, id)
+    redis.call('ZADD', K.wait, saved, id)
+    return
+  end
+  local priority = tonumber(redis.call('HGET', K.prios, id) or '0')
+  local group = redis.call('HGET', K.groups, id) or ''
+  local last = tonumber(redis.call('HGET', K.gvt, group) or '0')
+  local vt = tonumber(redis.call('HGET', K.meta, 'vt') or '0')
+  local seq = math.max(last, vt) + 1
+  redis.call('HSET', K.gvt, group, seq)
+  redis.call('ZADD', K.wait, (MAX_PRIORITY - priority) * SEQ_SPAN + seq % SEQ_SPAN, id)
+end
+
+local function wake(channel)
+  if redis.call('HGET', K.meta, 'paused') ~= '1' then
+    redis.call('PUBLISH', channel, '1')
+  end
+end
+
+-- Where a job is: its state's name, or false.
+local STATE_NAMES = { 'waiting', 'delayed', 'active', 'completed', 'failed' }
+local function state_of(id)
+  for i, key in ipairs(ALL_STATES) do
+    if redis.call('ZSCORE', key, id) then return STATE_NAMES[i] end
+  end
+  return false
+end
+
+local function remove_job(id)
+  for _, key in ipairs(ALL_STATES) do redis.call('ZREM', key, id) end
+  for _, key in ipairs(PER_JOB) do redis.call('HDEL', key, id) end
+end
+
+-- Removes jobs known to be in `set` only: one ZREM and one HDEL per hash
+-- for the whole list, not a dozen commands per job.
+local function purge(set, ids)
+  if #ids == 0 then return end
+  redis.call('ZREM', set, unpack(ids))
+  for _, key in ipairs(PER_JOB) do redis.call('HDEL', key, unpack(ids)) end
+end
+
+-- Keeps at most `count` members of a finished set and none older than
+-- `age_ms`, removing at most 1000 jobs per call so that no call is long;
+-- later calls finish the work.
+local function retain(set, count, age_ms, now)
+  local budget = 1000
+  if age_ms > 0 then
+    local old = redis.call('ZRANGEBYSCORE', set, '-inf', now - age_ms, 'LIMIT', 0, budget)
+    purge(set, old)
+    budget = budget - #old
+  end
+  if count >= 0 and budget > 0 then
+    local excess = redis.call('ZCARD', set) - count
+    if excess > 0 then
+      purge(set, redis.call('ZRANGE', set, 0, math.min(excess, budget) - 1))
+    end
+  end
+end
+
+-- The delay before attempt `attempts + 1`, from the job's backoff policy.
+local function backoff_ms(backoff, attempts, rnd)
+  if type(backoff) ~= 'table' or backoff.type == 'none' then return 0 end
+  local delay = tonumber(backoff.delay_ms) or 0
+  if backoff.type == 'exponential' then
+    delay = delay * (2 ^ (attempts - 1))
+    local cap = tonumber(backoff.max_delay_ms) or 0
+    if cap > 0 and delay > cap then delay = cap end
+  end
+  local jitter = tonumber(backoff.jitter) or 0
+  if jitter > 0 then delay = delay * (1 - jitter * rnd) end
+  return math.floor(delay)
+end
+
+-- After a failed attempt (or a stall): retry per the policy, or fail for good.
+-- Returns the new state and, when delayed, the time it runs.
+local function retry_or_fail(id, attempts, kind, delay_ms, message, now, rnd, channel)
+  local spec = cjson.decode(redis.call('HGET', K.specs, id))
+  local opts = spec.opts or {}
+  local max = tonumber(opts.attempts) or 1
+  local errors = cjson.decode(redis.call('HGET', K.errors, id) or '[]')
+  table.insert(errors, { attempt = attempts, at = now, kind = kind, error = message })
+  while #errors > 25 do table.remove(errors, 1) end
+  redis.call('HSET', K.errors, id, cjson.encode(errors))
+  if kind == 'permanent' or attempts >= max then
+    redis.call('ZADD', K.failed, now, id)
+    redis.call('HSET', K.results, id, cjson.encode({ failed_reason = message, attempts = attempts }))
+    event('failed', id, 'reason', message, 'attempts', attempts)
+    local keep = opts.keep_failed or {}
+    -- A null count or age (JSON null) means no limit on that side.
+    local count, age = keep.count, keep.age_ms
+    if type(count) ~= 'number' then count = -1 end
+    if type(age) ~= 'number' then age = 0 end
+    retain(K.failed, count, age, now)
+    return { 'failed', 0 }
+  end
+  local delay = delay_ms
+  if kind ~= 'retry_after' then delay = backoff_ms(opts.backoff, attempts, rnd) end
+  if delay > 0 then
+    redis.call('ZADD', K.delayed, now + delay, id)
+    event('retrying', id, 'delay_ms', delay, 'attempts', attempts)
+    return { 'delayed', now + delay }
+  end
+  push_wait(id)
+  event('retrying', id, 'delay_ms', 0, 'attempts', attempts)
+  wake(channel)
+  return { 'waiting', 0 }
+end

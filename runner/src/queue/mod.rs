@@ -1,0 +1,509 @@
+//! The Redis queue engine.
+//!
+//! **Delivery contract: at least once.** A job is handed to a worker under a
+//! lease that the worker extends while the job runs. If the worker dies, the
+//! lease expires and the job goes back through the retry policy (a stall
+//! counts as a failed attempt), so no job is lost; it may run again, which
+//! is why handlers see their attempt number and should be idempotent. It is
+//! worse to lose a job than to run it twice. A worker whose lease expired can
+//! never complete or fail the job afterwards: every ack carries the lease's
+//! fencing token, and a stale token is refused.
+//!
+//! Layout:
+//! - `connection`: one Redis or a Cluster, reconnecting by itself;
+//! - `keys`: the key layout (one hash tag per queue);
+//! - `scripts` and `lua/`: every state change, as one atomic script;
+//! - `options`, `record`: what producers ask for, and what the queue says;
+//! - `consumer`: waiting for work without polling, waking on time;
+//! - `schedule`: recurring jobs (cron with a time zone, or intervals).
+//!
+//! Architecture invariant: nothing outside this module builds a Redis
+//! command for a queue; callers use `Queue`.
+
+pub mod connection;
+pub mod consumer;
+pub mod keys;
+pub mod options;
+pub mod record;
+pub mod schedule;
+mod scripts;
+
+pub use connection::Connection;
+pub use consumer::Consumer;
+pub use options::{Backoff, JobOptions, Keep};
+pub use record::{AttemptError, Counts, JobRecord, Leased, Spec, State};
+pub use schedule::{Schedule, ScheduleInfo, Timing};
+
+use crate::job::{MAX_PAYLOAD_BYTES, check_job_id, check_job_type, check_queue_name};
+use anyhow::{Context, Result, anyhow, bail};
+use redis::Value;
+use scripts::SCRIPTS;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// Jobs per enqueue script call in a bulk enqueue: large enough to amortise
+/// the round trip, small enough that one call does not stall Redis.
+pub const BULK_CHUNK: usize = 1000;
+
+/// A job to enqueue.
+#[derive(Debug, Clone)]
+pub struct NewJob {
+    /// None: a new unique id (a ULID, so ids sort by creation time).
+    pub id: Option<String>,
+    pub job_type: String,
+    /// JSON text.
+    pub payload: String,
+    pub options: JobOptions,
+}
+
+/// What enqueueing one job did.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Enqueued {
+    pub id: String,
+    /// False when a job with this id existed already (nothing was changed).
+    pub created: bool,
+    pub state: String,
+}
+
+/// What a fetch returned.
+#[derive(Debug, Default)]
+pub struct Fetched {
+    pub jobs: Vec<Leased>,
+    /// When the next delayed job is due or the next lease expires.
+    pub next_due: Option<Duration>,
+    /// Set when the queue's rate limit is reached: how long until it resets.
+    pub rate_limited: Option<Duration>,
+}
+
+/// How an attempt failed, as the queue records it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Failure {
+    Retry(String),
+    RetryAfter(Duration, String),
+    Permanent(String),
+}
+
+/// The state after a failure was recorded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AfterFailure {
+    Waiting,
+    Delayed {
+        run_at_ms: u64,
+    },
+    Failed,
+    /// The lease was stale: nothing was recorded.
+    Stale,
+}
+
+/// A completed attempt, for `complete`.
+#[derive(Debug, Clone)]
+pub struct Completion {
+    pub id: String,
+    pub token: String,
+    /// JSON text.
+    pub result: Option<String>,
+    pub progress: Option<u8>,
+    /// JSON text (an array of log lines).
+    pub log: Option<String>,
+}
+
+impl Completion {
+    /// A plain completion of a leased job: no output, progress or log.
+    pub fn of(leased: &Leased) -> Completion {
+        Completion { id: leased.id.clone(), token: leased.token.clone(), result: None, progress: None, log: None }
+    }
+}
+
+/// One queue. Cheap to clone; all clones share the connection.
+#[derive(Clone)]
+pub struct Queue {
+    name: String,
+    keys: keys::Keys,
+    conn: Connection,
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+}
+
+fn arg(s: impl ToString) -> Vec<u8> {
+    s.to_string().into_bytes()
+}
+
+impl Queue {
+    pub fn new(conn: Connection, name: &str) -> Result<Queue> {
+        check_queue_name(name).map_err(|e| anyhow!(e))?;
+        Ok(Queue { name: name.to_string(), keys: keys::Keys::new(name), conn })
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn connection(&self) -> &Connection {
+        &self.conn
+    }
+
+    pub(crate) fn wake_channel(&self) -> &str {
+        &self.keys.wake_channel
+    }
+
+    /// Checks a job and serialises its spec, without touching Redis.
+    fn prepare(&self, job: &NewJob) -> Result<(String, String)> {
+        check_job_type(&job.job_type).map_err(|e| anyhow!(e))?;
+        if job.payload.len() > MAX_PAYLOAD_BYTES {
+            bail!("payload of {} bytes is over the {MAX_PAYLOAD_BYTES} byte limit", job.payload.len());
+        }
+        let payload = serde_json::value::RawValue::from_string(job.payload.clone())
+            .map_err(|e| anyhow!("payload is not valid JSON: {e}"))?;
+        job.options.validate().map_err(|e| anyhow!(e))?;
+        let id = match &job.id {
+            Some(id) => {
+                check_job_id(id).map_err(|e| anyhow!(e))?;
+                id.clone()
+            }
+            None => ulid::Ulid::new().to_string(),
+        };
+        let spec = Spec { job_type: job.job_type.clone(), payload, opts: job.options.clone(), created_at: now_ms() };
+        Ok((id, serde_json::to_string(&spec)?))
+    }
+
+    pub async fn enqueue(&self, job: NewJob) -> Result<Enqueued> {
+        Ok(self.enqueue_bulk(vec![job]).await?.remove(0))
+    }
+
+    /// Enqueues many jobs, `BULK_CHUNK` per script call, all chunks in one
+    /// round trip. Every job is checked before any is written.
+    pub async fn enqueue_bulk(&self, jobs: Vec<NewJob>) -> Result<Vec<Enqueued>> {
+        let prepared: Vec<(String, String, &NewJob)> = jobs
+            .iter()
+            .enumerate()
+            .map(|(i, j)| self.prepare(j).map(|(id, spec)| (id, spec, j)).with_context(|| format!("job {i}")))
+            .collect::<Result<_>>()?;
+        self.register().await?;
+        // One script call per chunk, issued together: the multiplexed
+        // connection pipelines them into one round trip.
+        let calls = prepared.chunks(BULK_CHUNK).map(|chunk| {
+            let mut args = vec![arg(&self.keys.wake_channel), arg(chunk.len())];
+            for (id, spec, job) in chunk {
+                args.extend([
+                    arg(id),
+                    arg(spec),
+                    arg(job.options.delay_ms),
+                    arg(job.options.priority),
+                    arg(job.options.group.as_deref().unwrap_or("")),
+                ]);
+            }
+            async move { self.conn.invoke::<Vec<Value>>(&SCRIPTS.enqueue, &self.keys.all, &args).await }
+        });
+        let replies = futures::future::try_join_all(calls).await.context("enqueue")?;
+        let mut out = Vec::with_capacity(prepared.len());
+        for reply in replies {
+            for triple in reply.chunks(3) {
+                out.push(Enqueued {
+                    id: redis::from_redis_value_ref(&triple[0])?,
+                    created: redis::from_redis_value_ref::<i64>(&triple[1])? == 1,
+                    state: redis::from_redis_value_ref(&triple[2])?,
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    /// Notes the queue's name in the registry of queues.
+    async fn register(&self) -> Result<()> {
+        let _: i64 = self.conn.query(redis::cmd("SADD").arg(keys::REGISTRY).arg(&self.name)).await?;
+        Ok(())
+    }
+
+    /// Takes up to `count` jobs under a lease of `lease`.
+    pub async fn fetch(&self, count: usize, lease: Duration) -> Result<Fetched> {
+        let args =
+            [arg(count), arg(lease.as_millis().max(1)), arg(rand::random::<f64>()), arg(&self.keys.wake_channel)];
+        let reply: Vec<Value> = self.conn.invoke(&SCRIPTS.fetch, &self.keys.all, &args).await.context("fetch")?;
+        let next: i64 = redis::from_redis_value_ref(&reply[0])?;
+        let limited: i64 = redis::from_redis_value_ref(&reply[1])?;
+        let mut jobs = Vec::new();
+        for j in reply[2..].chunks(4) {
+            let spec: String = redis::from_redis_value_ref(&j[3])?;
+            jobs.push(Leased {
+                id: redis::from_redis_value_ref(&j[0])?,
+                token: redis::from_redis_value_ref::<i64>(&j[1])?.to_string(),
+                attempt: redis::from_redis_value_ref(&j[2])?,
+                spec: serde_json::from_str(&spec).context("a job's stored spec is unreadable")?,
+            });
+        }
+        Ok(Fetched {
+            jobs,
+            next_due: (next >= 0).then(|| Duration::from_millis(next as u64)),
+            rate_limited: (limited > 0).then(|| Duration::from_millis(limited as u64)),
+        })
+    }
+
+    /// Completes leased jobs in one call, then trims the completed jobs to
+    /// `keep`. Returns, per job, whether its lease was still current (false:
+    /// refused; the lease expired and the job is someone else's now).
+    pub async fn complete(&self, done: &[Completion], keep: Keep) -> Result<Vec<bool>> {
+        if done.is_empty() {
+            return Ok(vec![]);
+        }
+        let mut args =
+            vec![arg(done.len()), arg(keep.count.map(|c| c as i64).unwrap_or(-1)), arg(keep.age_ms.unwrap_or(0))];
+        for c in done {
+            args.push(arg(&c.id));
+            args.push(arg(&c.token));
+            args.push(c.result.clone().unwrap_or_default().into_bytes());
+            args.push(arg(c.progress.map(i64::from).unwrap_or(-1)));
+            args.push(c.log.clone().unwrap_or_default().into_bytes());
+        }
+        let reply: Vec<i64> = self.conn.invoke(&SCRIPTS.complete, &self.keys.all, &args).await.context("complete")?;
+        Ok(reply.into_iter().map(|r| r == 1).collect())
+    }
+
+    /// Records a failed attempt; the queue retries or fails the job.
+    pub async fn fail(
+        &self,
+        id: &str,
+        token: &str,
+        failure: &Failure,
+        progress: Option<u8>,
+        log: Option<String>,
+    ) -> Result<AfterFailure> {
+        let (kind, delay, message) = match failure {
+            Failure::Retry(m) => ("retry", 0, m),
+            Failure::RetryAfter(d, m) => ("retry_after", d.as_millis().max(1) as u64, m),
+            Failure::Permanent(m) => ("permanent", 0, m),
+        };
+        let args = [
+            arg(id),
+            arg(token),
+            arg(kind),
+            arg(delay),
+            arg(message),
+            arg(rand::random::<f64>()),
+            arg(&self.keys.wake_channel),
+            arg(progress.map(i64::from).unwrap_or(-1)),
+            log.unwrap_or_default().into_bytes(),
+        ];
+        let (state, at): (String, u64) =
+            self.conn.invoke(&SCRIPTS.fail, &self.keys.all, &args).await.context("fail")?;
+        Ok(match state.as_str() {
+            "waiting" => AfterFailure::Waiting,
+            "delayed" => AfterFailure::Delayed { run_at_ms: at },
+            "failed" => AfterFailure::Failed,
+            _ => AfterFailure::Stale,
+        })
+    }
+
+    /// Extends leases; returns, per job, whether it is still held.
+    pub async fn extend(&self, leases: &[(String, String)], lease: Duration) -> Result<Vec<bool>> {
+        if leases.is_empty() {
+            return Ok(vec![]);
+        }
+        let mut args = vec![arg(lease.as_millis().max(1)), arg(leases.len())];
+        for (id, token) in leases {
+            args.push(arg(id));
+            args.push(arg(token));
+        }
+        let reply: Vec<i64> = self.conn.invoke(&SCRIPTS.extend, &self.keys.all, &args).await.context("extend")?;
+        Ok(reply.into_iter().map(|r| r == 1).collect())
+    }
+
+    /// Puts a leased job back on the queue without counting the attempt
+    /// (graceful shutdown). False when the lease is stale.
+    pub async fn release(&self, id: &str, token: &str) -> Result<bool> {
+        let r: i64 = self
+            .conn
+            .invoke(&SCRIPTS.release, &self.keys.all, &[arg(id), arg(token), arg(&self.keys.wake_channel)])
+            .await
+            .context("release")?;
+        Ok(r == 1)
+    }
+
+    /// Records a running job's progress; false when the lease is stale.
+    pub async fn progress(&self, id: &str, token: &str, percent: u8) -> Result<bool> {
+        let r: i64 =
+            self.conn.invoke(&SCRIPTS.progress, &self.keys.all, &[arg(id), arg(token), arg(percent.min(100))]).await?;
+        Ok(r == 1)
+    }
+
+    async fn admin<T: redis::FromRedisValue>(&self, op: &str, extra: &[Vec<u8>]) -> Result<T> {
+        let mut args = vec![arg(op), arg(&self.keys.wake_channel)];
+        args.extend_from_slice(extra);
+        self.conn
+            .invoke(&SCRIPTS.admin, &self.keys.all, &args)
+            .await
+            .with_context(|| format!("{op} on queue {}", self.name))
+    }
+
+    /// Moves a failed job back to waiting with its attempts reset. Returns
+    /// the job's state if it was not failed (`missing` if there is none).
+    pub async fn retry(&self, id: &str) -> Result<String> {
+        self.admin("retry", &[arg(id)]).await
+    }
+
+    /// Moves every failed job back to waiting; returns how many.
+    pub async fn retry_all_failed(&self) -> Result<u64> {
+        let mut total = 0;
+        loop {
+            let n: u64 = self.admin("retry_failed", &[arg(1000)]).await?;
+            total += n;
+            if n < 1000 {
+                return Ok(total);
+            }
+        }
+    }
+
+    /// Removes a job in any state; returns the state it was in, or `missing`.
+    pub async fn remove(&self, id: &str) -> Result<String> {
+        self.admin("remove", &[arg(id)]).await
+    }
+
+    /// Runs a delayed job now. Returns its state if it was not delayed.
+    pub async fn promote(&self, id: &str) -> Result<String> {
+        self.admin("promote", &[arg(id)]).await
+    }
+
+    pub async fn pause(&self) -> Result<()> {
+        self.register().await?;
+        self.admin::<String>("pause", &[]).await.map(drop)
+    }
+
+    pub async fn resume(&self) -> Result<()> {
+        self.admin::<String>("resume", &[]).await.map(drop)
+    }
+
+    /// Removes every waiting and delayed job; returns how many.
+    pub async fn drain(&self) -> Result<u64> {
+        let mut total = 0;
+        loop {
+            let n: u64 = self.admin("drain", &[arg(1000)]).await?;
+            total += n;
+            if n < 1000 {
+                return Ok(total);
+            }
+        }
+    }
+
+    /// Removes completed or failed jobs that finished at least `age` ago, at
+    /// most `limit`; returns how many.
+    pub async fn clean(&self, state: State, age: Duration, limit: u64) -> Result<u64> {
+        if !matches!(state, State::Completed | State::Failed) {
+            bail!("clean takes completed or failed jobs, not {state}");
+        }
+        let mut total = 0;
+        while total < limit {
+            let batch = (limit - total).min(1000);
+            let n: u64 = self.admin("clean", &[arg(state.as_str()), arg(age.as_millis()), arg(batch)]).await?;
+            total += n;
+            if n < batch {
+                break;
+            }
+        }
+        Ok(total)
+    }
+
+    /// At most `max` jobs start per `window` (a `max` of 0 removes the limit).
+    pub async fn set_rate_limit(&self, max: u64, window: Duration) -> Result<()> {
+        if max > 0 && window.is_zero() {
+            bail!("a rate limit needs a window longer than zero");
+        }
+        self.admin::<String>("rate_limit", &[arg(max), arg(window.as_millis().max(1))]).await.map(drop)
+    }
+
+    /// At most `max` jobs of one group start per `window` (0: no limit).
+    pub async fn set_group_rate_limit(&self, max: u64, window: Duration) -> Result<()> {
+        if max > 0 && window.is_zero() {
+            bail!("a rate limit needs a window longer than zero");
+        }
+        self.admin::<String>("group_rate_limit", &[arg(max), arg(window.as_millis().max(1))]).await.map(drop)
+    }
+
+    pub async fn counts(&self) -> Result<Counts> {
+        let mut pipe = redis::pipe();
+        for state in State::ALL {
+            pipe.cmd("ZCARD").arg(self.keys.get(state.key_name()));
+        }
+        pipe.cmd("HGET").arg(self.keys.get("meta")).arg("paused");
+        let (w, d, a, c, f, paused): (u64, u64, u64, u64, u64, Option<String>) =
+            self.conn.pipeline(&pipe).await.context("counts")?;
+        Ok(Counts {
+            waiting: w,
+            delayed: d,
+            active: a,
+            completed: c,
+            failed: f,
+            paused: paused.as_deref() == Some("1"),
+        })
+    }
+
+    /// Jobs in a state, a page at a time: waiting in the order they will
+    /// run, delayed soonest first, finished newest first. `offset` is the
+    /// cursor; each page costs O(log n + limit), never a scan.
+    pub async fn list(&self, state: State, offset: u64, limit: u64) -> Result<Vec<JobRecord>> {
+        let limit = limit.clamp(1, 1000);
+        let cmd = if matches!(state, State::Completed | State::Failed) { "ZREVRANGE" } else { "ZRANGE" };
+        let ids: Vec<String> = self
+            .conn
+            .query(redis::cmd(cmd).arg(self.keys.get(state.key_name())).arg(offset).arg(offset + limit - 1))
+            .await
+            .context("list")?;
+        self.records(&ids).await
+    }
+
+    pub async fn get(&self, id: &str) -> Result<Option<JobRecord>> {
+        Ok(self.records(&[id.to_string()]).await?.pop())
+    }
+
+    /// Reads jobs by id, leaving out those that no longer exist.
+    async fn records(&self, ids: &[String]) -> Result<Vec<JobRecord>> {
+        if ids.is_empty() {
+            return Ok(vec![]);
+        }
+        let args: Vec<Vec<u8>> = ids.iter().map(arg).collect();
+        let reply: Vec<String> = self.conn.invoke(&SCRIPTS.jobs, &self.keys.all, &args).await.context("read jobs")?;
+        let mut out = Vec::new();
+        for (id, f) in ids.iter().zip(reply.chunks(10)) {
+            let (Some(state), Ok(spec)) = (State::parse(&f[0]), serde_json::from_str::<Spec>(&f[1])) else {
+                continue;
+            };
+            let result: Option<serde_json::Value> =
+                if f[4].is_empty() { None } else { serde_json::from_str(&f[4]).ok() };
+            out.push(JobRecord {
+                id: id.clone(),
+                queue: self.name.clone(),
+                state,
+                job_type: spec.job_type,
+                payload: serde_json::from_str(spec.payload.get()).unwrap_or_default(),
+                options: spec.opts,
+                attempts_made: f[2].parse().unwrap_or(0),
+                created_at: f[3].parse().unwrap_or(spec.created_at),
+                state_since_or_until: f[9].parse::<f64>().ok().filter(|_| state != State::Waiting).map(|s| s as u64),
+                progress: f[7].parse().ok(),
+                result,
+                errors: if f[5].is_empty() { vec![] } else { serde_json::from_str(&f[5]).unwrap_or_default() },
+                log: if f[6].is_empty() { None } else { serde_json::from_str(&f[6]).ok() },
+                stalls: f[8].parse().unwrap_or(0),
+            });
+        }
+        Ok(out)
+    }
+
+    /// Reads events after `after` (a stream id; "0" for the oldest kept, "$"
+    /// is not accepted here), at most `count`.
+    pub async fn events(&self, after: &str, count: usize) -> Result<Vec<(String, Vec<(String, String)>)>> {
+        let start = if after == "0" { "-".to_string() } else { format!("({after}") };
+        let reply: Vec<(String, Vec<(String, String)>)> = self
+            .conn
+            .query(redis::cmd("XRANGE").arg(self.keys.get("events")).arg(start).arg("+").arg("COUNT").arg(count))
+            .await
+            .context("events")?;
+        Ok(reply)
+    }
+
+    /// The names of every queue that has been used.
+    pub async fn names(conn: &Connection) -> Result<Vec<String>> {
+        let mut names: Vec<String> = conn.query(redis::cmd("SMEMBERS").arg(keys::REGISTRY)).await?;
+        names.sort();
+        Ok(names)
+    }
+}

@@ -1,0 +1,307 @@
+//! `runner serve` through the real binary: every job type completes; a
+//! plugin swapped under load loses nothing; SIGTERM and `kill -9` under
+//! load lose nothing; a bad config or a broken plugin is reported clearly.
+
+use runner::queue::{Connection, JobOptions, Keep, NewJob, Queue, State};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A `runner serve` child process, killed if the test ends early.
+struct Daemon {
+    child: Option<Child>,
+    log: PathBuf,
+    state_dir: PathBuf,
+}
+
+impl Daemon {
+    fn start(dir: &Path, redis_url: Option<&str>) -> Daemon {
+        let log = dir.join(format!("serve-{}.log", ulid::Ulid::new()));
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_runner"));
+        cmd.current_dir(dir)
+            .args(["serve", "--config", "runner.toml"])
+            .env_remove("RUNNER_QUEUES")
+            .env("RUNNER_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap());
+        match redis_url {
+            Some(url) => cmd.env("REDIS_URL", url),
+            None => cmd.env_remove("REDIS_URL"),
+        };
+        let d = Daemon { child: Some(cmd.spawn().unwrap()), log, state_dir: dir.join(".runner") };
+        d.wait_log("consuming", Duration::from_secs(60));
+        d
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    fn wait_log(&self, needle: &str, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        while !self.log().contains(needle) {
+            assert!(Instant::now() < deadline, "no `{needle}` in the log:\n{}", self.log());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn signal(&mut self, signal: i32) -> std::process::ExitStatus {
+        let mut child = self.child.take().unwrap();
+        // SAFETY: signalling our own child process.
+        unsafe { libc::kill(child.id() as i32, signal) };
+        child.wait().unwrap()
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        // An embedded Redis left by a killed daemon.
+        if let Ok(pid) = std::fs::read_to_string(self.state_dir.join("redis.pid"))
+            && let Ok(pid) = pid.trim().parse::<i32>()
+        {
+            // SAFETY: the pid our own daemon recorded for its Redis.
+            unsafe { libc::kill(pid, libc::SIGTERM) };
+        }
+    }
+}
+
+fn install(dir: &Path, plugin: &str, as_name: &str) {
+    std::fs::create_dir_all(dir.join("plugins")).unwrap();
+    std::fs::copy(testkit::wasm::path(plugin), dir.join("plugins").join(as_name)).unwrap();
+}
+
+async fn queue(url: &str, name: &str) -> Queue {
+    Queue::new(Connection::connect(url).await.unwrap(), name).unwrap()
+}
+
+fn keep_all() -> JobOptions {
+    JobOptions { keep_completed: Keep { count: None, age_ms: None }, ..Default::default() }
+}
+
+fn jobs(job_type: &str, payload: &str, n: usize) -> Vec<NewJob> {
+    (0..n)
+        .map(|i| NewJob {
+            id: Some(format!("{job_type}-{i:05}")),
+            job_type: job_type.into(),
+            payload: payload.into(),
+            options: keep_all(),
+        })
+        .collect()
+}
+
+/// Waits until the queue's counts satisfy `done`.
+async fn wait_counts(
+    q: &Queue,
+    what: &str,
+    timeout: Duration,
+    done: impl Fn(&runner::queue::Counts) -> bool,
+) -> runner::queue::Counts {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let c = q.counts().await.unwrap();
+        if done(&c) {
+            return c;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}: {c:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_job_type_completes_under_serve() {
+    let redis = testkit::redis::RedisServer::start();
+    let receiver = testkit::http::HttpRecorder::start().await;
+    receiver.reply("/hooks/bookings", testkit::http::Reply::status(200));
+    receiver.reply(
+        "/api/vendors/v-77/contact",
+        testkit::http::Reply::json(serde_json::json!({"name": "Lumen", "email": "lumen@example.com"})),
+    );
+    receiver.reply(
+        "/api/clients/c-311/contact",
+        testkit::http::Reply::json(serde_json::json!({"name": "Ana", "email": "ana@example.com"})),
+    );
+    receiver.reply("/api/conversations/conv-5521", testkit::http::Reply::json(serde_json::json!({"answered": false})));
+    receiver.reply("/pages/home", testkit::http::Reply::status(200).body("home"));
+    receiver.reply("/pages/pricing", testkit::http::Reply::status(200).body("pricing"));
+    let dir = tempfile::tempdir().unwrap();
+    let here = format!("127.0.0.1:{}", receiver.port);
+    let examples = testkit::workspace_root().join("examples");
+    std::fs::write(
+        dir.path().join("runner.toml"),
+        std::fs::read_to_string(examples.join("runner.toml")).unwrap().replace("127.0.0.1:8089", &here),
+    )
+    .unwrap();
+    for p in [
+        "email_plugin",
+        "webhook_plugin",
+        "vendor_notification_plugin",
+        "response_reminder_plugin",
+        "cache_warmup_plugin",
+    ] {
+        install(dir.path(), p, &format!("{p}.wasm"));
+    }
+    let _daemon = Daemon::start(dir.path(), Some(&redis.url()));
+    for job_type in ["email", "webhook", "vendor-notification", "response-reminder", "cache-warmup"] {
+        let payload = std::fs::read_to_string(examples.join(format!("payloads/{job_type}.json")))
+            .unwrap()
+            .replace("127.0.0.1:8089", &here);
+        // Through the CLI, as an operator would.
+        let out = Command::new(env!("CARGO_BIN_EXE_runner"))
+            .current_dir(dir.path())
+            .env("REDIS_URL", redis.url())
+            .args(["enqueue", "default", job_type, "--payload", &payload, "--id", &format!("sample-{job_type}")])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), format!("sample-{job_type}"));
+    }
+    let q = queue(&redis.url(), "default").await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    for job_type in ["email", "webhook", "vendor-notification", "response-reminder", "cache-warmup"] {
+        loop {
+            let j = q.get(&format!("sample-{job_type}")).await.unwrap().unwrap();
+            if j.state == State::Completed {
+                break;
+            }
+            assert!(j.state != State::Failed && Instant::now() < deadline, "{job_type}: {j:?}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    // The follow-up jobs of vendor-notification and response-reminder ran too.
+    wait_counts(&q, "the follow-ups", Duration::from_secs(60), |c| {
+        c.waiting + c.active + c.delayed <= 1 && c.failed == 0
+    })
+    .await;
+    assert!(std::fs::read_dir(dir.path().join(".runner/outbox")).unwrap().count() >= 3, "the emails were written");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plugin_swapped_under_load_loses_nothing() {
+    let redis = testkit::redis::RedisServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("runner.toml"), "[queues.default]\nconcurrency = 20\n").unwrap();
+    install(dir.path(), "noop_plugin", "whoami.wasm");
+    let daemon = Daemon::start(dir.path(), Some(&redis.url()));
+    let q = queue(&redis.url(), "default").await;
+    let mut all = jobs("whoami", "{}", 5000);
+    let second_half = all.split_off(2500);
+    q.enqueue_bulk(all).await.unwrap();
+    wait_counts(&q, "a first thousand", Duration::from_secs(120), |c| c.completed >= 1000).await;
+    // Replace the plugin in place while jobs run, as a copy would (not
+    // atomically: the watcher must wait for the write to finish).
+    std::fs::copy(testkit::wasm::path("hostile_plugin"), dir.path().join("plugins/whoami.wasm")).unwrap();
+    daemon.wait_log("plugin=hostile", Duration::from_secs(30));
+    q.enqueue_bulk(second_half).await.unwrap();
+    let c = wait_counts(&q, "all 5000", Duration::from_secs(180), |c| c.completed + c.failed == 5000).await;
+    assert_eq!(c.failed, 0, "no job failed because of the swap");
+    let by = |r: &runner::queue::JobRecord| r.result.as_ref().unwrap()["by"].as_str().unwrap().to_string();
+    assert_eq!(by(&q.get("whoami-00000").await.unwrap().unwrap()), "noop");
+    // Every job enqueued after the swap ran the new version.
+    for i in 2500..5000 {
+        let r = q.get(&format!("whoami-{i:05}")).await.unwrap().unwrap();
+        assert_eq!(by(&r), "hostile", "job {i}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_finishes_or_puts_back_every_job() {
+    let redis = testkit::redis::RedisServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("runner.toml"),
+        "[runner]\nshutdown_grace = \"1s\"\n[queues.default]\nconcurrency = 10\n",
+    )
+    .unwrap();
+    install(dir.path(), "hostile_plugin", "hostile.wasm");
+    let mut daemon = Daemon::start(dir.path(), Some(&redis.url()));
+    let q = queue(&redis.url(), "default").await;
+    q.enqueue_bulk(jobs("noop", "{}", 100)).await.unwrap();
+    q.enqueue_bulk(jobs("sleep", r#"{"ms": 20000}"#, 20)).await.unwrap();
+    wait_counts(&q, "the quick jobs and ten sleepers", Duration::from_secs(60), |c| {
+        c.completed == 100 && c.active == 10
+    })
+    .await;
+    let status = daemon.signal(libc::SIGTERM);
+    assert!(status.success(), "exit 0 after SIGTERM: {status:?}\n{}", daemon.log());
+    let c = q.counts().await.unwrap();
+    assert_eq!((c.completed, c.active, c.waiting, c.failed), (100, 0, 20, 0), "nothing lost: {c:?}");
+    // The cancelled jobs went back unspent.
+    for r in q.list(State::Waiting, 0, 100).await.unwrap() {
+        assert_eq!(r.attempts_made, 0, "{} kept its attempts", r.id);
+    }
+    assert!(daemon.log().contains("put back on the queue"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_then_restart_completes_every_job() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = testkit::free_port();
+    std::fs::write(
+        dir.path().join("runner.toml"),
+        format!("[runner]\nlease = \"2s\"\n[redis]\nembedded_port = {port}\n[queues.default]\nconcurrency = 10\n"),
+    )
+    .unwrap();
+    install(dir.path(), "hostile_plugin", "hostile.wasm");
+    let mut daemon = Daemon::start(dir.path(), None);
+    let url = std::fs::read_to_string(dir.path().join(".runner/redis.url")).unwrap();
+    let q = queue(url.trim(), "default").await;
+    let mut batch = jobs("sleep", r#"{"ms": 30}"#, 400);
+    for j in &mut batch {
+        j.options.attempts = 10;
+    }
+    q.enqueue_bulk(batch).await.unwrap();
+    wait_counts(&q, "some progress", Duration::from_secs(60), |c| c.completed >= 50).await;
+    daemon.signal(libc::SIGKILL);
+    // The embedded Redis outlived its runner; the next runner adopts it.
+    let daemon2 = Daemon::start(dir.path(), None);
+    daemon2.wait_log("adopting the embedded Redis", Duration::from_secs(10));
+    let c = wait_counts(&q, "every job", Duration::from_secs(120), |c| c.completed + c.failed == 400).await;
+    assert_eq!(c.failed, 0, "{c:?}");
+    drop(daemon2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_config_and_a_broken_plugin_are_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("bad.toml"), "[queues.default]\nconcurrency = 0\n").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_runner"))
+        .current_dir(dir.path())
+        .args(["serve", "--config", "bad.toml"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("queues.default.concurrency") && err.trim().lines().count() == 1, "{err}");
+
+    let redis = testkit::redis::RedisServer::start();
+    std::fs::write(dir.path().join("runner.toml"), "").unwrap();
+    install(dir.path(), "noop_plugin", "noop.wasm");
+    std::fs::write(dir.path().join("plugins/broken.wasm"), b"not a component").unwrap();
+    let daemon = Daemon::start(dir.path(), Some(&redis.url()));
+    assert!(daemon.log().contains("broken.wasm") && daemon.log().contains("not a valid WebAssembly component"));
+    let q = queue(&redis.url(), "default").await;
+    q.enqueue(NewJob { id: Some("a".into()), job_type: "noop".into(), payload: "{}".into(), options: keep_all() })
+        .await
+        .unwrap();
+    wait_counts(&q, "the good plugin to serve", Duration::from_secs(30), |c| c.completed == 1).await;
+    // A broken version hot-reloaded over a good one: the good one keeps serving.
+    std::fs::write(dir.path().join("plugins/noop.wasm"), b"\0asm\x0d\0\x01\0").unwrap();
+    daemon.wait_log("does not export", Duration::from_secs(10));
+    q.enqueue(NewJob { id: Some("b".into()), job_type: "noop".into(), payload: "{}".into(), options: keep_all() })
+        .await
+        .unwrap();
+    wait_counts(&q, "the old version to serve", Duration::from_secs(30), |c| c.completed == 2).await;
+    // A job whose type no plugin handles is retried, then fails saying why.
+    let mut o = keep_all();
+    o.attempts = 1;
+    q.enqueue(NewJob { id: Some("c".into()), job_type: "nobody".into(), payload: "{}".into(), options: o })
+        .await
+        .unwrap();
+    wait_counts(&q, "the orphan job to fail", Duration::from_secs(30), |c| c.failed == 1).await;
+    let r = q.get("c").await.unwrap().unwrap();
+    assert!(r.errors[0].error.contains("no plugin handles type `nobody`"));
+}
