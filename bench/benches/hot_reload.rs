@@ -29,6 +29,7 @@ fn hot_reload(c: &mut Criterion) {
     // A new plugin is always compiled; the disk cache would hide that here,
     // where the same two versions alternate.
     config.runner.compile_cache = false;
+    config.http.bind = "127.0.0.1:0".into();
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let daemon = rt.spawn(runner::daemon::serve(config, None, async {
         let _ = stop_rx.await;

@@ -27,7 +27,11 @@ fn overhead(c: &mut Criterion) {
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     let host = Host::new(
         HostOptions::default(),
-        Services { cache: Cache::Memory(MemoryCache::new()), mailer: Mailer::outbox(std::env::temp_dir()) },
+        Services {
+            cache: Cache::Memory(MemoryCache::new()),
+            mailer: Mailer::outbox(std::env::temp_dir()),
+            metrics: None,
+        },
     )
     .unwrap();
     let config = Config::default();

@@ -55,6 +55,8 @@ pub struct Config {
     #[serde(default)]
     pub redis: RedisSection,
     #[serde(default)]
+    pub http: HttpSection,
+    #[serde(default)]
     pub queues: BTreeMap<String, QueueSection>,
     #[serde(default)]
     pub plugins: BTreeMap<String, PluginSection>,
@@ -68,6 +70,32 @@ pub struct RedisSection {
     pub url: Option<String>,
     /// The port of the embedded Redis (default 6390; a free one if taken).
     pub embedded_port: Option<u16>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpSection {
+    /// Where the API, `/health`, `/ready` and `/metrics` listen. Without a
+    /// token, only a loopback address is accepted (the runner says so).
+    pub bind: String,
+    /// The bearer token for the API (plain or `env:NAME`). None: no
+    /// authentication, and loopback only.
+    pub token: Option<String>,
+    /// A token that may only read (GET).
+    pub read_only_token: Option<String>,
+    /// The largest request body accepted.
+    pub max_body: bytesize::ByteSize,
+}
+
+impl Default for HttpSection {
+    fn default() -> Self {
+        HttpSection {
+            bind: "127.0.0.1:8080".into(),
+            token: None,
+            read_only_token: None,
+            max_body: bytesize::ByteSize::mib(16),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -280,6 +308,17 @@ impl Config {
                 resolve_secret(value).with_context(|| key(&format!("secrets.{secret}")))?;
             }
         }
+        if self.http.bind.parse::<std::net::SocketAddr>().is_err() {
+            bail!("http.bind: `{}` is not an address such as 127.0.0.1:8080", self.http.bind);
+        }
+        for (key, token) in [("http.token", &self.http.token), ("http.read_only_token", &self.http.read_only_token)] {
+            if let Some(t) = token {
+                let t = resolve_secret(t).with_context(|| key.to_string())?;
+                if t.len() < 16 {
+                    bail!("{key}: use at least 16 characters");
+                }
+            }
+        }
         if let Some(smtp) = &self.mail.smtp {
             if smtp.host.is_empty() {
                 bail!("mail.smtp.host: must not be empty");
@@ -321,7 +360,8 @@ impl Config {
     }
 
     /// Applies the environment's overrides, which win over the file:
-    /// `REDIS_URL`, `RUNNER_PLUGINS_DIR`, `RUNNER_STATE_DIR`, `RUNNER_QUEUES`
+    /// `REDIS_URL`, `RUNNER_PLUGINS_DIR`, `RUNNER_STATE_DIR`, `RUNNER_HTTP_BIND`,
+    /// `RUNNER_TOKEN`, `RUNNER_READ_TOKEN`, `RUNNER_QUEUES`
     /// (comma-separated, each `name` or `name:concurrency`).
     pub fn apply_env(&mut self, env: impl Fn(&str) -> Option<String>) -> Result<()> {
         if let Some(url) = env("REDIS_URL").filter(|v| !v.is_empty()) {
@@ -332,6 +372,15 @@ impl Config {
         }
         if let Some(dir) = env("RUNNER_STATE_DIR").filter(|v| !v.is_empty()) {
             self.runner.state_dir = PathBuf::from(dir);
+        }
+        if let Some(bind) = env("RUNNER_HTTP_BIND").filter(|v| !v.is_empty()) {
+            self.http.bind = bind;
+        }
+        if let Some(token) = env("RUNNER_TOKEN").filter(|v| !v.is_empty()) {
+            self.http.token = Some(token);
+        }
+        if let Some(token) = env("RUNNER_READ_TOKEN").filter(|v| !v.is_empty()) {
+            self.http.read_only_token = Some(token);
         }
         if let Some(list) = env("RUNNER_QUEUES").filter(|v| !v.is_empty()) {
             self.set_queues(list.split(',').map(str::trim).filter(|q| !q.is_empty())).context("RUNNER_QUEUES")?;

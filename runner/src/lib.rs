@@ -2,15 +2,18 @@
 //! plugins that implement the versioned contract in `wit/`.
 //!
 //! Layout:
+//! - [`api`]: the HTTP API, health, readiness and metrics;
 //! - [`config`]: the operator's TOML configuration, limits and grants;
 //! - [`job`]: the version-free job, outcome and report types;
 //! - [`host`]: the wasm host: engine, plugin loading, one store per job;
 //! - [`cache`]: the plugins' cache (in memory, or in Redis);
 //! - [`mail`]: email delivery (SMTP, or an outbox folder);
 //! - [`queue`]: the Redis queue engine (at-least-once, leases, retries, schedules);
+//! - [`metrics`]: the Prometheus metrics of a runner;
 //! - [`daemon`]: `runner serve`: queues to plugins, hot reload, shutdown;
 //! - [`cli`]: the `runner` command line.
 
+pub mod api;
 pub mod cache;
 pub mod cli;
 pub mod config;
@@ -18,6 +21,7 @@ pub mod daemon;
 pub mod host;
 pub mod job;
 pub mod mail;
+pub mod metrics;
 pub mod queue;
 
 pub use config::Config;

@@ -42,7 +42,7 @@ pub fn setup_with(config: &str, cache: Cache, engine: EngineOptions) -> Setup {
     };
     let host = Host::new(
         HostOptions { engine, compile_cache_dir: Some(dir.path().join("compiled")) },
-        Services { cache, mailer },
+        Services { cache, mailer, metrics: None },
     )
     .unwrap();
     Setup { host, config, dir }

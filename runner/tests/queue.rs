@@ -162,7 +162,7 @@ async fn failures_follow_the_policy() {
     assert_eq!(r.errors[0].error, "boom");
 
     // Promote it, fail it with retry-after, promote, then permanently.
-    assert_eq!(q.promote("j").await.unwrap(), "waiting");
+    assert_eq!(q.promote("j").await.unwrap(), "promoted");
     let l = q.fetch(1, LEASE).await.unwrap().jobs.remove(0);
     assert_eq!(l.attempt, 2);
     let after =
@@ -181,7 +181,8 @@ async fn failures_follow_the_policy() {
     assert_eq!(r.result.unwrap()["failed_reason"], "again");
 
     // Retry brings it back with its attempts reset; a permanent failure ends it at once.
-    assert_eq!(q.retry("j").await.unwrap(), "waiting");
+    assert_eq!(q.retry("j").await.unwrap(), "retried");
+    assert_eq!(q.retry("j").await.unwrap(), "waiting", "a waiting job is not retried");
     let l = q.fetch(1, LEASE).await.unwrap().jobs.remove(0);
     assert_eq!(l.attempt, 1);
     assert_eq!(

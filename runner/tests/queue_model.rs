@@ -167,7 +167,7 @@ async fn step(q: &Queue, m: &mut Model, op: &Op) {
         }
         Op::Retry(pick) => {
             if let Some(id) = m.pick(Some(State::Failed), *pick) {
-                assert_eq!(q.retry(&id).await.unwrap(), "waiting");
+                assert_eq!(q.retry(&id).await.unwrap(), "retried");
                 m.jobs.get_mut(&id).unwrap().attempts = 0;
                 m.make_waiting(&id);
             }
@@ -180,7 +180,7 @@ async fn step(q: &Queue, m: &mut Model, op: &Op) {
         }
         Op::Promote(pick) => {
             if let Some(id) = m.pick(Some(State::Delayed), *pick) {
-                assert_eq!(q.promote(&id).await.unwrap(), "waiting");
+                assert_eq!(q.promote(&id).await.unwrap(), "promoted");
                 m.make_waiting(&id);
             }
         }

@@ -16,14 +16,21 @@ struct Daemon {
 
 impl Daemon {
     fn start(dir: &Path, redis_url: Option<&str>) -> Daemon {
+        Self::start_with(dir, redis_url, &[])
+    }
+
+    /// As `start`, with extra environment for the daemon's process only.
+    fn start_with(dir: &Path, redis_url: Option<&str>, env: &[(&str, &str)]) -> Daemon {
         let log = dir.join(format!("serve-{}.log", ulid::Ulid::new()));
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_runner"));
         cmd.current_dir(dir)
             .args(["serve", "--config", "runner.toml"])
             .env_remove("RUNNER_QUEUES")
             .env("RUNNER_LOG", "info")
+            .env("RUNNER_HTTP_BIND", "127.0.0.1:0")
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap());
+        cmd.envs(env.iter().copied());
         match redis_url {
             Some(url) => cmd.env("REDIS_URL", url),
             None => cmd.env_remove("REDIS_URL"),
@@ -304,4 +311,71 @@ async fn a_bad_config_and_a_broken_plugin_are_reported() {
     wait_counts(&q, "the orphan job to fail", Duration::from_secs(30), |c| c.failed == 1).await;
     let r = q.get("c").await.unwrap().unwrap();
     assert!(r.errors[0].error.contains("no plugin handles type `nobody`"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_http_api_serves_a_running_daemon() {
+    let redis = testkit::redis::RedisServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("runner.toml"), "[http]\ntoken = \"env:E2E_TOKEN\"\n").unwrap();
+    install(dir.path(), "noop_plugin", "noop.wasm");
+    let daemon = Daemon::start_with(dir.path(), Some(&redis.url()), &[("E2E_TOKEN", "e2e-token-0123456789")]);
+    daemon.wait_log("HTTP API listening", Duration::from_secs(10));
+    let base = format!("http://{}", std::fs::read_to_string(dir.path().join(".runner/http.addr")).unwrap());
+    let http = reqwest::Client::new();
+    let auth = "Bearer e2e-token-0123456789";
+    let get = |path: &str| http.get(format!("{base}{path}")).header("authorization", auth).send();
+
+    let r = http.get(format!("{base}/api/v1/queues")).send().await.unwrap();
+    assert_eq!(r.status(), 401);
+    assert_eq!(http.get(format!("{base}/health")).send().await.unwrap().status(), 200);
+    let r = http
+        .post(format!("{base}/api/v1/queues/default/jobs"))
+        .header("authorization", auth)
+        .json(&serde_json::json!({"type": "whoami", "payload": {}, "id": "api-1"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let job: serde_json::Value = get("/api/v1/queues/default/jobs/api-1").await.unwrap().json().await.unwrap();
+        if job["state"] == "completed" {
+            assert_eq!(job["result"], serde_json::json!({"by": "noop"}));
+            break;
+        }
+        assert!(Instant::now() < deadline, "{job}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let metrics =
+        http.get(format!("{base}/metrics")).header("authorization", auth).send().await.unwrap().text().await.unwrap();
+    assert!(
+        metrics.contains(r#"jobrunner_jobs_total{outcome="completed",queue="default",type="whoami"} 1"#),
+        "{metrics}"
+    );
+    assert!(metrics.contains("jobrunner_plugin_reloads_total{outcome=\"loaded\"} 1"));
+    let ready = get("/ready").await.unwrap();
+    assert_eq!(ready.status(), 200);
+    let plugins: serde_json::Value = http
+        .get(format!("{base}/api/v1/plugins"))
+        .header("authorization", auth)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(plugins[0]["name"], "noop");
+    assert_eq!(plugins[0]["job_types"], serde_json::json!(["noop", "whoami"]));
+    assert!(!plugins.to_string().contains("secret"), "secrets are never shown");
+    let runners: serde_json::Value = http
+        .get(format!("{base}/api/v1/runners"))
+        .header("authorization", auth)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(runners.as_array().unwrap().len(), 1);
 }

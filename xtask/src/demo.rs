@@ -73,6 +73,7 @@ async fn demo() -> Result<(), String> {
         .current_dir(&dir)
         .args(["serve", "--config", "runner.toml"])
         .env_remove("REDIS_URL")
+        .env("RUNNER_HTTP_BIND", "127.0.0.1:0")
         .stdout(Stdio::null())
         .stderr(log)
         .spawn()
@@ -106,6 +107,8 @@ async fn drive(dir: &Path, receiver: &HttpRecorder) -> Result<(), String> {
         runner(dir, &["enqueue", "default", job_type, "--payload", &payload, "--id", &id])?;
         println!("   runner enqueue default {job_type} --payload @examples/payloads/{job_type}.json --id {id}");
     }
+    let api = std::fs::read_to_string(dir.join(".runner/http.addr")).unwrap_or_default();
+    println!("== the HTTP API is at http://{api}/api/v1 (try /api/v1/queues, /metrics)");
     println!("== results");
     for (job_type, _) in TYPES {
         let id = format!("demo-{job_type}");

@@ -93,7 +93,7 @@ pub async fn run(args: ExecArgs, config_path: Option<&std::path::Path>) -> Resul
     };
     let host = Host::new(
         HostOptions { engine: Default::default(), compile_cache_dir: config.compile_cache_dir() },
-        Services { cache, mailer },
+        Services { cache, mailer, metrics: None },
     )?;
     let settings = |name: &str| -> Result<PluginSettings> {
         let mut s = config.plugin_settings(name)?;

@@ -52,7 +52,11 @@ pub async fn run(cmd: PluginCommand) -> Result<ExitCode> {
 async fn check(file: &Path, json: bool) -> Result<ExitCode> {
     let host = Host::new(
         HostOptions::default(),
-        Services { cache: Cache::Memory(MemoryCache::new()), mailer: Mailer::outbox(std::env::temp_dir()) },
+        Services {
+            cache: Cache::Memory(MemoryCache::new()),
+            mailer: Mailer::outbox(std::env::temp_dir()),
+            metrics: None,
+        },
     )?;
     let config = Config::default();
     let (plugin, load) = host.load_file(file, |name| config.plugin_settings(name)).await?;

@@ -229,7 +229,7 @@ pub async fn retry(args: RetryArgs, config: &Config) -> Result<ExitCode> {
     }
     let id = args.id.expect("clap requires an id or --all-failed");
     match queue.retry(&id).await?.as_str() {
-        "waiting" => {
+        "retried" => {
             println!("{id} is waiting again");
             Ok(ExitCode::SUCCESS)
         }

@@ -54,9 +54,14 @@ pub async fn run(
             b = consumer.next(free, shared.lease, IDLE_WAIT) => b,
             _ = stop_fetching.cancelled() => break,
         };
+        let stalls = consumer.take_stalls();
+        if stalls > 0 {
+            shared.metrics.stalls.with_label_values(&[queue.name()]).inc_by(stalls);
+        }
         let jobs = match batch {
             Ok(jobs) => jobs,
             Err(e) => {
+                shared.metrics.redis_errors.inc();
                 tracing::warn!(queue = queue.name(), error = %format!("{e:#}"), "cannot fetch jobs; retrying");
                 tokio::time::sleep(ERROR_BACKOFF).await;
                 continue;
@@ -86,9 +91,15 @@ pub async fn run(
 
 async fn run_job(shared: &Shared, queue: &Queue, leased: Leased, cancel: &CancellationToken) {
     let job_type = leased.spec.job_type.clone();
+    let waited_ms = (std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_millis()
+        as u64)
+        .saturating_sub(leased.spec.created_at + leased.spec.opts.delay_ms);
+    shared.metrics.job_wait.with_label_values(&[queue.name()]).observe(waited_ms as f64 / 1e3);
     let Some(plugin) = shared.registry.get(&job_type) else {
         let reason = format!("no plugin handles type `{job_type}`");
         tracing::warn!("{reason}");
+        shared.metrics.jobs.with_label_values(&[queue.name(), &job_type, "no_plugin"]).inc();
+        shared.metrics.failures.with_label_values(&[queue.name(), "no_plugin"]).inc();
         record_failure(queue, &leased, Failure::Retry(reason), None).await;
         return;
     };
@@ -124,6 +135,15 @@ async fn run_job(shared: &Shared, queue: &Queue, leased: Leased, cancel: &Cancel
         Outcome::Permanent { .. } => "permanent",
         Outcome::Fault(_) => "fault",
     };
+    let m = &shared.metrics;
+    m.jobs.with_label_values(&[queue.name(), &input.job_type, outcome_name]).inc();
+    m.job_duration.with_label_values(&[queue.name(), &input.job_type]).observe(report.duration.as_secs_f64());
+    m.instantiate.with_label_values(&[&plugin.description.name]).observe(report.instantiate.as_secs_f64());
+    if let Outcome::Fault(f) = &report.outcome {
+        m.failures.with_label_values(&[queue.name(), &f.kind.to_string()]).inc();
+    } else if outcome_name != "completed" {
+        m.failures.with_label_values(&[queue.name(), outcome_name]).inc();
+    }
     // Every completion at `info` would drown a busy runner's log; failures
     // are what an operator reads.
     let ms = report.duration.as_secs_f64() * 1e3;

@@ -31,7 +31,8 @@ use tokio_util::sync::CancellationToken;
 
 /// What every dispatcher shares.
 pub struct Shared {
-    pub registry: Registry,
+    pub registry: Arc<Registry>,
+    pub metrics: Arc<crate::metrics::Metrics>,
     pub connection: Connection,
     pub lease: Duration,
     pub host: Host,
@@ -67,6 +68,7 @@ pub async fn serve(config: Config, config_file: Option<PathBuf>, shutdown: impl 
     let connection = Connection::connect(&url).await?;
     tracing::info!(redis = %crate::queue::connection::redact(&url), cluster = connection.is_cluster(), "connected to Redis");
 
+    let metrics = Arc::new(crate::metrics::Metrics::new());
     let host = Host::new(
         HostOptions {
             engine: EngineOptions { max_instances: config.engine.max_instances, ..Default::default() },
@@ -75,8 +77,17 @@ pub async fn serve(config: Config, config_file: Option<PathBuf>, shutdown: impl 
         Services {
             cache: Cache::Redis(Box::new(RedisCache::new(connection.clone()))),
             mailer: Mailer::from_config(&config)?,
+            metrics: Some(metrics.clone()),
         },
     )?;
+    // The API listens from the start, so `/health` and `/ready` answer while plugins load.
+    let resolve = |t: &Option<String>| t.as_deref().map(crate::config::resolve_secret).transpose();
+    let tokens = crate::api::auth::Tokens::new(
+        resolve(&config.http.token)?.as_deref(),
+        resolve(&config.http.read_only_token)?.as_deref(),
+    );
+    let listener = crate::api::bind(&config.http.bind, tokens.required()).await?;
+    std::fs::write(state_dir.join("http.addr"), listener.local_addr()?.to_string())?;
     let plugins_dir = config.runner.plugins_dir.clone();
     if !plugins_dir.exists() {
         std::fs::create_dir_all(&plugins_dir)
@@ -86,7 +97,8 @@ pub async fn serve(config: Config, config_file: Option<PathBuf>, shutdown: impl 
     // Absolute, so that the watcher's paths and the first scan's agree.
     let plugins_dir = plugins_dir.canonicalize().with_context(|| format!("cannot read {}", plugins_dir.display()))?;
     let shared = Arc::new(Shared {
-        registry: Registry::default(),
+        registry: Arc::new(Registry::new(Some(metrics.clone()))),
+        metrics: metrics.clone(),
         connection: connection.clone(),
         lease: config.runner.lease,
         host,
@@ -143,6 +155,24 @@ pub async fn serve(config: Config, config_file: Option<PathBuf>, shutdown: impl 
         })
     };
 
+    let consumed: Vec<String> = config.consumed_queues().keys().cloned().collect();
+    let api_state = Arc::new(crate::api::ApiState {
+        connection: connection.clone(),
+        registry: Some(shared.registry.clone()),
+        metrics: metrics.clone(),
+        consumed: consumed.clone(),
+    });
+    let stop_api = CancellationToken::new();
+    let app = crate::api::app(api_state, tokens, config.http.max_body.as_u64() as usize);
+    let api = {
+        let stop = stop_api.clone();
+        tokio::spawn(async move {
+            if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(stop.cancelled_owned()).await {
+                tracing::error!(error = %e, "the HTTP API stopped");
+            }
+        })
+    };
+    let heartbeat = tokio::spawn(heartbeat(connection.clone(), consumed));
     let stop_fetching = CancellationToken::new();
     let cancel_jobs = CancellationToken::new();
     let mut dispatchers = tokio::task::JoinSet::new();
@@ -171,11 +201,46 @@ pub async fn serve(config: Config, config_file: Option<PathBuf>, shutdown: impl 
         cancel_jobs.cancel();
         while dispatchers.join_next().await.is_some() {}
     }
+    heartbeat.abort();
+    let _ = crate::queue::runners::leave(&connection, &runner_id()).await;
+    stop_api.cancel();
+    let _ = api.await;
     if let Some(e) = embedded.as_mut() {
         e.stop();
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// This process's id among the runners: host and pid.
+fn runner_id() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "localhost".into());
+    format!("{host}:{}", std::process::id())
+}
+
+/// Records this runner in `jr:runners` every few seconds.
+async fn heartbeat(connection: Connection, queues: Vec<String>) {
+    let id = runner_id();
+    let mut info = crate::queue::runners::RunnerInfo {
+        hostname: id.rsplit_once(':').map(|(h, _)| h.to_string()).unwrap_or_default(),
+        id,
+        pid: std::process::id(),
+        version: env!("CARGO_PKG_VERSION").into(),
+        started_at_ms: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_millis() as u64,
+        last_seen_ms: 0,
+        queues,
+    };
+    loop {
+        if let Err(e) = crate::queue::runners::beat(&connection, &mut info).await {
+            tracing::debug!(error = %format!("{e:#}"), "heartbeat failed");
+        }
+        tokio::time::sleep(crate::queue::runners::HEARTBEAT).await;
+    }
 }
 
 /// Fires the queue's due schedule ticks, sleeping until the next one.

@@ -79,9 +79,20 @@ pub struct Registry {
     /// Job type → plugin; replaced whole, so a reader never sees half a swap.
     by_type: RwLock<Arc<HashMap<String, Arc<Plugin>>>>,
     files: Mutex<Files>,
+    metrics: Option<Arc<crate::metrics::Metrics>>,
 }
 
 impl Registry {
+    pub fn new(metrics: Option<Arc<crate::metrics::Metrics>>) -> Registry {
+        Registry { metrics, ..Default::default() }
+    }
+
+    fn count(&self, outcome: &str) {
+        if let Some(m) = &self.metrics {
+            m.reloads.with_label_values(&[outcome]).inc();
+        }
+    }
+
     pub fn get(&self, job_type: &str) -> Option<Arc<Plugin>> {
         self.by_type.read().unwrap().get(job_type).cloned()
     }
@@ -126,6 +137,7 @@ impl Registry {
                 status.record("loaded", detail);
                 entry.0 = Some(Arc::new(plugin));
                 self.reindex(&mut files);
+                self.count("loaded");
                 Ok(())
             }
             Err(e) => {
@@ -133,6 +145,7 @@ impl Registry {
                 tracing::error!(file = %file.display(), error = %message, "plugin failed to load; the previous version (if any) keeps serving");
                 entry.1.last_error = Some(message.clone());
                 entry.1.record("failed", message.clone());
+                self.count("failed");
                 Err(message)
             }
         }
@@ -144,6 +157,7 @@ impl Registry {
         if files.remove(file).is_some() {
             tracing::info!(file = %file.display(), "plugin removed");
             self.reindex(&mut files);
+            self.count("removed");
         }
     }
 

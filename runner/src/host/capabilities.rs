@@ -41,7 +41,11 @@ impl log::Host for JobState {
 impl cache::Host for JobState {
     async fn get(&mut self, key: String) -> Result<Result<Option<Vec<u8>>, String>> {
         let ns = &self.plugin.grants.cache_namespace;
-        Ok(self.plugin.services.cache.get(ns, &key).await.map_err(|e| format!("{e:#}")))
+        let got = self.plugin.services.cache.get(ns, &key).await.map_err(|e| format!("{e:#}"));
+        if let (Some(m), Ok(value)) = (&self.plugin.services.metrics, &got) {
+            m.cache.with_label_values(&[if value.is_some() { "hit" } else { "miss" }]).inc();
+        }
+        Ok(got)
     }
 
     async fn set(

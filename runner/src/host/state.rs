@@ -26,6 +26,8 @@ const MAX_TABLE_ELEMENTS: usize = 100_000;
 pub struct Services {
     pub cache: Cache,
     pub mailer: Mailer,
+    /// Where the daemon counts cache hits and misses (none under `runner exec`).
+    pub metrics: Option<Arc<crate::metrics::Metrics>>,
 }
 
 /// One plugin's name, limits and grants, shared by all its jobs.

@@ -31,6 +31,7 @@ pub struct Consumer {
     queue: Queue,
     wake: Arc<Notify>,
     subscriber: tokio::task::JoinHandle<()>,
+    stalls: std::sync::atomic::AtomicU64,
 }
 
 impl Consumer {
@@ -42,11 +43,16 @@ impl Consumer {
             queue.wake_channel().to_string(),
             wake.clone(),
         ));
-        Consumer { queue, wake, subscriber }
+        Consumer { queue, wake, subscriber, stalls: Default::default() }
     }
 
     pub fn queue(&self) -> &Queue {
         &self.queue
+    }
+
+    /// The stalled jobs this consumer's fetches found since the last call.
+    pub fn take_stalls(&self) -> u64 {
+        self.stalls.swap(0, std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Wakes every waiting `next` call at once (for example, on shutdown or
@@ -67,6 +73,7 @@ impl Consumer {
             notified.as_mut().enable();
 
             let fetched = self.queue.fetch(count, lease).await?;
+            self.stalls.fetch_add(fetched.stalled, std::sync::atomic::Ordering::Relaxed);
             if !fetched.jobs.is_empty() {
                 return Ok(fetched.jobs);
             }

@@ -25,6 +25,7 @@ pub mod consumer;
 pub mod keys;
 pub mod options;
 pub mod record;
+pub mod runners;
 pub mod schedule;
 mod scripts;
 
@@ -72,6 +73,8 @@ pub struct Fetched {
     pub next_due: Option<Duration>,
     /// Set when the queue's rate limit is reached: how long until it resets.
     pub rate_limited: Option<Duration>,
+    /// Jobs whose lease had expired, found (and put back) by this fetch.
+    pub stalled: u64,
 }
 
 /// How an attempt failed, as the queue records it.
@@ -222,8 +225,9 @@ impl Queue {
         let reply: Vec<Value> = self.conn.invoke(&SCRIPTS.fetch, &self.keys.all, &args).await.context("fetch")?;
         let next: i64 = redis::from_redis_value_ref(&reply[0])?;
         let limited: i64 = redis::from_redis_value_ref(&reply[1])?;
+        let stalled: u64 = redis::from_redis_value_ref(&reply[2])?;
         let mut jobs = Vec::new();
-        for j in reply[2..].chunks(4) {
+        for j in reply[3..].chunks(4) {
             let spec: String = redis::from_redis_value_ref(&j[3])?;
             jobs.push(Leased {
                 id: redis::from_redis_value_ref(&j[0])?,
@@ -236,6 +240,7 @@ impl Queue {
             jobs,
             next_due: (next >= 0).then(|| Duration::from_millis(next as u64)),
             rate_limited: (limited > 0).then(|| Duration::from_millis(limited as u64)),
+            stalled,
         })
     }
 
@@ -336,7 +341,8 @@ impl Queue {
     }
 
     /// Moves a failed job back to waiting with its attempts reset. Returns
-    /// the job's state if it was not failed (`missing` if there is none).
+    /// `retried`, or the job's state if it was not failed (`missing` if
+    /// there is none).
     pub async fn retry(&self, id: &str) -> Result<String> {
         self.admin("retry", &[arg(id)]).await
     }
@@ -358,7 +364,8 @@ impl Queue {
         self.admin("remove", &[arg(id)]).await
     }
 
-    /// Runs a delayed job now. Returns its state if it was not delayed.
+    /// Runs a delayed job now. Returns `promoted`, or the job's state if it
+    /// was not delayed (`missing` if there is none).
     pub async fn promote(&self, id: &str) -> Result<String> {
         self.admin("promote", &[arg(id)]).await
     }
@@ -498,6 +505,17 @@ impl Queue {
             .await
             .context("events")?;
         Ok(reply)
+    }
+
+    /// Jobs completed in the last `window`, from the events stream.
+    pub async fn completed_in(&self, window: Duration) -> Result<u64> {
+        let since = SystemTime::now().duration_since(UNIX_EPOCH)?.saturating_sub(window).as_millis();
+        let events: Vec<(String, Vec<(String, String)>)> = self
+            .conn
+            .query(redis::cmd("XRANGE").arg(self.keys.get("events")).arg(format!("{since}-0")).arg("+"))
+            .await
+            .context("throughput")?;
+        Ok(events.iter().filter(|(_, f)| f.first().is_some_and(|(_, v)| v == "completed")).count() as u64)
     }
 
     /// The names of every queue that has been used.

@@ -1,8 +1,9 @@
 -- Operations on one job or the whole queue. ARGV: operation, wake channel, ...
 --   retry ID            a failed job back to waiting, with its attempts reset
+--                       (answers `retried`, or the job's state if it was not failed)
 --   retry_failed LIMIT  up to LIMIT failed jobs back to waiting; returns how many
 --   remove ID           removes a job in any state (a worker holding it is refused at ack)
---   promote ID          a delayed job runs now
+--   promote ID          a delayed job runs now (answers `promoted`, or the job's state)
 --   pause | resume
 --   drain LIMIT         removes up to LIMIT waiting and delayed jobs; returns how many
 --   clean SET AGE LIMIT removes up to LIMIT completed or failed jobs finished AGE ms ago or more
@@ -25,7 +26,7 @@ if op == 'retry' then
   requeue_failed(id)
   event('retried', id)
   wake(channel)
-  return 'waiting'
+  return 'retried'
 elseif op == 'retry_failed' then
   local ids = redis.call('ZRANGE', K.failed, 0, tonumber(ARGV[3]) - 1)
   for _, id in ipairs(ids) do requeue_failed(id) end
@@ -44,7 +45,7 @@ elseif op == 'promote' then
   push_wait(id)
   event('promoted', id)
   wake(channel)
-  return 'waiting'
+  return 'promoted'
 elseif op == 'pause' then
   redis.call('HSET', K.meta, 'paused', '1')
   event('paused', '*')

@@ -2,7 +2,7 @@
 -- expired (a stall, retried like a failure) and moves due delayed jobs to
 -- waiting. ARGV: count, lease ms, random in [0,1), wake channel.
 -- Returns: next-due delay ms (-1: none), rate-limit wait ms (0: none),
--- then per job: id, token, attempt, spec JSON.
+-- stalls found, then per job: id, token, attempt, spec JSON.
 local count, lease, rnd, channel = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4]
 local now = now_ms()
 
@@ -22,7 +22,7 @@ for _, id in ipairs(due) do
   push_wait(id)
 end
 
-local out = { -1, 0 }
+local out = { -1, 0, #expired }
 local function next_due()
   local d = redis.call('ZRANGE', K.delayed, 0, 0, 'WITHSCORES')
   local a = redis.call('ZRANGE', K.active, 0, 0, 'WITHSCORES')

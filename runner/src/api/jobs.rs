@@ -1,0 +1,200 @@
+//! Queue and job routes: enqueue (one, bulk), queues with counts, jobs by
+//! state (paged), one job, and the operations (retry, remove, promote,
+//! retry failed, clean, pause, resume).
+
+use crate::api::ApiState;
+use crate::api::error::{ApiError, ApiJson, ApiQuery, ApiResult};
+use crate::queue::{Enqueued, JobOptions, JobRecord, NewJob, Queue, State};
+use axum::Json;
+use axum::extract::{Path, State as AxState};
+use axum::http::StatusCode;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The most jobs one bulk request may carry.
+pub const MAX_BULK: usize = 10_000;
+
+fn queue(state: &ApiState, name: &str) -> ApiResult<Queue> {
+    Queue::new(state.connection.clone(), name).map_err(ApiError::bad)
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JobBody {
+    #[serde(rename = "type")]
+    pub job_type: String,
+    pub payload: Value,
+    pub id: Option<String>,
+    #[serde(default)]
+    pub options: JobOptions,
+}
+
+impl JobBody {
+    fn into_job(self) -> NewJob {
+        NewJob { id: self.id, job_type: self.job_type, payload: self.payload.to_string(), options: self.options }
+    }
+}
+
+pub async fn enqueue(
+    AxState(state): AxState<Arc<ApiState>>,
+    Path(name): Path<String>,
+    ApiJson(body): ApiJson<JobBody>,
+) -> ApiResult<(StatusCode, Json<Enqueued>)> {
+    let q = queue(&state, &name)?;
+    let e = q.enqueue(body.into_job()).await.map_err(ApiError::from_input)?;
+    Ok((if e.created { StatusCode::CREATED } else { StatusCode::OK }, Json(e)))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BulkBody {
+    pub jobs: Vec<JobBody>,
+}
+
+pub async fn enqueue_bulk(
+    AxState(state): AxState<Arc<ApiState>>,
+    Path(name): Path<String>,
+    ApiJson(body): ApiJson<BulkBody>,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    if body.jobs.len() > MAX_BULK {
+        return Err(ApiError::TooLarge(format!("{} jobs; at most {MAX_BULK} per request", body.jobs.len())));
+    }
+    let q = queue(&state, &name)?;
+    let out =
+        q.enqueue_bulk(body.jobs.into_iter().map(JobBody::into_job).collect()).await.map_err(ApiError::from_input)?;
+    Ok((StatusCode::CREATED, Json(json!({"jobs": out}))))
+}
+
+#[derive(Serialize)]
+pub struct QueueView {
+    pub name: String,
+    #[serde(flatten)]
+    pub counts: crate::queue::Counts,
+    /// Jobs completed in the last minute.
+    pub completed_last_minute: u64,
+}
+
+pub async fn queues(AxState(state): AxState<Arc<ApiState>>) -> ApiResult<Json<Vec<QueueView>>> {
+    let mut out = Vec::new();
+    for name in Queue::names(&state.connection).await? {
+        let q = queue(&state, &name)?;
+        out.push(QueueView {
+            counts: q.counts().await?,
+            completed_last_minute: q.completed_in(Duration::from_secs(60)).await?,
+            name,
+        });
+    }
+    Ok(Json(out))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListQuery {
+    pub state: Option<String>,
+    pub cursor: Option<u64>,
+    pub limit: Option<u64>,
+}
+
+pub async fn list(
+    AxState(state): AxState<Arc<ApiState>>,
+    Path(name): Path<String>,
+    ApiQuery(q): ApiQuery<ListQuery>,
+) -> ApiResult<Json<Value>> {
+    let wanted = q.state.as_deref().unwrap_or("waiting");
+    let st = State::parse(wanted)
+        .ok_or_else(|| ApiError::bad(format!("state `{wanted}`: use waiting, delayed, active, completed or failed")))?;
+    let limit = q.limit.unwrap_or(50);
+    if limit == 0 || limit > 1000 {
+        return Err(ApiError::bad("limit must be from 1 to 1000"));
+    }
+    let offset = q.cursor.unwrap_or(0);
+    let jobs = queue(&state, &name)?.list(st, offset, limit).await?;
+    let next = (jobs.len() as u64 == limit).then_some(offset + limit);
+    Ok(Json(json!({"jobs": jobs, "next_cursor": next})))
+}
+
+pub async fn get(
+    AxState(state): AxState<Arc<ApiState>>,
+    Path((name, id)): Path<(String, String)>,
+) -> ApiResult<Json<JobRecord>> {
+    queue(&state, &name)?
+        .get(&id)
+        .await?
+        .map(Json)
+        .ok_or_else(|| ApiError::NotFound(format!("no job `{id}` in queue {name}")))
+}
+
+/// Maps an operation's answer (the job's state) to a response.
+fn op_result(name: &str, id: &str, answer: String, done: &str, verb: &str) -> ApiResult<Json<Value>> {
+    match answer.as_str() {
+        a if a == done => Ok(Json(json!({"id": id, "state": "waiting"}))),
+        "missing" => Err(ApiError::NotFound(format!("no job `{id}` in queue {name}"))),
+        other => Err(ApiError::Conflict(format!("job `{id}` is {other}; only a {verb} job can be"))),
+    }
+}
+
+pub async fn retry(
+    AxState(state): AxState<Arc<ApiState>>,
+    Path((name, id)): Path<(String, String)>,
+) -> ApiResult<Json<Value>> {
+    let s = queue(&state, &name)?.retry(&id).await?;
+    op_result(&name, &id, s, "retried", "failed")
+}
+
+pub async fn promote(
+    AxState(state): AxState<Arc<ApiState>>,
+    Path((name, id)): Path<(String, String)>,
+) -> ApiResult<Json<Value>> {
+    let s = queue(&state, &name)?.promote(&id).await?;
+    op_result(&name, &id, s, "promoted", "delayed")
+}
+
+pub async fn remove(
+    AxState(state): AxState<Arc<ApiState>>,
+    Path((name, id)): Path<(String, String)>,
+) -> ApiResult<Json<Value>> {
+    match queue(&state, &name)?.remove(&id).await?.as_str() {
+        "missing" => Err(ApiError::NotFound(format!("no job `{id}` in queue {name}"))),
+        was => Ok(Json(json!({"id": id, "removed_from": was}))),
+    }
+}
+
+pub async fn retry_failed(AxState(state): AxState<Arc<ApiState>>, Path(name): Path<String>) -> ApiResult<Json<Value>> {
+    Ok(Json(json!({"retried": queue(&state, &name)?.retry_all_failed().await?})))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CleanBody {
+    pub state: String,
+    #[serde(default)]
+    pub older_than_ms: u64,
+    pub limit: Option<u64>,
+}
+
+pub async fn clean(
+    AxState(state): AxState<Arc<ApiState>>,
+    Path(name): Path<String>,
+    ApiJson(body): ApiJson<CleanBody>,
+) -> ApiResult<Json<Value>> {
+    let st = match State::parse(&body.state) {
+        Some(s @ (State::Completed | State::Failed)) => s,
+        _ => return Err(ApiError::bad(format!("state `{}`: clean takes completed or failed", body.state))),
+    };
+    let removed = queue(&state, &name)?
+        .clean(st, Duration::from_millis(body.older_than_ms), body.limit.unwrap_or(u64::MAX))
+        .await?;
+    Ok(Json(json!({"removed": removed})))
+}
+
+pub async fn pause(AxState(state): AxState<Arc<ApiState>>, Path(name): Path<String>) -> ApiResult<Json<Value>> {
+    queue(&state, &name)?.pause().await?;
+    Ok(Json(json!({"queue": name, "paused": true})))
+}
+
+pub async fn resume(AxState(state): AxState<Arc<ApiState>>, Path(name): Path<String>) -> ApiResult<Json<Value>> {
+    queue(&state, &name)?.resume().await?;
+    Ok(Json(json!({"queue": name, "paused": false})))
+}

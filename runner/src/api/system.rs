@@ -1,0 +1,124 @@
+//! Schedules, plugins, runners, health, readiness, metrics and the OpenAPI
+//! document.
+
+use crate::api::ApiState;
+use crate::api::error::{ApiError, ApiJson, ApiQuery, ApiResult};
+use crate::queue::{Queue, Schedule};
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use std::sync::Arc;
+
+/// The API's OpenAPI document; `tests` keep it true to the router.
+pub const OPENAPI: &str = include_str!("openapi.json");
+
+pub async fn health() -> Json<Value> {
+    Json(json!({"status": "ok"}))
+}
+
+pub async fn ready(State(state): State<Arc<ApiState>>) -> impl IntoResponse {
+    let redis = state.connection.ping().await;
+    let plugins = state.registry.as_ref().is_none_or(|r| r.all_loaded());
+    let mut queues = serde_json::Map::new();
+    if redis {
+        for name in &state.consumed {
+            if let Ok(q) = Queue::new(state.connection.clone(), name)
+                && let Ok(c) = q.counts().await
+            {
+                queues.insert(name.clone(), serde_json::to_value(c).unwrap_or_default());
+            }
+        }
+    }
+    let ready = redis && plugins;
+    let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    (status, Json(json!({"ready": ready, "redis": redis, "plugins_loaded": plugins, "queues": queues})))
+}
+
+pub async fn metrics(State(state): State<Arc<ApiState>>) -> impl IntoResponse {
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], state.metrics.render())
+}
+
+pub async fn openapi() -> impl IntoResponse {
+    ([(header::CONTENT_TYPE, "application/json")], OPENAPI)
+}
+
+pub async fn plugins(State(state): State<Arc<ApiState>>) -> Json<Value> {
+    Json(json!(state.registry.as_ref().map(|r| r.statuses()).unwrap_or_default()))
+}
+
+pub async fn runners(State(state): State<Arc<ApiState>>) -> ApiResult<Json<Value>> {
+    Ok(Json(json!(crate::queue::runners::list(&state.connection).await?)))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QueueParam {
+    pub queue: Option<String>,
+}
+
+fn schedule_queue(state: &ApiState, q: &QueueParam) -> ApiResult<Queue> {
+    Queue::new(state.connection.clone(), q.queue.as_deref().unwrap_or("default")).map_err(ApiError::bad)
+}
+
+pub async fn list_schedules(State(state): State<Arc<ApiState>>) -> ApiResult<Json<Value>> {
+    let mut out = Vec::new();
+    for name in Queue::names(&state.connection).await? {
+        for s in Queue::new(state.connection.clone(), &name).map_err(ApiError::bad)?.list_schedules().await? {
+            out.push(json!({"queue": name, "schedule": s}));
+        }
+    }
+    Ok(Json(json!(out)))
+}
+
+pub async fn get_schedule(
+    State(state): State<Arc<ApiState>>,
+    Path(id): Path<String>,
+    ApiQuery(q): ApiQuery<QueueParam>,
+) -> ApiResult<Json<Value>> {
+    let queue = schedule_queue(&state, &q)?;
+    let found = queue.list_schedules().await?.into_iter().find(|s| s.schedule.id == id);
+    found
+        .map(|s| Json(json!({"queue": queue.name(), "schedule": s})))
+        .ok_or_else(|| ApiError::NotFound(format!("no schedule `{id}` in queue {}", queue.name())))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScheduleBody {
+    #[serde(rename = "type")]
+    pub job_type: String,
+    #[serde(default)]
+    pub payload: Value,
+    #[serde(default)]
+    pub options: crate::queue::JobOptions,
+    pub timing: crate::queue::Timing,
+}
+
+pub async fn put_schedule(
+    State(state): State<Arc<ApiState>>,
+    Path(id): Path<String>,
+    ApiQuery(q): ApiQuery<QueueParam>,
+    ApiJson(body): ApiJson<ScheduleBody>,
+) -> ApiResult<Json<Value>> {
+    let queue = schedule_queue(&state, &q)?;
+    let schedule =
+        Schedule { id, job_type: body.job_type, payload: body.payload, options: body.options, timing: body.timing };
+    let info = queue.upsert_schedule(&schedule).await.map_err(ApiError::from_input)?;
+    Ok(Json(json!({"queue": queue.name(), "schedule": info})))
+}
+
+pub async fn delete_schedule(
+    State(state): State<Arc<ApiState>>,
+    Path(id): Path<String>,
+    ApiQuery(q): ApiQuery<QueueParam>,
+) -> ApiResult<Json<Value>> {
+    let queue = schedule_queue(&state, &q)?;
+    if queue.remove_schedule(&id).await? {
+        Ok(Json(json!({"removed": id})))
+    } else {
+        Err(ApiError::NotFound(format!("no schedule `{id}` in queue {}", queue.name())))
+    }
+}

@@ -1,0 +1,84 @@
+//! Prometheus metrics of one runner process, served at `/metrics`.
+//!
+//! Jobs by queue, type and outcome; job duration and wait time; failures by
+//! reason; stalls; plugin reloads and their errors; wasm instantiation time;
+//! Redis errors (each one a reconnection the connection makes by itself);
+//! cache hits and misses.
+
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, Opts, Registry, TextEncoder, exponential_buckets,
+};
+
+pub struct Metrics {
+    registry: Registry,
+    pub jobs: IntCounterVec,
+    pub job_duration: HistogramVec,
+    pub job_wait: HistogramVec,
+    pub failures: IntCounterVec,
+    pub stalls: IntCounterVec,
+    pub reloads: IntCounterVec,
+    pub instantiate: HistogramVec,
+    pub redis_errors: IntCounter,
+    pub cache: IntCounterVec,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let registry = Registry::new_custom(Some("jobrunner".into()), None).expect("a valid prefix");
+        let counter = |name: &str, help: &str, labels: &[&str]| {
+            let c = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric");
+            registry.register(Box::new(c.clone())).expect("registered once");
+            c
+        };
+        let histogram = |name: &str, help: &str, labels: &[&str], buckets: Vec<f64>| {
+            let h = HistogramVec::new(HistogramOpts::new(name, help).buckets(buckets), labels).expect("valid metric");
+            registry.register(Box::new(h.clone())).expect("registered once");
+            h
+        };
+        // 100 µs to about 100 s.
+        let seconds = exponential_buckets(0.0001, 4.0, 11).expect("valid buckets");
+        Metrics {
+            jobs: counter("jobs_total", "Job attempts finished, by outcome", &["queue", "type", "outcome"]),
+            job_duration: histogram(
+                "job_duration_seconds",
+                "Time a job ran in its plugin",
+                &["queue", "type"],
+                seconds.clone(),
+            ),
+            job_wait: histogram("job_wait_seconds", "Time from enqueue to start", &["queue"], seconds.clone()),
+            failures: counter("failures_total", "Failed attempts by reason", &["queue", "reason"]),
+            stalls: counter("stalls_total", "Jobs whose lease expired and were put back", &["queue"]),
+            reloads: counter("plugin_reloads_total", "Plugin loads by outcome (loaded, failed, removed)", &["outcome"]),
+            instantiate: histogram(
+                "wasm_instantiate_seconds",
+                "Time to instantiate a plugin for one job",
+                &["plugin"],
+                seconds,
+            ),
+            redis_errors: {
+                let c = IntCounter::new(
+                    "redis_errors_total",
+                    "Redis calls that failed (the connection reconnects by itself)",
+                )
+                .expect("valid metric");
+                registry.register(Box::new(c.clone())).expect("registered once");
+                c
+            },
+            cache: counter("cache_requests_total", "Plugin cache reads by result (hit, miss)", &["result"]),
+            registry,
+        }
+    }
+
+    /// The text exposition format.
+    pub fn render(&self) -> String {
+        let mut out = Vec::new();
+        TextEncoder::new().encode(&self.registry.gather(), &mut out).expect("encoding to memory");
+        String::from_utf8(out).expect("the text format is UTF-8")
+    }
+}
