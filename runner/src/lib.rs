@@ -10,6 +10,7 @@
 //! - [`mail`]: email delivery (SMTP, or an outbox folder);
 //! - [`queue`]: the Redis queue engine (at-least-once, leases, retries, schedules);
 //! - [`metrics`]: the Prometheus metrics of a runner;
+//! - [`dashboard`]: the web dashboard, rendered on the server;
 //! - [`daemon`]: `runner serve`: queues to plugins, hot reload, shutdown;
 //! - [`cli`]: the `runner` command line.
 
@@ -18,6 +19,7 @@ pub mod cache;
 pub mod cli;
 pub mod config;
 pub mod daemon;
+pub mod dashboard;
 pub mod host;
 pub mod job;
 pub mod mail;

@@ -26,8 +26,9 @@ async fn api_with(tokens: Tokens, max_body: usize) -> Api {
         registry: None,
         metrics: Arc::new(runner::metrics::Metrics::new()),
         consumed: vec!["default".into()],
+        tokens: Arc::new(tokens),
     });
-    Api { router: app(state, tokens, max_body), _redis: redis }
+    Api { router: app(state, max_body), _redis: redis }
 }
 
 async fn api() -> Api {

@@ -1,8 +1,10 @@
 //! End-to-end tests through the real `runner` binary.
 //!
 //! Layout: `exec` (each plugin on its sample payload, exit codes, errors),
-//! `plugin_cmd` (`plugin check` and `plugin new`), `serve` (the daemon).
+//! `plugin_cmd` (`plugin check` and `plugin new`), `serve` (the daemon),
+//! `browser` (the dashboard in a real headless Chromium).
 
+mod browser;
 mod exec;
 mod plugin_cmd;
 mod serve;

@@ -8,19 +8,19 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// A `runner serve` child process, killed if the test ends early.
-struct Daemon {
+pub(crate) struct Daemon {
     child: Option<Child>,
     log: PathBuf,
     state_dir: PathBuf,
 }
 
 impl Daemon {
-    fn start(dir: &Path, redis_url: Option<&str>) -> Daemon {
+    pub(crate) fn start(dir: &Path, redis_url: Option<&str>) -> Daemon {
         Self::start_with(dir, redis_url, &[])
     }
 
     /// As `start`, with extra environment for the daemon's process only.
-    fn start_with(dir: &Path, redis_url: Option<&str>, env: &[(&str, &str)]) -> Daemon {
+    pub(crate) fn start_with(dir: &Path, redis_url: Option<&str>, env: &[(&str, &str)]) -> Daemon {
         let log = dir.join(format!("serve-{}.log", ulid::Ulid::new()));
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_runner"));
         cmd.current_dir(dir)
@@ -44,7 +44,7 @@ impl Daemon {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
-    fn wait_log(&self, needle: &str, timeout: Duration) {
+    pub(crate) fn wait_log(&self, needle: &str, timeout: Duration) {
         let deadline = Instant::now() + timeout;
         while !self.log().contains(needle) {
             assert!(Instant::now() < deadline, "no `{needle}` in the log:\n{}", self.log());
@@ -76,7 +76,7 @@ impl Drop for Daemon {
     }
 }
 
-fn install(dir: &Path, plugin: &str, as_name: &str) {
+pub(crate) fn install(dir: &Path, plugin: &str, as_name: &str) {
     std::fs::create_dir_all(dir.join("plugins")).unwrap();
     std::fs::copy(testkit::wasm::path(plugin), dir.join("plugins").join(as_name)).unwrap();
 }

@@ -2,7 +2,8 @@
 //! so they run the same on every machine.
 //!
 //! - `setup`: install what a fresh machine lacks (the `wasm32-wasip2` target;
-//!   `redis-server` with apt-get when run as root);
+//!   `redis-server` with apt-get when run as root); `test` also installs
+//!   Chromium and its driver for the dashboard's browser test;
 //! - `plugins`: build every plugin for `wasm32-wasip2` (release);
 //! - `lint`: `cargo fmt --check` and `cargo clippy --all-targets -D warnings`;
 //! - `test`: set up, build the plugins, then run every test of the workspace;
@@ -36,6 +37,34 @@ fn has(program: &str, arg: &str) -> bool {
     Command::new(program).arg(arg).output().is_ok_and(|o| o.status.success())
 }
 
+/// Installs Debian packages that are missing, when run as root with apt-get.
+fn apt_install(missing: &[&str]) -> Result<(), String> {
+    if missing.is_empty() {
+        return Ok(());
+    }
+    // SAFETY: geteuid has no preconditions.
+    let root = unsafe { libc::geteuid() } == 0;
+    if !(root && has("apt-get", "--version")) {
+        return Err(format!("missing: {} (install with apt-get install {})", missing.join(", "), missing.join(" ")));
+    }
+    eprintln!("$ apt-get install {}", missing.join(" "));
+    let ok = Command::new("apt-get").args(["update", "-qq"]).status().is_ok_and(|s| s.success())
+        && Command::new("apt-get").args(["install", "-y", "-qq"]).args(missing).status().is_ok_and(|s| s.success());
+    if ok { Ok(()) } else { Err(format!("cannot install {} with apt-get", missing.join(" "))) }
+}
+
+/// What the tests need beyond `setup`: the browser for the dashboard test.
+fn setup_tests() -> Result<(), String> {
+    let mut missing = Vec::new();
+    if !has("chromium", "--version") {
+        missing.push("chromium");
+    }
+    if !has("chromedriver", "--version") {
+        missing.push("chromium-driver");
+    }
+    apt_install(&missing)
+}
+
 fn setup() -> Result<(), String> {
     let targets = Command::new("rustup").args(["target", "list", "--installed"]).output();
     match targets {
@@ -51,21 +80,7 @@ fn setup() -> Result<(), String> {
         Err(_) => eprintln!("rustup not found: make sure the wasm32-wasip2 target is installed"),
     }
     if !has("redis-server", "--version") {
-        // SAFETY: geteuid has no preconditions.
-        let root = unsafe { libc::geteuid() } == 0;
-        if root && has("apt-get", "--version") {
-            eprintln!("$ apt-get install redis-server");
-            let ok = Command::new("apt-get").args(["update", "-qq"]).status().is_ok_and(|s| s.success())
-                && Command::new("apt-get")
-                    .args(["install", "-y", "-qq", "redis-server"])
-                    .status()
-                    .is_ok_and(|s| s.success());
-            if !ok {
-                return Err("cannot install redis-server with apt-get".into());
-            }
-        } else {
-            return Err("redis-server is not installed: install it (apt-get install redis-server)".into());
-        }
+        apt_install(&["redis-server"])?;
     }
     Ok(())
 }
@@ -85,6 +100,7 @@ fn lint() -> Result<(), String> {
 
 fn test() -> Result<(), String> {
     setup()?;
+    setup_tests()?;
     plugins()?;
     cargo(&["test", "--workspace"])
 }

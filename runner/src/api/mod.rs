@@ -30,9 +30,12 @@ pub struct ApiState {
     pub metrics: Arc<Metrics>,
     /// The queues this runner consumes (for readiness).
     pub consumed: Vec<String>,
+    /// For the dashboard's sign-in.
+    pub tokens: Arc<auth::Tokens>,
 }
 
-pub fn app(state: Arc<ApiState>, tokens: auth::Tokens, max_body: usize) -> Router {
+pub fn app(state: Arc<ApiState>, max_body: usize) -> Router {
+    let tokens = state.tokens.clone();
     let api = Router::new()
         .route("/queues", get(jobs::queues))
         .route("/queues/{queue}/jobs", post(jobs::enqueue).get(jobs::list))
@@ -54,8 +57,9 @@ pub fn app(state: Arc<ApiState>, tokens: auth::Tokens, max_body: usize) -> Route
         .route("/health", get(system::health))
         .route("/ready", get(system::ready))
         .route("/metrics", get(system::metrics))
+        .nest("/dashboard", crate::dashboard::routes())
         .fallback(|| async { error::ApiError::NotFound("no such route; see /api/v1/openapi.json".into()) })
-        .layer(axum::middleware::from_fn_with_state(Arc::new(tokens), auth::require))
+        .layer(axum::middleware::from_fn_with_state(tokens, auth::require))
         .layer(DefaultBodyLimit::max(max_body))
         .with_state(state)
 }

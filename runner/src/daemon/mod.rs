@@ -161,9 +161,10 @@ pub async fn serve(config: Config, config_file: Option<PathBuf>, shutdown: impl 
         registry: Some(shared.registry.clone()),
         metrics: metrics.clone(),
         consumed: consumed.clone(),
+        tokens: Arc::new(tokens),
     });
     let stop_api = CancellationToken::new();
-    let app = crate::api::app(api_state, tokens, config.http.max_body.as_u64() as usize);
+    let app = crate::api::app(api_state, config.http.max_body.as_u64() as usize);
     let api = {
         let stop = stop_api.clone();
         tokio::spawn(async move {

@@ -518,6 +518,38 @@ impl Queue {
         Ok(events.iter().filter(|(_, f)| f.first().is_some_and(|(_, v)| v == "completed")).count() as u64)
     }
 
+    /// Jobs completed in each of the last `minutes` minutes, oldest first,
+    /// from the events stream (which keeps about the last 10,000 events).
+    pub async fn completed_per_minute(&self, minutes: u64) -> Result<Vec<u64>> {
+        let now = SystemTime::now().duration_since(UNIX_EPOCH)?.as_millis() as u64;
+        let start = now.saturating_sub(minutes * 60_000);
+        let events: Vec<(String, Vec<(String, String)>)> = self
+            .conn
+            .query(redis::cmd("XRANGE").arg(self.keys.get("events")).arg(format!("{start}-0")).arg("+"))
+            .await
+            .context("throughput")?;
+        let mut buckets = vec![0u64; minutes as usize];
+        for (id, fields) in events {
+            let at: u64 = id.split('-').next().and_then(|t| t.parse().ok()).unwrap_or(0);
+            if fields.first().is_some_and(|(_, v)| v == "completed") && at >= start {
+                let i = ((at - start) / 60_000) as usize;
+                if let Some(b) = buckets.get_mut(i) {
+                    *b += 1;
+                }
+            }
+        }
+        Ok(buckets)
+    }
+
+    /// The id of the newest event, if any.
+    pub async fn latest_event_id(&self) -> Result<Option<String>> {
+        let last: Vec<(String, Vec<(String, String)>)> = self
+            .conn
+            .query(redis::cmd("XREVRANGE").arg(self.keys.get("events")).arg("+").arg("-").arg("COUNT").arg(1))
+            .await?;
+        Ok(last.into_iter().next().map(|(id, _)| id))
+    }
+
     /// The names of every queue that has been used.
     pub async fn names(conn: &Connection) -> Result<Vec<String>> {
         let mut names: Vec<String> = conn.query(redis::cmd("SMEMBERS").arg(keys::REGISTRY)).await?;

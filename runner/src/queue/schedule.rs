@@ -46,6 +46,8 @@ pub struct ScheduleInfo {
     pub schedule: Schedule,
     /// Milliseconds since the epoch.
     pub next_run_ms: u64,
+    /// When its last tick was due, if it has fired.
+    pub last_run_ms: Option<u64>,
 }
 
 fn now_ms() -> u64 {
@@ -113,13 +115,18 @@ impl Queue {
             .ignore();
         pipe.cmd("ZADD").arg(self.keys.get("schedule_next")).arg(next).arg(&schedule.id).ignore();
         let () = self.conn.pipeline(&pipe).await.context("upsert schedule")?;
-        Ok(ScheduleInfo { schedule: schedule.clone(), next_run_ms: next })
+        let last: Option<u64> = self
+            .conn
+            .query(redis::cmd("HGET").arg(self.keys.get("meta")).arg(format!("last_run:{}", schedule.id)))
+            .await?;
+        Ok(ScheduleInfo { schedule: schedule.clone(), next_run_ms: next, last_run_ms: last })
     }
 
     /// Removes a schedule; false when there was none.
     pub async fn remove_schedule(&self, id: &str) -> Result<bool> {
         let mut pipe = redis::pipe();
         pipe.cmd("ZREM").arg(self.keys.get("schedule_next")).arg(id).ignore();
+        pipe.cmd("HDEL").arg(self.keys.get("meta")).arg(format!("last_run:{id}")).ignore();
         pipe.cmd("HDEL").arg(self.keys.get("schedules")).arg(id);
         let (removed,): (i64,) = self.conn.pipeline(&pipe).await.context("remove schedule")?;
         Ok(removed == 1)
@@ -134,7 +141,9 @@ impl Queue {
                 serde_json::from_str(&json).with_context(|| format!("schedule {id} is unreadable"))?;
             let next: Option<f64> =
                 self.conn.query(redis::cmd("ZSCORE").arg(self.keys.get("schedule_next")).arg(&id)).await?;
-            out.push(ScheduleInfo { schedule, next_run_ms: next.unwrap_or(0.0) as u64 });
+            let last: Option<u64> =
+                self.conn.query(redis::cmd("HGET").arg(self.keys.get("meta")).arg(format!("last_run:{id}"))).await?;
+            out.push(ScheduleInfo { schedule, next_run_ms: next.unwrap_or(0.0) as u64, last_run_ms: last });
         }
         out.sort_by(|a, b| a.schedule.id.cmp(&b.schedule.id));
         Ok(out)

@@ -9,6 +9,7 @@ local channel, sid = ARGV[1], ARGV[2]
 local current = redis.call('ZSCORE', K.schedule_next, sid)
 if not current or tonumber(current) ~= tonumber(ARGV[3]) then return 0 end
 redis.call('ZADD', K.schedule_next, ARGV[4], sid)
+redis.call('HSET', K.meta, 'last_run:' .. sid, ARGV[3])
 local id, spec = ARGV[5], ARGV[6]
 if redis.call('HSETNX', K.specs, id, spec) == 1 then
   redis.call('HSET', K.created, id, now_ms())

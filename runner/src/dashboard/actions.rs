@@ -1,0 +1,71 @@
+//! The dashboard's actions: POST forms, each checked for the CSRF token,
+//! then redirected back (303) to the page they came from.
+
+use crate::api::ApiState;
+use crate::api::error::{ApiError, ApiResult};
+use crate::queue::{Queue, State};
+use axum::Form;
+use axum::extract::{Path, State as AxState};
+use axum::response::Redirect;
+use serde::Deserialize;
+use std::sync::Arc;
+use std::time::Duration;
+
+#[derive(Deserialize)]
+pub struct ActionForm {
+    pub csrf: String,
+}
+
+fn check(form: &ActionForm) -> ApiResult<()> {
+    if form.csrf != super::csrf_token() {
+        return Err(ApiError::Forbidden("missing or stale CSRF token: reload the page and try again".into()));
+    }
+    Ok(())
+}
+
+fn queue(state: &ApiState, name: &str) -> ApiResult<Queue> {
+    Queue::new(state.connection.clone(), name).map_err(ApiError::bad)
+}
+
+pub async fn job_action(
+    AxState(state): AxState<Arc<ApiState>>,
+    Path((name, id, action)): Path<(String, String, String)>,
+    Form(form): Form<ActionForm>,
+) -> ApiResult<Redirect> {
+    check(&form)?;
+    let q = queue(&state, &name)?;
+    let back = format!("/dashboard/queues/{name}/jobs/{id}");
+    match action.as_str() {
+        "retry" => {
+            q.retry(&id).await?;
+        }
+        "promote" => {
+            q.promote(&id).await?;
+        }
+        "remove" => {
+            q.remove(&id).await?;
+            return Ok(Redirect::to(&format!("/dashboard/queues/{name}")));
+        }
+        other => return Err(ApiError::NotFound(format!("no action `{other}`"))),
+    }
+    Ok(Redirect::to(&back))
+}
+
+pub async fn queue_action(
+    AxState(state): AxState<Arc<ApiState>>,
+    Path((name, action)): Path<(String, String)>,
+    Form(form): Form<ActionForm>,
+) -> ApiResult<Redirect> {
+    check(&form)?;
+    let q = queue(&state, &name)?;
+    match action.as_str() {
+        "pause" => q.pause().await?,
+        "resume" => q.resume().await?,
+        "retry-failed" => drop(q.retry_all_failed().await?),
+        // From the dashboard, clean keeps the last hour.
+        "clean-completed" => drop(q.clean(State::Completed, Duration::from_secs(3600), u64::MAX).await?),
+        "clean-failed" => drop(q.clean(State::Failed, Duration::from_secs(3600), u64::MAX).await?),
+        other => return Err(ApiError::NotFound(format!("no action `{other}`"))),
+    }
+    Ok(Redirect::to(&format!("/dashboard/queues/{name}")))
+}

@@ -1,0 +1,57 @@
+//! The dashboard's live feed: a server-sent event stream with every queue's
+//! counts each second (`counts`) and each job event from the queues' event
+//! streams (`job`), read after the last one sent, so nothing is scanned.
+
+use crate::api::ApiState;
+use crate::queue::Queue;
+use axum::extract::State;
+use axum::response::sse::{Event, KeepAlive, Sse};
+use futures::{Stream, StreamExt};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+const TICK: Duration = Duration::from_secs(1);
+
+pub async fn stream(
+    State(state): State<Arc<ApiState>>,
+) -> Sse<impl Stream<Item = Result<Event, std::convert::Infallible>>> {
+    let stream = futures::stream::unfold(
+        (state, HashMap::<String, String>::new(), true),
+        |(state, mut last, first)| async move {
+            if !first {
+                tokio::time::sleep(TICK).await;
+            }
+            let mut events = Vec::new();
+            let mut counts = serde_json::Map::new();
+            for name in Queue::names(&state.connection).await.unwrap_or_default() {
+                let Ok(q) = Queue::new(state.connection.clone(), &name) else { continue };
+                if let Ok(c) = q.counts().await {
+                    counts.insert(name.clone(), serde_json::to_value(c).unwrap_or_default());
+                }
+                // On the first tick, start from the newest event rather than replay history.
+                if first {
+                    if let Ok(Some(id)) = q.latest_event_id().await {
+                        last.insert(name.clone(), id);
+                    }
+                    continue;
+                }
+                let after = last.get(&name).cloned().unwrap_or_else(|| "0".into());
+                if let Ok(new) = q.events(&after, 100).await {
+                    if let Some((id, _)) = new.last() {
+                        last.insert(name.clone(), id.clone());
+                    }
+                    for (_, fields) in new {
+                        let f: HashMap<_, _> = fields.into_iter().collect();
+                        let data = serde_json::json!({"queue": name, "event": f.get("event"), "id": f.get("id")});
+                        events.push(Event::default().event("job").data(data.to_string()));
+                    }
+                }
+            }
+            events.push(Event::default().event("counts").data(serde_json::Value::Object(counts).to_string()));
+            Some((futures::stream::iter(events.into_iter().map(Ok)), (state, last, false)))
+        },
+    )
+    .flatten();
+    Sse::new(stream).keep_alive(KeepAlive::default())
+}

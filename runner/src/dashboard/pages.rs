@@ -1,0 +1,284 @@
+//! The dashboard's pages. Every listing is paged; nothing scans a queue.
+
+use crate::api::ApiState;
+use crate::api::error::{ApiError, ApiResult};
+use crate::dashboard::{action_form, layout, when};
+use crate::queue::{Queue, State};
+use axum::extract::{Path, Query, State as AxState};
+use axum::response::{IntoResponse, Redirect, Response};
+use maud::{Markup, html};
+use serde::Deserialize;
+use std::sync::Arc;
+use std::time::Duration;
+
+const PAGE: u64 = 50;
+
+fn queue(state: &ApiState, name: &str) -> ApiResult<Queue> {
+    Queue::new(state.connection.clone(), name).map_err(ApiError::bad)
+}
+
+/// Jobs completed per minute over the last hour, as an SVG bar chart.
+fn throughput_chart(per_minute: &[u64]) -> Markup {
+    let max = per_minute.iter().copied().max().unwrap_or(0).max(1) as f64;
+    html! {
+        svg width="360" height="40" viewBox="0 0 360 40" role="img" aria-label="jobs completed per minute, last hour" {
+            @for (i, n) in per_minute.iter().enumerate() {
+                @let h = (*n as f64 / max * 38.0).max(if *n > 0 { 1.0 } else { 0.0 });
+                rect.bar x=(i * 6) y=(40.0 - h) width="5" height=(h) { title { (n) " completed" } }
+            }
+        }
+    }
+}
+
+pub async fn overview(AxState(state): AxState<Arc<ApiState>>) -> ApiResult<Response> {
+    let mut rows = Vec::new();
+    for name in Queue::names(&state.connection).await? {
+        let q = queue(&state, &name)?;
+        rows.push((name, q.counts().await?, q.completed_per_minute(60).await?));
+    }
+    let content = html! {
+        h1 { "Queues" }
+        @if rows.is_empty() { p.muted { "No queue has been used yet." } }
+        table {
+            thead { tr {
+                th { "Queue" } th.num { "Waiting" } th.num { "Delayed" } th.num { "Active" }
+                th.num { "Completed" } th.num { "Failed" } th { "Last hour" } th {}
+            } }
+            tbody {
+                @for (name, c, chart) in &rows {
+                    tr {
+                        td { a href=(format!("/dashboard/queues/{name}")) { (name) } @if c.paused { " " span.bad { "(paused)" } } }
+                        td.num data-count=(format!("{name}:waiting")) { (c.waiting) }
+                        td.num data-count=(format!("{name}:delayed")) { (c.delayed) }
+                        td.num data-count=(format!("{name}:active")) { (c.active) }
+                        td.num data-count=(format!("{name}:completed")) { (c.completed) }
+                        td.num data-count=(format!("{name}:failed")) {
+                            @if c.failed > 0 { a.bad href=(format!("/dashboard/queues/{name}?state=failed")) { (c.failed) } } @else { "0" }
+                        }
+                        td { (throughput_chart(chart)) }
+                        td {
+                            @if c.paused { (action_form(&format!("/dashboard/queues/{name}/do/resume"), "Resume", false)) }
+                            @else { (action_form(&format!("/dashboard/queues/{name}/do/pause"), "Pause", false)) }
+                        }
+                    }
+                }
+            }
+        }
+    };
+    Ok(layout("Queues", ("", ""), content).into_response())
+}
+
+#[derive(Deserialize)]
+pub struct QueueQuery {
+    pub state: Option<String>,
+    pub cursor: Option<u64>,
+    /// Search by job id.
+    pub id: Option<String>,
+}
+
+pub async fn queue_page(state: &ApiState, name: &str, q: QueueQuery) -> ApiResult<Response> {
+    if let Some(id) = q.id.filter(|i| !i.trim().is_empty()) {
+        return Ok(Redirect::to(&format!("/dashboard/queues/{name}/jobs/{}", id.trim())).into_response());
+    }
+    let st = State::parse(q.state.as_deref().unwrap_or("waiting")).ok_or_else(|| ApiError::bad("unknown state"))?;
+    let queue = queue(state, name)?;
+    let counts = queue.counts().await?;
+    let offset = q.cursor.unwrap_or(0);
+    let jobs = queue.list(st, offset, PAGE).await?;
+    let count_of = |s: State| match s {
+        State::Waiting => counts.waiting,
+        State::Delayed => counts.delayed,
+        State::Active => counts.active,
+        State::Completed => counts.completed,
+        State::Failed => counts.failed,
+    };
+    let content = html! {
+        h1 { "Queue " (name) @if counts.paused { " " span.bad { "(paused)" } } }
+        p {
+            @if counts.paused { (action_form(&format!("/dashboard/queues/{name}/do/resume"), "Resume", false)) }
+            @else { (action_form(&format!("/dashboard/queues/{name}/do/pause"), "Pause", false)) }
+            " "
+            @if counts.failed > 0 { (action_form(&format!("/dashboard/queues/{name}/do/retry-failed"), "Retry all failed", false)) " " }
+            (action_form(&format!("/dashboard/queues/{name}/do/clean-completed"), "Clean completed", true))
+            " "
+            (action_form(&format!("/dashboard/queues/{name}/do/clean-failed"), "Clean failed", true))
+        }
+        form method="get" action=(format!("/dashboard/queues/{name}")) {
+            input type="search" name="id" placeholder="Find a job by id";
+            " " button type="submit" { "Find" }
+        }
+        p.tabs {
+            @for s in State::ALL {
+                a class=(if s == st { "on" } else { "" }) href=(format!("/dashboard/queues/{name}?state={s}")) {
+                    (s) " (" span data-count=(format!("{name}:{s}")) { (count_of(s)) } ")"
+                }
+            }
+        }
+        table {
+            thead { tr { th { "Job" } th { "Type" } th.num { "Attempts" } th { "Created" } th { "Last error" } th {} } }
+            tbody {
+                @for j in &jobs {
+                    tr {
+                        td { a href=(format!("/dashboard/queues/{name}/jobs/{}", j.id)) { (j.id) } }
+                        td { (j.job_type) }
+                        td.num { (j.attempts_made) "/" (j.options.attempts) }
+                        td.muted { (when(j.created_at)) }
+                        td.bad { (j.errors.last().map(|e| e.error.lines().next().unwrap_or("").to_string()).unwrap_or_default()) }
+                        td { (job_actions(name, &j.id, j.state)) }
+                    }
+                }
+            }
+        }
+        @if jobs.is_empty() { p.muted { "No " (st) " jobs." } }
+        @if jobs.len() as u64 == PAGE {
+            a href=(format!("/dashboard/queues/{name}?state={st}&cursor={}", offset + PAGE)) { "Next page" }
+        }
+    };
+    Ok(layout(name, (name, ""), content).into_response())
+}
+
+pub async fn queue_view(
+    AxState(state): AxState<Arc<ApiState>>,
+    Path(name): Path<String>,
+    Query(q): Query<QueueQuery>,
+) -> ApiResult<Response> {
+    queue_page(&state, &name, q).await
+}
+
+fn job_actions(queue: &str, id: &str, state: State) -> Markup {
+    let base = format!("/dashboard/queues/{queue}/jobs/{id}");
+    html! {
+        @if state == State::Failed { (action_form(&format!("{base}/retry"), "Retry", false)) " " }
+        @if state == State::Delayed { (action_form(&format!("{base}/promote"), "Run now", false)) " " }
+        (action_form(&format!("{base}/remove"), "Remove", true))
+    }
+}
+
+pub async fn job(
+    AxState(state): AxState<Arc<ApiState>>,
+    Path((name, id)): Path<(String, String)>,
+) -> ApiResult<Response> {
+    let j = queue(&state, &name)?
+        .get(&id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("no job `{id}` in queue {name}")))?;
+    let pretty = |v: &serde_json::Value| serde_json::to_string_pretty(v).unwrap_or_default();
+    let content = html! {
+        h1 { "Job " (j.id) }
+        p { "Queue " a href=(format!("/dashboard/queues/{name}")) { (name) } " · type " (j.job_type)
+            " · state " strong #state { (j.state) } " · attempts " (j.attempts_made) "/" (j.options.attempts)
+            @if j.stalls > 0 { " · stalled " (j.stalls) " times" } }
+        p { (job_actions(&name, &j.id, j.state)) }
+        @if let Some(p) = j.progress {
+            div.progress title=(format!("{p}%")) { div style=(format!("width: {p}%")) {} }
+        }
+        h2 { "Timeline" }
+        ul {
+            li { "created " (when(j.created_at)) }
+            @for e in &j.errors { li.bad { "attempt " (e.attempt) " failed " (when(e.at)) " (" (e.kind) ")" } }
+            @if let Some(t) = j.state_since_or_until {
+                li { (match j.state { State::Delayed => "runs at ", State::Active => "lease until ", _ => "finished " }) (when(t)) }
+            }
+        }
+        h2 { "Payload" }
+        pre { (pretty(&j.payload)) }
+        @if let Some(r) = &j.result { h2 { "Result" } pre #result { (pretty(r)) } }
+        @if !j.errors.is_empty() {
+            h2 { "Errors per attempt" }
+            @for e in &j.errors { h3 { "Attempt " (e.attempt) } pre.bad { (e.error) } }
+        }
+        @if let Some(log) = &j.log { h2 { "Log of the last attempt" } pre { (pretty(log)) } }
+    };
+    Ok(layout(&format!("Job {id}"), (&name, &id), content).into_response())
+}
+
+pub async fn plugins(AxState(state): AxState<Arc<ApiState>>) -> impl IntoResponse {
+    let statuses = state.registry.as_ref().map(|r| r.statuses()).unwrap_or_default();
+    let content = html! {
+        h1 { "Plugins" }
+        table {
+            thead { tr { th { "File" } th { "Plugin" } th { "Job types" } th { "Loaded" } th { "Last error" } } }
+            tbody {
+                @for p in &statuses {
+                    tr {
+                        td { (p.file.display()) }
+                        td { (p.name.clone().unwrap_or_default()) " " (p.version.clone().unwrap_or_default()) }
+                        td { (p.job_types.join(", ")) }
+                        td.muted { (p.loaded_at_ms.map(when).unwrap_or_else(|| "never".into())) }
+                        td.bad { (p.last_error.clone().unwrap_or_default()) }
+                    }
+                    tr { td colspan="5" {
+                        details { summary.muted { "Reload history (" (p.history.len()) ")" }
+                            ul { @for h in &p.history { li { (when(h.at_ms)) " " (h.outcome) ": " (h.detail) } } } }
+                    } }
+                }
+            }
+        }
+    };
+    layout("Plugins", ("", ""), content)
+}
+
+pub async fn schedules(AxState(state): AxState<Arc<ApiState>>) -> ApiResult<Response> {
+    let mut all = Vec::new();
+    for name in Queue::names(&state.connection).await? {
+        for s in queue(&state, &name)?.list_schedules().await? {
+            all.push((name.clone(), s));
+        }
+    }
+    let content = html! {
+        h1 { "Schedules" }
+        table {
+            thead { tr { th { "Queue" } th { "Schedule" } th { "Type" } th { "When" } th { "Last run" } th { "Next run" } } }
+            tbody {
+                @for (q, s) in &all {
+                    tr {
+                        td { (q) } td { (s.schedule.id) } td { (s.schedule.job_type) }
+                        td { (match &s.schedule.timing {
+                            crate::queue::Timing::Cron { expr, tz } => format!("cron {expr} ({tz})"),
+                            crate::queue::Timing::Every { every_ms } => format!("every {}", humantime::format_duration(Duration::from_millis(*every_ms))),
+                        }) }
+                        td.muted { (s.last_run_ms.map(when).unwrap_or_else(|| "not yet".into())) }
+                        td { (when(s.next_run_ms)) }
+                    }
+                }
+            }
+        }
+        @if all.is_empty() { p.muted { "No schedules." } }
+    };
+    Ok(layout("Schedules", ("", ""), content).into_response())
+}
+
+pub async fn login_form() -> impl IntoResponse {
+    layout("Sign in", ("", ""), login_markup(None))
+}
+
+fn login_markup(error: Option<&str>) -> Markup {
+    html! {
+        h1 { "Sign in" }
+        @if let Some(e) = error { p.bad { (e) } }
+        form method="post" action="/dashboard/login" {
+            label { "Token " input type="password" name="token" autofocus; }
+            " " button type="submit" { "Sign in" }
+        }
+    }
+}
+
+#[derive(Deserialize)]
+pub struct LoginForm {
+    pub token: String,
+}
+
+pub async fn login(AxState(state): AxState<Arc<ApiState>>, axum::Form(form): axum::Form<LoginForm>) -> Response {
+    match state.tokens.session_for(&form.token) {
+        Some(cookie) => (
+            [(axum::http::header::SET_COOKIE, format!("jr_session={cookie}; Path=/; HttpOnly; SameSite=Strict"))],
+            Redirect::to("/dashboard"),
+        )
+            .into_response(),
+        None => (
+            axum::http::StatusCode::UNAUTHORIZED,
+            layout("Sign in", ("", ""), login_markup(Some("That token is not valid."))),
+        )
+            .into_response(),
+    }
+}
