@@ -25,7 +25,8 @@ fn queue(state: &ApiState, name: &str) -> ApiResult<Queue> {
 pub struct JobBody {
     #[serde(rename = "type")]
     pub job_type: String,
-    pub payload: Value,
+    /// Kept as the text it came in: parsed once (to check it), never rebuilt.
+    pub payload: Box<serde_json::value::RawValue>,
     pub id: Option<String>,
     #[serde(default)]
     pub options: JobOptions,
@@ -33,7 +34,7 @@ pub struct JobBody {
 
 impl JobBody {
     fn into_job(self) -> NewJob {
-        NewJob { id: self.id, job_type: self.job_type, payload: self.payload.to_string(), options: self.options }
+        NewJob { id: self.id, job_type: self.job_type, payload: self.payload.get().to_string(), options: self.options }
     }
 }
 

@@ -28,6 +28,8 @@ enum Kind {
 #[derive(Clone)]
 pub struct Connection {
     kind: Kind,
+    /// The URLs it was opened with, naming the server(s) for caches keyed by it.
+    target: std::sync::Arc<str>,
     /// A client for the first node, for pub/sub (which reaches every node
     /// of a cluster) and for blocking calls.
     first: redis::Client,
@@ -58,7 +60,12 @@ impl Connection {
                 .context("invalid Redis Cluster URLs")?;
             Kind::Cluster(client.get_async_connection().await.context("cannot connect to the Redis Cluster")?)
         };
-        Ok(Connection { kind, first })
+        Ok(Connection { kind, first, target: url.into() })
+    }
+
+    /// The server(s) this connection talks to, as given.
+    pub(crate) fn target(&self) -> &str {
+        &self.target
     }
 
     pub fn is_cluster(&self) -> bool {

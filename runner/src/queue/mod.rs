@@ -212,9 +212,19 @@ impl Queue {
         Ok(out)
     }
 
-    /// Notes the queue's name in the registry of queues.
+    /// Notes the queue's name in the registry of queues. An `SADD` on every
+    /// enqueue would double the round trips of a single-job enqueue, so it is
+    /// sent once a minute per server and queue (the minute bounds how long a
+    /// Redis that lost its data goes without the name).
     async fn register(&self) -> Result<()> {
+        type Seen = std::collections::HashMap<(String, String), std::time::Instant>;
+        static SEEN: std::sync::LazyLock<std::sync::Mutex<Seen>> = std::sync::LazyLock::new(Default::default);
+        let key = (self.conn.target().to_string(), self.name.clone());
+        if SEEN.lock().unwrap().get(&key).is_some_and(|at| at.elapsed() < Duration::from_secs(60)) {
+            return Ok(());
+        }
         let _: i64 = self.conn.query(redis::cmd("SADD").arg(keys::REGISTRY).arg(&self.name)).await?;
+        SEEN.lock().unwrap().insert(key, std::time::Instant::now());
         Ok(())
     }
 
