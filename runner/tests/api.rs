@@ -149,6 +149,9 @@ async fn bad_input_gets_a_clear_json_error() {
     assert_error(&a.post(enqueue, &big).await, StatusCode::PAYLOAD_TOO_LARGE, "");
     assert_error(&a.get("/api/v1/queues/q/jobs?state=lost").await, StatusCode::BAD_REQUEST, "state `lost`");
     assert_error(&a.get("/api/v1/queues/q/jobs?limit=0").await, StatusCode::BAD_REQUEST, "limit");
+    // A cursor at the end of the range is an empty page, not an overflow.
+    let (s, v) = a.get(&format!("/api/v1/queues/q/jobs?cursor={}", u64::MAX)).await;
+    assert_eq!((s, v["jobs"].as_array().map(Vec::len)), (StatusCode::OK, Some(0)));
     assert_error(
         &a.post("/api/v1/queues/q/clean", r#"{"state":"waiting"}"#).await,
         StatusCode::BAD_REQUEST,

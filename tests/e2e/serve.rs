@@ -347,8 +347,7 @@ async fn the_http_api_serves_a_running_daemon() {
         assert!(Instant::now() < deadline, "{job}");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let metrics =
-        http.get(format!("{base}/metrics")).header("authorization", auth).send().await.unwrap().text().await.unwrap();
+    let metrics = get("/metrics").await.unwrap().text().await.unwrap();
     assert!(
         metrics.contains(r#"jobrunner_jobs_total{outcome="completed",queue="default",type="whoami"} 1"#),
         "{metrics}"
@@ -356,26 +355,10 @@ async fn the_http_api_serves_a_running_daemon() {
     assert!(metrics.contains("jobrunner_plugin_reloads_total{outcome=\"loaded\"} 1"));
     let ready = get("/ready").await.unwrap();
     assert_eq!(ready.status(), 200);
-    let plugins: serde_json::Value = http
-        .get(format!("{base}/api/v1/plugins"))
-        .header("authorization", auth)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let plugins: serde_json::Value = get("/api/v1/plugins").await.unwrap().json().await.unwrap();
     assert_eq!(plugins[0]["name"], "noop");
     assert_eq!(plugins[0]["job_types"], serde_json::json!(["noop", "whoami"]));
     assert!(!plugins.to_string().contains("secret"), "secrets are never shown");
-    let runners: serde_json::Value = http
-        .get(format!("{base}/api/v1/runners"))
-        .header("authorization", auth)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let runners: serde_json::Value = get("/api/v1/runners").await.unwrap().json().await.unwrap();
     assert_eq!(runners.as_array().unwrap().len(), 1);
 }

@@ -112,7 +112,7 @@ pub async fn list(
     }
     let offset = q.cursor.unwrap_or(0);
     let jobs = queue(&state, &name)?.list(st, offset, limit).await?;
-    let next = (jobs.len() as u64 == limit).then_some(offset + limit);
+    let next = (jobs.len() as u64 == limit).then_some(offset.saturating_add(limit));
     Ok(Json(json!({"jobs": jobs, "next_cursor": next})))
 }
 

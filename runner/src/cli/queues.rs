@@ -189,7 +189,7 @@ pub async fn jobs(args: JobsArgs, config: &Config) -> Result<ExitCode> {
         println!("{}  {}  attempts {}/{}{}", j.id, j.job_type, j.attempts_made, j.options.attempts, last_error);
     }
     if page.len() as u64 == args.limit.clamp(1, 1000) {
-        println!("(more: --offset {})", args.offset + page.len() as u64);
+        println!("(more: --offset {})", args.offset.saturating_add(page.len() as u64));
     }
     Ok(ExitCode::SUCCESS)
 }

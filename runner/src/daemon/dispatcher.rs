@@ -158,6 +158,8 @@ async fn run_job(shared: &Shared, queue: &Queue, leased: Leased, cancel: &Cancel
             record_failure(queue, &leased, Failure::Retry(message), Some((&report, log))).await
         }
         Outcome::RetryAfter { delay, message } => {
+            // A plugin cannot park a job longer than a producer could delay it.
+            let delay = delay.min(crate::queue::options::MAX_DELAY);
             record_failure(queue, &leased, Failure::RetryAfter(delay, message), Some((&report, log))).await
         }
         Outcome::Permanent { message } => {

@@ -458,10 +458,15 @@ impl Queue {
     /// cursor; each page costs O(log n + limit), never a scan.
     pub async fn list(&self, state: State, offset: u64, limit: u64) -> Result<Vec<JobRecord>> {
         let limit = limit.clamp(1, 1000);
+        // Redis ranges are signed 64-bit; no set is near this long, so a
+        // larger offset is simply past the end (an empty page, not an error).
+        let offset = offset.min(i64::MAX as u64 / 2);
         let cmd = if matches!(state, State::Completed | State::Failed) { "ZREVRANGE" } else { "ZRANGE" };
         let ids: Vec<String> = self
             .conn
-            .query(redis::cmd(cmd).arg(self.keys.get(state.key_name())).arg(offset).arg(offset + limit - 1))
+            .query(
+                redis::cmd(cmd).arg(self.keys.get(state.key_name())).arg(offset).arg(offset.saturating_add(limit - 1)),
+            )
             .await
             .context("list")?;
         self.records(&ids).await
