@@ -322,6 +322,18 @@ async fn a_waiting_consumer_wakes_on_enqueue_and_on_a_due_delayed_job() {
     let jobs = consumer.next(1, LEASE, Duration::from_secs(20)).await.unwrap();
     assert_eq!(jobs.len(), 1);
     assert!(started.elapsed() < Duration::from_secs(10));
+
+    // A consumer already asleep (nothing to wait for) when a delayed job
+    // arrives is woken to learn its due time, rather than sleeping on.
+    let c = consumer.clone();
+    let waiter = tokio::spawn(async move { c.next(1, LEASE, Duration::from_secs(3600)).await.unwrap() });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    q.enqueue(with(|o| o.delay_ms = 200)).await.unwrap();
+    let jobs = tokio::time::timeout(Duration::from_secs(30), waiter)
+        .await
+        .expect("woken for the delayed job, not left asleep for an hour")
+        .unwrap();
+    assert_eq!(jobs.len(), 1);
 }
 
 #[tokio::test]

@@ -1,5 +1,7 @@
 //! A Redis Cluster of real `redis-server` processes on free loopback ports,
-//! created with `redis-cli --cluster create`, killed when dropped.
+//! created with `redis-cli --cluster create`, killed when dropped. Nodes can
+//! be killed one at a time, for failover tests; `master_of` and
+//! `wait_replicated` say who owns a key and when the replicas caught up.
 
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -95,6 +97,61 @@ impl RedisCluster {
         }
     }
 
+    /// Kills the node listening on `port` at once.
+    pub fn kill_port(&mut self, port: u16) {
+        let i = self.ports.iter().position(|p| *p == port).expect("a node of this cluster");
+        self.kill(i);
+    }
+
+    fn live_ports(&self) -> Vec<u16> {
+        self.ports.iter().zip(&self.children).filter(|(_, c)| c.is_some()).map(|(p, _)| *p).collect()
+    }
+
+    /// The port of the live master that serves `key`'s slot, as the
+    /// cluster sees it now.
+    pub fn master_of(&self, key: &str) -> Option<u16> {
+        let port = *self.live_ports().first()?;
+        let slot: u16 = cli(port, &["cluster", "keyslot", key]).trim().parse().ok()?;
+        cli(port, &["cluster", "nodes"]).lines().find_map(|line| {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            if f.len() < 9 || !f[2].contains("master") || f[2].contains("fail") {
+                return None;
+            }
+            let serves = f[8..].iter().any(|range| {
+                let mut ends = range.split('-').filter_map(|n| n.parse::<u16>().ok());
+                match (ends.next(), ends.next()) {
+                    (Some(a), Some(b)) => (a..=b).contains(&slot),
+                    (Some(a), None) => a == slot,
+                    _ => false,
+                }
+            });
+            serves.then(|| f[1].split('@').next()?.rsplit(':').next()?.parse().ok()).flatten()
+        })
+    }
+
+    /// Waits until every live master's replicas have all it has written.
+    pub fn wait_replicated(&self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        for port in self.master_ports() {
+            loop {
+                let info = cli(port, &["info", "replication"]);
+                let field =
+                    |name: &str| info.lines().find_map(|l| l.strip_prefix(name)).map(str::trim).map(String::from);
+                let offset = field("master_repl_offset:").unwrap_or_default();
+                let replicas: Vec<String> = info
+                    .lines()
+                    .filter(|l| l.starts_with("slave") && l.contains("offset="))
+                    .filter_map(|l| l.split("offset=").nth(1)?.split(',').next().map(String::from))
+                    .collect();
+                if !replicas.is_empty() && replicas.iter().all(|o| *o == offset) {
+                    break;
+                }
+                assert!(Instant::now() < deadline, "the replicas of {port} did not catch up: {info}");
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+    }
+
     /// The ports of the nodes that are masters now.
     pub fn master_ports(&self) -> Vec<u16> {
         self.ports
@@ -111,6 +168,16 @@ impl RedisCluster {
             .map(|(p, _)| *p)
             .collect()
     }
+}
+
+fn cli(port: u16, args: &[&str]) -> String {
+    Command::new("redis-cli")
+        .arg("-p")
+        .arg(port.to_string())
+        .args(args)
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default()
 }
 
 fn wait_ping(port: u16) {

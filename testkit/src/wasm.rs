@@ -16,6 +16,7 @@ pub const PACKAGES: &[&str] = &[
     "cache-warmup-plugin",
     "hostile-plugin",
     "noop-plugin",
+    "evil-plugin",
     "plugin-template",
 ];
 

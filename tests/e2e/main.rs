@@ -2,12 +2,16 @@
 //!
 //! Layout: `exec` (each plugin on its sample payload, exit codes, errors),
 //! `plugin_cmd` (`plugin check` and `plugin new`), `serve` (the daemon),
-//! `browser` (the dashboard in a real headless Chromium).
+//! `faults` (crashes, Redis loss, cluster failover, hostile and broken
+//! plugins under load), `soak` (a million jobs), `browser` (the dashboard in
+//! a real headless Chromium).
 
 mod browser;
 mod exec;
+mod faults;
 mod plugin_cmd;
 mod serve;
+mod soak;
 
 use std::path::Path;
 use std::process::{Command, Output};

@@ -40,7 +40,7 @@ impl Daemon {
         d
     }
 
-    fn log(&self) -> String {
+    pub(crate) fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
@@ -50,6 +50,33 @@ impl Daemon {
             assert!(Instant::now() < deadline, "no `{needle}` in the log:\n{}", self.log());
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    /// Kills the process at once, as a crash would.
+    pub(crate) fn kill_9(&mut self) {
+        self.signal(libc::SIGKILL);
+    }
+
+    /// Resident memory of the runner process (VmRSS), in bytes.
+    pub(crate) fn rss(&self) -> u64 {
+        let pid = self.child.as_ref().expect("a running daemon").id();
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+        let kb: u64 = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .unwrap()
+            .split_whitespace()
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap();
+        kb * 1024
+    }
+
+    /// The API's address (the daemon binds port 0 and writes where it listens).
+    pub(crate) fn http_url(&self) -> String {
+        self.wait_log("HTTP API listening", Duration::from_secs(30));
+        format!("http://{}", std::fs::read_to_string(self.state_dir.join("http.addr")).unwrap().trim())
     }
 
     fn signal(&mut self, signal: i32) -> std::process::ExitStatus {
@@ -81,15 +108,30 @@ pub(crate) fn install(dir: &Path, plugin: &str, as_name: &str) {
     std::fs::copy(testkit::wasm::path(plugin), dir.join("plugins").join(as_name)).unwrap();
 }
 
-async fn queue(url: &str, name: &str) -> Queue {
+pub(crate) async fn queue(url: &str, name: &str) -> Queue {
     Queue::new(Connection::connect(url).await.unwrap(), name).unwrap()
 }
 
-fn keep_all() -> JobOptions {
+/// A config for a daemon on its own embedded Redis (on a free port).
+pub(crate) fn embedded_config(dir: &Path, lease: &str, concurrency: usize) {
+    let port = testkit::free_port();
+    let toml = format!(
+        "[runner]\nlease = \"{lease}\"\n[redis]\nembedded_port = {port}\n[queues.default]\nconcurrency = {concurrency}\n"
+    );
+    std::fs::write(dir.join("runner.toml"), toml).unwrap();
+}
+
+/// A queue on the embedded Redis of the daemon started in `dir`.
+pub(crate) async fn embedded_queue(dir: &Path, name: &str) -> Queue {
+    let url = std::fs::read_to_string(dir.join(".runner/redis.url")).unwrap();
+    queue(url.trim(), name).await
+}
+
+pub(crate) fn keep_all() -> JobOptions {
     JobOptions { keep_completed: Keep { count: None, age_ms: None }, ..Default::default() }
 }
 
-fn jobs(job_type: &str, payload: &str, n: usize) -> Vec<NewJob> {
+pub(crate) fn jobs(job_type: &str, payload: &str, n: usize) -> Vec<NewJob> {
     (0..n)
         .map(|i| NewJob {
             id: Some(format!("{job_type}-{i:05}")),
@@ -101,7 +143,7 @@ fn jobs(job_type: &str, payload: &str, n: usize) -> Vec<NewJob> {
 }
 
 /// Waits until the queue's counts satisfy `done`.
-async fn wait_counts(
+pub(crate) async fn wait_counts(
     q: &Queue,
     what: &str,
     timeout: Duration,
@@ -109,9 +151,12 @@ async fn wait_counts(
 ) -> runner::queue::Counts {
     let deadline = Instant::now() + timeout;
     loop {
-        let c = q.counts().await.unwrap();
-        if done(&c) {
-            return c;
+        // An error is a Redis that a fault test has stopped: look again.
+        let c = q.counts().await;
+        if let Ok(c) = &c
+            && done(c)
+        {
+            return c.clone();
         }
         assert!(Instant::now() < deadline, "timed out waiting for {what}: {c:?}");
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -246,16 +291,10 @@ async fn sigterm_finishes_or_puts_back_every_job() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_then_restart_completes_every_job() {
     let dir = tempfile::tempdir().unwrap();
-    let port = testkit::free_port();
-    std::fs::write(
-        dir.path().join("runner.toml"),
-        format!("[runner]\nlease = \"2s\"\n[redis]\nembedded_port = {port}\n[queues.default]\nconcurrency = 10\n"),
-    )
-    .unwrap();
+    embedded_config(dir.path(), "2s", 10);
     install(dir.path(), "hostile_plugin", "hostile.wasm");
     let mut daemon = Daemon::start(dir.path(), None);
-    let url = std::fs::read_to_string(dir.path().join(".runner/redis.url")).unwrap();
-    let q = queue(url.trim(), "default").await;
+    let q = embedded_queue(dir.path(), "default").await;
     let mut batch = jobs("sleep", r#"{"ms": 30}"#, 400);
     for j in &mut batch {
         j.options.attempts = 10;
@@ -320,8 +359,7 @@ async fn the_http_api_serves_a_running_daemon() {
     std::fs::write(dir.path().join("runner.toml"), "[http]\ntoken = \"env:E2E_TOKEN\"\n").unwrap();
     install(dir.path(), "noop_plugin", "noop.wasm");
     let daemon = Daemon::start_with(dir.path(), Some(&redis.url()), &[("E2E_TOKEN", "e2e-token-0123456789")]);
-    daemon.wait_log("HTTP API listening", Duration::from_secs(10));
-    let base = format!("http://{}", std::fs::read_to_string(dir.path().join(".runner/http.addr")).unwrap());
+    let base = daemon.http_url();
     let http = reqwest::Client::new();
     let auth = "Bearer e2e-token-0123456789";
     let get = |path: &str| http.get(format!("{base}{path}")).header("authorization", auth).send();
@@ -357,7 +395,7 @@ async fn the_http_api_serves_a_running_daemon() {
     assert_eq!(ready.status(), 200);
     let plugins: serde_json::Value = get("/api/v1/plugins").await.unwrap().json().await.unwrap();
     assert_eq!(plugins[0]["name"], "noop");
-    assert_eq!(plugins[0]["job_types"], serde_json::json!(["noop", "whoami"]));
+    assert_eq!(plugins[0]["job_types"], serde_json::json!(["noop", "whoami", "clock"]));
     assert!(!plugins.to_string().contains("secret"), "secrets are never shown");
     let runners: serde_json::Value = get("/api/v1/runners").await.unwrap().json().await.unwrap();
     assert_eq!(runners.as_array().unwrap().len(), 1);

@@ -8,7 +8,10 @@
 //! - `lint`: `cargo fmt --check` and `cargo clippy --all-targets -D warnings`;
 //! - `test`: set up, build the plugins, then run every test of the workspace;
 //! - `ci`: `lint`, then `test`;
-//! - `demo`: set up, build, and run the demo (see `demo.rs`).
+//! - `demo`: set up, build, and run the demo (see `demo.rs`);
+//! - `bench [ARGS]`: set up, build the release binaries and run the
+//!   end-to-end benchmark harness (`bench/src/bin/harness.rs`) with ARGS,
+//!   for example `--bullmq` to measure BullMQ in the same run.
 
 mod demo;
 
@@ -24,6 +27,7 @@ const PLUGINS: &[&str] = &[
     "plugin-template",
     "hostile-plugin",
     "noop-plugin",
+    "evil-plugin",
 ];
 
 pub fn cargo(args: &[&str]) -> Result<(), String> {
@@ -105,6 +109,18 @@ fn test() -> Result<(), String> {
     cargo(&["test", "--workspace"])
 }
 
+fn bench() -> Result<(), String> {
+    setup()?;
+    plugins()?;
+    cargo(&["build", "--release", "-p", "runner", "-p", "bench", "--bin", "runner", "--bin", "harness"])?;
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask sits in the workspace");
+    let status = Command::new(root.join("target/release/harness"))
+        .args(std::env::args().skip(2))
+        .status()
+        .map_err(|e| format!("cannot run the harness: {e}"))?;
+    if status.success() { Ok(()) } else { Err(format!("the harness failed ({status})")) }
+}
+
 fn main() -> ExitCode {
     let chore = std::env::args().nth(1).unwrap_or_default();
     let result = match chore.as_str() {
@@ -116,7 +132,8 @@ fn main() -> ExitCode {
         "demo" => {
             setup().and_then(|_| plugins()).and_then(|_| cargo(&["build", "-p", "runner"])).and_then(|_| demo::run())
         }
-        _ => Err("usage: cargo xtask <setup|plugins|lint|test|ci|demo>".to_string()),
+        "bench" => bench(),
+        _ => Err("usage: cargo xtask <setup|plugins|lint|test|ci|demo|bench [ARGS]>".to_string()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

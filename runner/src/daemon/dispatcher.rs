@@ -13,12 +13,23 @@
 //!    fail for good; a fault is a failed attempt, retried;
 //! 5. on shutdown, stop taking jobs; jobs still running when the grace
 //!    period ends are cancelled and put back on the queue, unspent.
+//!
+//! Fetching: when the queue's jobs are short (under `PREFETCH_BELOW` on
+//! average), a fetch takes a second round of jobs beyond the free slots and
+//! holds them in a small buffer, so that a slot that frees up starts its
+//! next job at once instead of after a round trip, and Redis sees one fetch
+//! per `concurrency` jobs. A buffered job waits about one job's duration,
+//! far inside its lease; long jobs are not fetched ahead, and if no slot
+//! frees up within `MAX_BUFFERED` (the jobs turned long) the buffered ones
+//! go back to the queue, unspent, as they do on shutdown.
 
 use crate::daemon::Shared;
+use crate::daemon::acker::Acker;
 use crate::job::{JobInput, Outcome, Report};
 use crate::queue::{Completion, Consumer, Failure, Leased, NewJob, Queue};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
@@ -32,6 +43,30 @@ const IDLE_WAIT: Duration = Duration::from_secs(2);
 const ERROR_BACKOFF: Duration = Duration::from_millis(500);
 /// Error messages are stored with the attempt; a backtrace beyond this is cut.
 const MAX_ERROR_LEN: usize = 8 * 1024;
+/// Jobs shorter than this on average are fetched a round ahead.
+const PREFETCH_BELOW: Duration = Duration::from_millis(20);
+/// The most jobs fetched ahead.
+const MAX_PREFETCH: usize = 256;
+/// The longest a job fetched ahead waits for a slot before it goes back to
+/// the queue (jobs that were short can turn long).
+const MAX_BUFFERED: Duration = Duration::from_millis(100);
+
+/// A moving average of how long this queue's jobs take (µs; `u64::MAX`
+/// until the first job ends).
+struct Pace(AtomicU64);
+
+impl Pace {
+    fn record(&self, took: Duration) {
+        let us = took.as_micros().min(u128::from(u64::MAX - 1)) as u64;
+        let old = self.0.load(Ordering::Relaxed);
+        let new = if old == u64::MAX { us } else { (old * 7 + us) / 8 };
+        self.0.store(new, Ordering::Relaxed);
+    }
+
+    fn short(&self) -> bool {
+        self.0.load(Ordering::Relaxed) < PREFETCH_BELOW.as_micros() as u64
+    }
+}
 
 pub async fn run(
     shared: Arc<Shared>,
@@ -41,55 +76,93 @@ pub async fn run(
     cancel_jobs: CancellationToken,
 ) {
     let consumer = Consumer::new(queue.clone());
+    let acker = Acker::start(queue.clone());
+    let pace = Arc::new(Pace(AtomicU64::new(u64::MAX)));
     let slots = Arc::new(Semaphore::new(concurrency));
+    let mut buffer: VecDeque<Leased> = VecDeque::new();
     let mut running = JoinSet::new();
     loop {
         while running.try_join_next().is_some() {}
-        let first = tokio::select! {
-            p = slots.clone().acquire_owned() => p.expect("the semaphore is never closed"),
-            _ = stop_fetching.cancelled() => break,
-        };
-        let free = slots.available_permits() + 1;
-        let batch = tokio::select! {
-            b = consumer.next(free, shared.lease, IDLE_WAIT) => b,
-            _ = stop_fetching.cancelled() => break,
-        };
-        let stalls = consumer.take_stalls();
-        if stalls > 0 {
-            shared.metrics.stalls.with_label_values(&[queue.name()]).inc_by(stalls);
-        }
-        let jobs = match batch {
-            Ok(jobs) => jobs,
-            Err(e) => {
-                shared.metrics.redis_errors.inc();
-                tracing::warn!(queue = queue.name(), error = %format!("{e:#}"), "cannot fetch jobs; retrying");
-                tokio::time::sleep(ERROR_BACKOFF).await;
-                continue;
+        let permit = if buffer.is_empty() {
+            tokio::select! {
+                p = slots.clone().acquire_owned() => p.expect("the semaphore is never closed"),
+                _ = stop_fetching.cancelled() => break,
+            }
+        } else {
+            tokio::select! {
+                p = slots.clone().acquire_owned() => p.expect("the semaphore is never closed"),
+                // No slot freed up in time: the jobs turned out long, and the
+                // buffered ones go back for another runner (or later) to take.
+                _ = tokio::time::sleep(MAX_BUFFERED) => {
+                    release_all(&queue, &mut buffer).await;
+                    // No more fetching ahead until jobs are seen short again.
+                    pace.0.store(MAX_BUFFERED.as_micros() as u64, Ordering::Relaxed);
+                    continue;
+                }
+                _ = stop_fetching.cancelled() => break,
             }
         };
-        let mut first = Some(first);
-        for leased in jobs {
-            let permit = match first.take() {
-                Some(p) => p,
-                None => slots.clone().acquire_owned().await.expect("the semaphore is never closed"),
+        if buffer.is_empty() {
+            let free = slots.available_permits() + 1;
+            let ahead = if pace.short() { concurrency.min(MAX_PREFETCH) } else { 0 };
+            let batch = tokio::select! {
+                b = consumer.next(free + ahead, shared.lease, IDLE_WAIT) => b,
+                _ = stop_fetching.cancelled() => break,
             };
-            let (shared, queue, cancel) = (shared.clone(), queue.clone(), cancel_jobs.clone());
-            let span = tracing::info_span!("job", id = %leased.id, r#type = %leased.spec.job_type, queue = queue.name(), attempt = leased.attempt);
-            running.spawn(
-                async move {
-                    run_job(&shared, &queue, leased, &cancel).await;
-                    drop(permit);
+            let stalls = consumer.take_stalls();
+            if stalls > 0 {
+                shared.metrics.stalls.with_label_values(&[queue.name()]).inc_by(stalls);
+            }
+            match batch {
+                Ok(jobs) => buffer.extend(jobs),
+                Err(e) => {
+                    shared.metrics.redis_errors.inc();
+                    tracing::warn!(queue = queue.name(), error = %format!("{e:#}"), "cannot fetch jobs; retrying");
+                    tokio::time::sleep(ERROR_BACKOFF).await;
+                    continue;
                 }
-                .instrument(span),
-            );
+            }
         }
+        let Some(leased) = buffer.pop_front() else { continue };
+        let (shared, queue, cancel) = (shared.clone(), queue.clone(), cancel_jobs.clone());
+        let (acker, pace) = (acker.clone(), pace.clone());
+        let span = tracing::info_span!("job", id = %leased.id, r#type = %leased.spec.job_type, queue = queue.name(), attempt = leased.attempt);
+        running.spawn(
+            async move {
+                let started = std::time::Instant::now();
+                run_job(&shared, &queue, &acker, leased, &cancel, permit).await;
+                pace.record(started.elapsed());
+            }
+            .instrument(span),
+        );
     }
+    // Jobs fetched ahead but not started go back, unspent.
+    release_all(&queue, &mut buffer).await;
     // Stop fetching; let the jobs in flight finish (or be cancelled when
     // the daemon's grace period ends, which cancels `cancel_jobs`).
     while running.join_next().await.is_some() {}
 }
 
-async fn run_job(shared: &Shared, queue: &Queue, leased: Leased, cancel: &CancellationToken) {
+/// Puts jobs fetched ahead but not started back on the queue, unspent.
+async fn release_all(queue: &Queue, buffer: &mut VecDeque<Leased>) {
+    for leased in buffer.drain(..) {
+        if let Err(e) = queue.release(&leased.id, &leased.token).await {
+            tracing::warn!(id = %leased.id, error = %format!("{e:#}"), "could not put a fetched job back (its lease will expire and it will run again)");
+        }
+    }
+}
+
+/// Runs one job. `slot` is its place under the queue's concurrency: given
+/// back as soon as the plugin has returned, so that recording the outcome
+/// (a round trip, batched with other jobs') overlaps the next job's run.
+async fn run_job(
+    shared: &Shared,
+    queue: &Queue,
+    acker: &Acker,
+    leased: Leased,
+    cancel: &CancellationToken,
+    slot: tokio::sync::OwnedSemaphorePermit,
+) {
     let job_type = leased.spec.job_type.clone();
     let waited_ms = (std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_millis()
         as u64)
@@ -127,6 +200,7 @@ async fn run_job(shared: &Shared, queue: &Queue, leased: Leased, cancel: &Cancel
         }
     };
     extender.abort();
+    drop(slot);
     let log = serde_json::to_string(&report.log).ok();
     let outcome_name = match &report.outcome {
         Outcome::Completed { .. } => "completed",
@@ -153,7 +227,7 @@ async fn run_job(shared: &Shared, queue: &Queue, leased: Leased, cancel: &Cancel
         other => tracing::info!(outcome = outcome_name, ms, reason = other.reason().unwrap_or_default(), "job failed"),
     }
     match report.outcome.clone() {
-        Outcome::Completed { output } => complete(shared, queue, &leased, &report, output, log).await,
+        Outcome::Completed { output } => complete(shared, queue, acker, &leased, &report, output, log).await,
         Outcome::Retry { message } => {
             record_failure(queue, &leased, Failure::Retry(message), Some((&report, log))).await
         }
@@ -180,6 +254,7 @@ async fn run_job(shared: &Shared, queue: &Queue, leased: Leased, cancel: &Cancel
 async fn complete(
     shared: &Shared,
     queue: &Queue,
+    acker: &Acker,
     leased: &Leased,
     report: &Report,
     output: Option<serde_json::Value>,
@@ -220,9 +295,9 @@ async fn complete(
         progress: report.progress,
         log,
     };
-    match queue.complete(&[done], leased.spec.opts.keep_completed).await {
-        Ok(ok) if ok == [true] => {}
-        Ok(_) => tracing::warn!("completed, but the lease had expired: another runner owns the job now"),
+    match acker.complete(done, leased.spec.opts.keep_completed).await {
+        Ok(true) => {}
+        Ok(false) => tracing::warn!("completed, but the lease had expired: another runner owns the job now"),
         Err(e) => {
             tracing::warn!(error = %format!("{e:#}"), "could not record completion; the lease will expire and the job run again")
         }

@@ -5,7 +5,10 @@
 //! The URL is written to `<state_dir>/redis.url`, where the CLI finds it.
 //! If a runner was killed (`kill -9`) its Redis may outlive it: the next
 //! runner finds it through `<state_dir>/redis.pid` and adopts it, rather
-//! than start a second server on the same files.
+//! than start a second server on the same files. If the Redis dies while
+//! the runner lives, the runner starts it again on the same port and files
+//! (`supervise`): the append-only file brings the jobs back, and the queue
+//! connections reconnect on their own.
 
 use anyhow::{Context, Result, bail};
 use std::path::{Path, PathBuf};
@@ -19,8 +22,13 @@ pub struct EmbeddedRedis {
     child: Option<Child>,
     pid: u32,
     pub url: String,
+    port: u16,
     state_dir: PathBuf,
+    stopped: bool,
 }
+
+/// How often the supervisor checks that the server is alive.
+const SUPERVISE_EVERY: Duration = Duration::from_millis(250);
 
 pub fn url_file(state_dir: &Path) -> PathBuf {
     state_dir.join("redis.url")
@@ -53,25 +61,45 @@ impl EmbeddedRedis {
             && answers(url.trim())
         {
             tracing::info!(pid, url = url.trim(), "adopting the embedded Redis left by an earlier runner");
+            let port = url.trim().trim_end_matches('/').rsplit(':').next().and_then(|p| p.parse().ok());
             return Ok(EmbeddedRedis {
                 child: None,
                 pid,
                 url: url.trim().to_string(),
+                port: port.context("the embedded Redis's URL file names no port")?,
                 state_dir: state_dir.to_path_buf(),
+                stopped: false,
             });
         }
         if Command::new("redis-server").arg("--version").stdout(Stdio::null()).status().is_err() {
             bail!("redis-server is not installed: install it (apt-get install redis-server) or set REDIS_URL");
         }
-        let data = state_dir.join("redis");
-        std::fs::create_dir_all(&data)?;
-        let data = data.canonicalize()?;
         let port = match port.unwrap_or(DEFAULT_PORT) {
             p if std::net::TcpListener::bind(("127.0.0.1", p)).is_ok() => p,
             _ => std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port(),
         };
+        let mut me = EmbeddedRedis {
+            child: None,
+            pid: 0,
+            url: format!("redis://127.0.0.1:{port}/"),
+            port,
+            state_dir: state_dir.to_path_buf(),
+            stopped: false,
+        };
+        me.spawn()?;
+        std::fs::write(url_file(state_dir), &me.url)?;
+        tracing::info!(url = %me.url, dir = %state_dir.join("redis").display(), "started the embedded Redis");
+        Ok(me)
+    }
+
+    /// Starts `redis-server` on our port and files, waits until it answers
+    /// and records its pid.
+    fn spawn(&mut self) -> Result<()> {
+        let data = self.state_dir.join("redis");
+        std::fs::create_dir_all(&data)?;
+        let data = data.canonicalize()?;
         let child = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--protected-mode", "yes"])
+            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--protected-mode", "yes"])
             .args(["--appendonly", "yes", "--appendfsync", "everysec", "--save", ""])
             .arg("--dir")
             .arg(&data)
@@ -82,27 +110,59 @@ impl EmbeddedRedis {
             .stderr(Stdio::null())
             .spawn()
             .context("cannot start redis-server")?;
-        let pid = child.id();
-        let url = format!("redis://127.0.0.1:{port}/");
-        let mut me = EmbeddedRedis { child: Some(child), pid, url, state_dir: state_dir.to_path_buf() };
-        let deadline = Instant::now() + Duration::from_secs(15);
-        while !answers(&me.url) {
-            if let Some(status) = me.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+        self.pid = child.id();
+        self.child = Some(child);
+        // Loading a large append-only file takes a while; Redis answers
+        // LOADING until it is done, which `answers` does not count.
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !answers(&self.url) {
+            if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
                 bail!("redis-server exited at start ({status}); see {}", data.join("redis.log").display());
             }
             if Instant::now() > deadline {
-                bail!("redis-server did not answer within 15 s; see {}", data.join("redis.log").display());
+                bail!("redis-server did not answer within 60 s; see {}", data.join("redis.log").display());
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-        std::fs::write(url_file(state_dir), &me.url)?;
-        std::fs::write(pid_file(state_dir), pid.to_string())?;
-        tracing::info!(url = %me.url, dir = %data.display(), "started the embedded Redis");
-        Ok(me)
+        std::fs::write(pid_file(&self.state_dir), self.pid.to_string())?;
+        Ok(())
+    }
+
+    /// Whether the server process has died.
+    fn dead(&mut self) -> bool {
+        match self.child.as_mut() {
+            Some(c) => !matches!(c.try_wait(), Ok(None)),
+            None => !alive(self.pid),
+        }
+    }
+
+    /// Restarts the server whenever it dies, until `stop` is called. Runs
+    /// on a thread of its own (starting Redis blocks).
+    pub fn supervise(me: std::sync::Arc<std::sync::Mutex<EmbeddedRedis>>) {
+        std::thread::Builder::new()
+            .name("embedded-redis".into())
+            .spawn(move || {
+                loop {
+                    std::thread::sleep(SUPERVISE_EVERY);
+                    let mut redis = me.lock().unwrap();
+                    if redis.stopped {
+                        return;
+                    }
+                    if redis.dead() {
+                        tracing::warn!(pid = redis.pid, "the embedded Redis died; starting it again on its append-only file");
+                        match redis.spawn() {
+                            Ok(()) => tracing::info!(pid = redis.pid, url = %redis.url, "the embedded Redis is back"),
+                            Err(e) => tracing::error!(error = %format!("{e:#}"), "cannot restart the embedded Redis; trying again"),
+                        }
+                    }
+                }
+            })
+            .expect("spawning the embedded Redis's supervisor");
     }
 
     /// Stops the server with SIGTERM, which flushes the append-only file.
     pub fn stop(&mut self) {
+        self.stopped = true;
         // SAFETY: signalling our own child (or the adopted server) by pid.
         unsafe {
             libc::kill(self.pid as i32, libc::SIGTERM);
@@ -125,7 +185,7 @@ impl EmbeddedRedis {
 
 impl Drop for EmbeddedRedis {
     fn drop(&mut self) {
-        if self.child.is_some() || alive(self.pid) {
+        if !self.stopped && (self.child.is_some() || alive(self.pid)) {
             self.stop();
         }
     }

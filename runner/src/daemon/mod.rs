@@ -1,7 +1,8 @@
 //! `runner serve`: the daemon that joins the queues and the plugin host.
 //!
 //! Duties:
-//! 1. connect to Redis: the configured one, or an embedded `redis-server`;
+//! 1. connect to Redis: the configured one, or an embedded `redis-server`
+//!    (started again if it dies);
 //! 2. load every plugin in the plugins folder, and reload on change
 //!    (`watcher`, `registry`): a broken version leaves the old one serving;
 //! 3. run one dispatcher per consumed queue (`dispatcher`), and fire the
@@ -10,8 +11,9 @@
 //!    deadline, cancel and put back the rest, then stop the embedded Redis.
 //!
 //! Layout: `embedded` (the embedded Redis), `registry`, `watcher`,
-//! `dispatcher`.
+//! `dispatcher`, `acker` (a queue's completions, batched).
 
+pub mod acker;
 pub mod dispatcher;
 pub mod embedded;
 pub mod registry;
@@ -56,13 +58,20 @@ pub async fn serve(config: Config, config_file: Option<PathBuf>, shutdown: impl 
     let state_dir = config.runner.state_dir.clone();
     std::fs::create_dir_all(&state_dir)
         .with_context(|| format!("cannot create the state directory {}", state_dir.display()))?;
-    let mut embedded = match &config.redis.url {
+    let embedded = match &config.redis.url {
         Some(_) => None,
-        None => Some(embedded::EmbeddedRedis::start(&state_dir, config.redis.embedded_port)?),
+        None => {
+            let e = Arc::new(std::sync::Mutex::new(embedded::EmbeddedRedis::start(
+                &state_dir,
+                config.redis.embedded_port,
+            )?));
+            embedded::EmbeddedRedis::supervise(e.clone());
+            Some(e)
+        }
     };
     let url = match (&config.redis.url, &embedded) {
         (Some(url), _) => url.clone(),
-        (None, Some(e)) => e.url.clone(),
+        (None, Some(e)) => e.lock().unwrap().url.clone(),
         (None, None) => unreachable!("an embedded Redis was started"),
     };
     let connection = Connection::connect(&url).await?;
@@ -206,8 +215,8 @@ pub async fn serve(config: Config, config_file: Option<PathBuf>, shutdown: impl 
     let _ = crate::queue::runners::leave(&connection, &runner_id()).await;
     stop_api.cancel();
     let _ = api.await;
-    if let Some(e) = embedded.as_mut() {
-        e.stop();
+    if let Some(e) = &embedded {
+        e.lock().unwrap().stop();
     }
     tracing::info!("stopped");
     Ok(())

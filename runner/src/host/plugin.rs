@@ -10,7 +10,6 @@
 //!    becomes a `Fault`; none of them reaches past the store.
 
 use crate::host::contract::v0_1::{self, HANDLER_EXPORT};
-use crate::host::engine;
 use crate::host::fault;
 use crate::host::state::{JobState, PluginContext};
 use crate::job::{Fault, FaultKind, JobInput, LogLevel, LogSource, Outcome, Report, check_job_type};
@@ -18,7 +17,7 @@ use anyhow::{Context, Result, anyhow, bail};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use wasmtime::component::{Component, Linker};
-use wasmtime::{Engine, Store};
+use wasmtime::{Engine, Store, UpdateDeadline};
 
 /// Work the host may still be doing when a timeout ends the guest's own
 /// time (a host call in flight) gets this much longer before it is cut.
@@ -213,7 +212,17 @@ fn failure_outcome(failure: v0_1::jobrunner::plugin::types::Failure) -> Outcome 
 fn new_store(engine: &Engine, context: Arc<PluginContext>, queue: String, timeout: Duration) -> Store<JobState> {
     let mut store = Store::new(engine, JobState::new(context, queue));
     store.limiter(|s| &mut s.limiter);
-    store.set_epoch_deadline(engine::ticks(timeout));
-    store.epoch_deadline_trap();
+    // Every tick, a running guest yields to tokio: a plugin spinning in a
+    // loop then holds a worker thread for at most a tick at a time, so the
+    // other jobs, the API and the heartbeats go on. Past its timeout it traps.
+    let deadline = Instant::now() + timeout;
+    store.set_epoch_deadline(1);
+    store.epoch_deadline_callback(move |_| {
+        Ok(if Instant::now() >= deadline {
+            UpdateDeadline::Interrupt
+        } else {
+            UpdateDeadline::YieldCustom(1, Box::pin(tokio::task::yield_now()))
+        })
+    });
     store
 }

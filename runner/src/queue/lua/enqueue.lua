@@ -17,6 +17,9 @@ for i = 0, n - 1 do
     if group ~= '' then redis.call('HSET', K.groups, id, group) end
     if delay > 0 then
       redis.call('ZADD', K.delayed, now + delay, id)
+      -- Now the earliest delayed job: a consumer asleep until a later one
+      -- (or with none to wait for) must wake to learn the new due time.
+      if redis.call('ZRANGE', K.delayed, 0, 0)[1] == id then woken = true end
       table.insert(out, id); table.insert(out, 1); table.insert(out, 'delayed')
     else
       push_wait(id)

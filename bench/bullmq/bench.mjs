@@ -1,0 +1,138 @@
+// The BullMQ side of the benchmark harness (`cargo xtask bench --bullmq`).
+//
+// Duties: run one measure against the Redis the harness started, the same
+// way the harness measures the runner, and print its result as one line of
+// JSON. One Node process, one worker, a no-op processor, BullMQ's defaults.
+//
+//   node bench.mjs <redis-url> enqueue-single <jobs>
+//   node bench.mjs <redis-url> enqueue-bulk <jobs>
+//   node bench.mjs <redis-url> drain <jobs> <concurrency>
+//   node bench.mjs <redis-url> latency <jobs>
+//   node bench.mjs <redis-url> delayed <jobs>
+
+import { Queue, Worker } from 'bullmq';
+import IORedis from 'ioredis';
+
+const [url, mode, jobsArg, concurrencyArg] = process.argv.slice(2);
+const jobs = Number(jobsArg);
+// BullMQ 6 takes constructed clients in an ES module; a worker needs its own
+// (it blocks on one).
+const connect = () => new IORedis(url, { maxRetriesPerRequest: null });
+const QUEUE = 'bench';
+
+// Wall clock in microseconds, comparable with the runner's plugins (both
+// read the same system clock).
+const nowUs = () => Math.round((performance.timeOrigin + performance.now()) * 1000);
+
+function percentile(sorted, p) {
+  if (sorted.length === 0) return 0;
+  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))];
+}
+
+// Every command Redis ran, those inside scripts included.
+async function commandCalls(redis) {
+  const info = await redis.info('commandstats');
+  let calls = 0;
+  for (const line of info.split('\n')) {
+    const m = line.match(/^cmdstat_[^:]+:calls=(\d+)/);
+    if (m) calls += Number(m[1]);
+  }
+  return calls;
+}
+
+async function enqueue(queue, bulk) {
+  const started = performance.now();
+  if (bulk) {
+    for (let i = 0; i < jobs; i += 1000) {
+      const batch = [];
+      for (let j = i; j < Math.min(jobs, i + 1000); j++) batch.push({ name: 'noop', data: {} });
+      await queue.addBulk(batch);
+    }
+  } else {
+    // 32 producers adding one job at a time, as the harness does.
+    let next = 0;
+    const producer = async () => {
+      while (next < jobs) {
+        next++;
+        await queue.add('noop', {});
+      }
+    };
+    await Promise.all(Array.from({ length: 32 }, producer));
+  }
+  return { jobs_per_s: jobs / ((performance.now() - started) / 1000) };
+}
+
+async function drain(queue, redis) {
+  for (let i = 0; i < jobs; i += 1000) {
+    const batch = [];
+    for (let j = i; j < Math.min(jobs, i + 1000); j++) batch.push({ name: 'noop', data: {} });
+    await queue.addBulk(batch);
+  }
+  const calls = await commandCalls(redis);
+  const started = performance.now();
+  const worker = new Worker(QUEUE, async () => {}, { connection: connect(), concurrency: Number(concurrencyArg) });
+  // Done when the completed set (BullMQ keeps every completed job by
+  // default) holds them all: read from Redis, not from the worker's events.
+  while ((await redis.zcard(`bull:${QUEUE}:completed`)) < jobs) {
+    await new Promise((r) => setTimeout(r, 5));
+  }
+  const seconds = (performance.now() - started) / 1000;
+  const commands = (await commandCalls(redis)) - calls;
+  await worker.close(true);
+  return { jobs_per_s: jobs / seconds, commands_per_job: commands / jobs };
+}
+
+// Enqueue-to-start latency at light load, or lateness of delayed jobs.
+async function timing(queue, delayed) {
+  const samples = [];
+  let finished;
+  const all = new Promise((resolve) => (finished = resolve));
+  const worker = new Worker(
+    QUEUE,
+    async (job) => {
+      samples.push((nowUs() - job.data.due_us) / 1000);
+      if (samples.length === jobs) finished();
+    },
+    { connection: connect(), concurrency: 10 },
+  );
+  await worker.waitUntilReady();
+  for (let i = 0; i < jobs; i++) {
+    const delay = delayed ? 50 + Math.floor(Math.random() * 1450) : 0;
+    const sent = nowUs();
+    await queue.add('clock', { due_us: sent + delay * 1000 }, delay ? { delay } : {});
+    // Light load: one job every 5 ms (delayed jobs all go in at once).
+    if (!delayed) await new Promise((r) => setTimeout(r, 5));
+  }
+  await all;
+  await worker.close(true);
+  samples.sort((a, b) => a - b);
+  return { p50_ms: percentile(samples, 50), p99_ms: percentile(samples, 99), max_ms: samples[samples.length - 1] };
+}
+
+const redis = connect();
+const queue = new Queue(QUEUE, { connection: redis });
+let result;
+switch (mode) {
+  case 'enqueue-single':
+    result = await enqueue(queue, false);
+    break;
+  case 'enqueue-bulk':
+    result = await enqueue(queue, true);
+    break;
+  case 'drain':
+    result = await drain(queue, redis);
+    break;
+  case 'latency':
+    result = await timing(queue, false);
+    break;
+  case 'delayed':
+    result = await timing(queue, true);
+    break;
+  default:
+    console.error(`unknown mode: ${mode}`);
+    process.exit(2);
+}
+console.log(JSON.stringify(result));
+// Closing BullMQ's connections can wait on a blocking command; the result
+// is printed, so leave at once.
+process.exit(0);

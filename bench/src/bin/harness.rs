@@ -1,0 +1,237 @@
+//! The benchmark harness: `cargo xtask bench [--bullmq]` builds what it
+//! needs and runs this. It starts a Redis of its own on a free port, runs
+//! every measure `--runs` times against the release `runner` binary (and,
+//! with `--bullmq`, against BullMQ in the same run, interleaved, so drift
+//! in the machine hits both alike), and prints one Markdown table of
+//! medians, spreads, ratios and targets, also written to
+//! `target/bench/results.md`.
+
+use anyhow::{Context, Result, bail};
+use bench::bullmq::BullMq;
+use bench::measure::Bench;
+use bench::report::{Better, Row, markdown};
+use bench::stats::Runs;
+use clap::Parser;
+use std::path::PathBuf;
+
+const MEASURES: &[&str] = &["enqueue", "drain", "latency", "delayed", "overhead", "memory", "reload", "startup"];
+
+/// A percentile's name, how to read it from a run, and its bound.
+type Percentile = (&'static str, fn(&bench::measure::Timing) -> f64, Option<f64>);
+
+#[derive(Parser)]
+#[command(about = "Measures the runner end to end, beside BullMQ when asked")]
+struct Args {
+    /// Runs of each measure (the table shows their median, min and max).
+    #[arg(long, default_value_t = 3)]
+    runs: usize,
+    /// Jobs drained per run.
+    #[arg(long, default_value_t = 100_000)]
+    jobs: usize,
+    /// Concurrency levels of the drain measure.
+    #[arg(long, value_delimiter = ',', default_value = "1,10,50,100")]
+    concurrency: Vec<usize>,
+    /// Run BullMQ (the npm package, one Node worker) beside the runner.
+    #[arg(long)]
+    bullmq: bool,
+    /// Only these measures (of enqueue, drain, latency, delayed, overhead,
+    /// memory, reload, startup).
+    #[arg(long, value_delimiter = ',')]
+    only: Vec<String>,
+    /// The runner binary (default: `runner` beside this one).
+    #[arg(long)]
+    runner: Option<PathBuf>,
+    /// Where to write the table.
+    #[arg(long)]
+    out: Option<PathBuf>,
+}
+
+/// Runs `f` `runs` times and summarises a figure of each.
+async fn repeat<T, F, Fut>(runs: usize, what: &str, mut f: F, mut pick: impl FnMut(&T) -> f64) -> Result<(Runs, Vec<T>)>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T>>,
+{
+    let mut all = Vec::with_capacity(runs);
+    for i in 0..runs {
+        let r = f().await.with_context(|| format!("{what}, run {}", i + 1))?;
+        eprintln!("  {what} run {}: {}", i + 1, bench::stats::human(pick(&r)));
+        all.push(r);
+    }
+    let values: Vec<f64> = all.iter().map(&mut pick).collect();
+    Ok((Runs::of(&values), all))
+}
+
+fn machine() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("model name"))
+                .map(|l| l.trim_start_matches([' ', '\t', ':']).to_string())
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
+    let version = |cmd: &str, arg: &str| {
+        std::process::Command::new(cmd)
+            .arg(arg)
+            .output()
+            .ok()
+            .map(|o| String::from_utf8_lossy(&o.stdout).split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+            .unwrap_or_else(|| format!("no {cmd}"))
+    };
+    format!("{cores} cores ({cpu}); {}; node {}", version("redis-server", "--version"), version("node", "--version"))
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let args = Args::parse();
+    for m in &args.only {
+        if !MEASURES.contains(&m.as_str()) {
+            bail!("--only {m}: not a measure (one of {})", MEASURES.join(", "));
+        }
+    }
+    if args.runs == 0 || args.jobs == 0 {
+        bail!("--runs and --jobs must be at least 1");
+    }
+    let wanted = |m: &str| args.only.is_empty() || args.only.iter().any(|o| o == m);
+    let binary = match &args.runner {
+        Some(p) => p.clone(),
+        None => std::env::current_exe()?.with_file_name("runner"),
+    };
+    if !binary.exists() {
+        bail!("no runner binary at {} (cargo build --release -p runner)", binary.display());
+    }
+    let redis = testkit::redis::RedisServer::start();
+    let builtins = ["email", "webhook", "vendor_notification", "response_reminder", "cache_warmup"]
+        .iter()
+        .map(|p| testkit::wasm::path(&format!("{p}_plugin")))
+        .collect();
+    let b = Bench {
+        binary,
+        noop: testkit::wasm::path("noop_plugin"),
+        hostile: testkit::wasm::path("hostile_plugin"),
+        builtins,
+        redis,
+    };
+    let bull = if args.bullmq { Some(BullMq::prepare(&testkit::workspace_root(), &b.redis.url())?) } else { None };
+    let runs = args.runs;
+    let mut rows = Vec::new();
+
+    if wanted("enqueue") {
+        for bulk in [false, true] {
+            let n = if bulk { 100_000 } else { 50_000 };
+            let name = if bulk { "enqueue, bulk (1000 a call)" } else { "enqueue, single (32 producers)" };
+            eprintln!("{name}");
+            let (runner, _) = repeat(runs, "runner", || b.enqueue(bulk, n), |x| *x).await?;
+            let mut row = Row::new(name, "jobs/s", runner, Better::Higher);
+            if let Some(bull) = &bull {
+                row.bullmq =
+                    Some(repeat(runs, "bullmq", || async { bull.enqueue(&b.redis, bulk, n) }, |x| *x).await?.0);
+            }
+            if bulk {
+                row.min_ratio = Some(7.0);
+            }
+            rows.push(row);
+        }
+    }
+    if wanted("drain") {
+        for &c in &args.concurrency {
+            eprintln!("drain {} jobs at concurrency {c}", args.jobs);
+            let (runner, all) = repeat(runs, "runner", || b.drain(c, args.jobs), |d| d.jobs_per_s).await?;
+            let mut row = Row::new(
+                format!("drain {}k no-op jobs, concurrency {c}", args.jobs / 1000),
+                "jobs/s",
+                runner,
+                Better::Higher,
+            );
+            row.min_ratio = Some(3.0);
+            let mut cmds = Row::new(
+                format!("Redis commands per job, drain at concurrency {c}"),
+                "commands",
+                Runs::of(&all.iter().map(|d| d.commands_per_job).collect::<Vec<_>>()),
+                Better::Lower,
+            );
+            if let Some(bull) = &bull {
+                let (bm, ball) =
+                    repeat(runs, "bullmq", || async { bull.drain(&b.redis, c, args.jobs) }, |d| d.jobs_per_s).await?;
+                row.bullmq = Some(bm);
+                cmds.bullmq = Some(Runs::of(&ball.iter().map(|d| d.commands_per_job).collect::<Vec<_>>()));
+            }
+            rows.push(row);
+            rows.push(cmds);
+        }
+    }
+    for (name, delayed, jobs) in [("latency", false, 1000), ("delayed", true, 1000)] {
+        if !wanted(name) {
+            continue;
+        }
+        let title = if delayed { "delayed-job lateness, default hz" } else { "enqueue-to-start latency, light load" };
+        eprintln!("{title}");
+        let (_, all) = repeat(runs, "runner", || b.timing(delayed, jobs), |t| t.p99_ms).await?;
+        let ball = match &bull {
+            Some(bull) => {
+                Some(repeat(runs, "bullmq", || async { bull.timing(&b.redis, delayed, jobs) }, |t| t.p99_ms).await?.1)
+            }
+            None => None,
+        };
+        let percentiles: [Percentile; 2] = if delayed {
+            [("p50", |t| t.p50_ms, None), ("p99", |t| t.p99_ms, Some(5.0))]
+        } else {
+            [("p50", |t| t.p50_ms, Some(0.5)), ("p99", |t| t.p99_ms, Some(2.0))]
+        };
+        for (p, pick, bound) in percentiles {
+            let mut row = Row::new(
+                format!("{title}, {p}"),
+                "ms",
+                Runs::of(&all.iter().map(pick).collect::<Vec<_>>()),
+                Better::Lower,
+            );
+            row.bullmq = ball.as_ref().map(|v| Runs::of(&v.iter().map(pick).collect::<Vec<_>>()));
+            row.bound = bound;
+            rows.push(row);
+        }
+    }
+    if wanted("overhead") {
+        eprintln!("per-job wasm overhead");
+        let (r, _) = repeat(runs, "runner", || b.wasm_overhead(20_000), |x| *x).await?;
+        let mut row = Row::new("per-job wasm overhead, no-op plugin", "µs", r, Better::Lower);
+        row.bound = Some(20.0);
+        rows.push(row);
+    }
+    if wanted("memory") {
+        eprintln!("resident memory");
+        let (_, all) = repeat(runs, "runner", || b.memory(1000), |m| m.in_flight_bytes as f64 / 1e6).await?;
+        let idle = Runs::of(&all.iter().map(|m| m.idle_bytes as f64 / 1e6).collect::<Vec<_>>());
+        rows.push(Row::new("resident memory, idle", "MB", idle, Better::Neither));
+        let busy = Runs::of(&all.iter().map(|m| m.in_flight_bytes as f64 / 1e6).collect::<Vec<_>>());
+        let mut row = Row::new("resident memory, 1000 jobs in flight", "MB", busy, Better::Lower);
+        row.bound = Some(200.0);
+        rows.push(row);
+    }
+    if wanted("reload") {
+        eprintln!("hot reload");
+        let (r, _) = repeat(runs, "runner", || b.hot_reload(5), |x| *x).await?;
+        let mut row = Row::new("hot reload, write to serving (compiling)", "ms", r, Better::Lower);
+        row.bound = Some(1000.0);
+        rows.push(row);
+    }
+    if wanted("startup") {
+        eprintln!("start-up");
+        let (_, all) = repeat(runs, "runner", || b.startup(), |s| s.cold_ms).await?;
+        let cold = Runs::of(&all.iter().map(|s| s.cold_ms).collect::<Vec<_>>());
+        let cached = Runs::of(&all.iter().map(|s| s.cached_ms).collect::<Vec<_>>());
+        rows.push(Row::new("start-up to ready, 6 plugins, cold", "ms", cold, Better::Neither));
+        rows.push(Row::new("start-up to ready, 6 plugins, compile cache warm", "ms", cached, Better::Neither));
+    }
+
+    let table = format!("Machine: {}. Runs per measure: {runs}.\n\n{}", machine(), markdown(&rows));
+    println!("{table}");
+    let out = args.out.unwrap_or_else(|| testkit::workspace_root().join("target/bench/results.md"));
+    if let Some(dir) = out.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    std::fs::write(&out, &table).with_context(|| format!("writing {}", out.display()))?;
+    eprintln!("written to {}", out.display());
+    Ok(())
+}

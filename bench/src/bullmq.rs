@@ -1,0 +1,88 @@
+//! BullMQ's side of the comparison: the `bullmq` npm package on the
+//! machine's Node, one worker with a no-op processor, against the same
+//! Redis and with the same counts as the runner's side (see
+//! `bench/bullmq/bench.mjs`).
+//!
+//! Duties: install the pinned package once (`npm ci`, from the lock file),
+//! run one measure as a child process and read its one line of JSON.
+
+use crate::measure::{Drain, Timing};
+use anyhow::{Context, Result, bail};
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+pub struct BullMq {
+    dir: PathBuf,
+    url: String,
+}
+
+#[derive(Deserialize)]
+struct Rate {
+    jobs_per_s: f64,
+    #[serde(default)]
+    commands_per_job: f64,
+}
+
+#[derive(Deserialize)]
+struct Latency {
+    p50_ms: f64,
+    p99_ms: f64,
+    max_ms: f64,
+}
+
+impl BullMq {
+    /// Installs the package when `node_modules` is missing.
+    pub fn prepare(workspace: &Path, redis_url: &str) -> Result<BullMq> {
+        let dir = workspace.join("bench/bullmq");
+        let node = Command::new("node").arg("--version").output();
+        if !node.is_ok_and(|o| o.status.success()) {
+            bail!("--bullmq needs Node.js (node and npm) on the PATH");
+        }
+        if !dir.join("node_modules/bullmq").exists() {
+            eprintln!("$ npm ci (in {})", dir.display());
+            let ok = Command::new("npm")
+                .args(["ci", "--no-audit", "--no-fund", "--loglevel=error"])
+                .current_dir(&dir)
+                .status()
+                .context("cannot run npm")?;
+            if !ok.success() {
+                bail!("npm ci failed in {}", dir.display());
+            }
+        }
+        Ok(BullMq { dir, url: redis_url.trim_end_matches('/').to_string() })
+    }
+
+    fn run<T: for<'de> Deserialize<'de>>(&self, redis: &testkit::redis::RedisServer, args: &[String]) -> Result<T> {
+        redis::cmd("FLUSHALL").exec(&mut redis.connection())?;
+        let out = Command::new("node")
+            .arg("bench.mjs")
+            .arg(&self.url)
+            .args(args)
+            .current_dir(&self.dir)
+            .output()
+            .context("cannot run node")?;
+        if !out.status.success() {
+            bail!("node bench.mjs {} failed: {}", args.join(" "), String::from_utf8_lossy(&out.stderr).trim());
+        }
+        let text = String::from_utf8_lossy(&out.stdout);
+        let line = text.lines().last().unwrap_or_default();
+        serde_json::from_str(line).with_context(|| format!("node bench.mjs {} printed `{line}`", args.join(" ")))
+    }
+
+    pub fn enqueue(&self, redis: &testkit::redis::RedisServer, bulk: bool, jobs: usize) -> Result<f64> {
+        let mode = if bulk { "enqueue-bulk" } else { "enqueue-single" };
+        Ok(self.run::<Rate>(redis, &[mode.into(), jobs.to_string()])?.jobs_per_s)
+    }
+
+    pub fn drain(&self, redis: &testkit::redis::RedisServer, concurrency: usize, jobs: usize) -> Result<Drain> {
+        let r: Rate = self.run(redis, &["drain".into(), jobs.to_string(), concurrency.to_string()])?;
+        Ok(Drain { jobs_per_s: r.jobs_per_s, commands_per_job: r.commands_per_job })
+    }
+
+    pub fn timing(&self, redis: &testkit::redis::RedisServer, delayed: bool, jobs: usize) -> Result<Timing> {
+        let mode = if delayed { "delayed" } else { "latency" };
+        let r: Latency = self.run(redis, &[mode.into(), jobs.to_string()])?;
+        Ok(Timing { p50_ms: r.p50_ms, p99_ms: r.p99_ms, max_ms: r.max_ms })
+    }
+}

@@ -1,0 +1,134 @@
+//! `runner serve` as a child process, the way an operator runs it: a
+//! config file, a plugins folder and a Redis. The harness measures it from
+//! outside, so what it reports is what the release binary does.
+//!
+//! Duties: write the config, start the process, wait until `/ready`
+//! answers 200, read its resident memory, stop it with SIGTERM (as a
+//! deployment would) and keep its log for when something goes wrong.
+
+use anyhow::{Context, Result, bail};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// What a daemon is started with.
+pub struct Setup<'a> {
+    pub binary: &'a Path,
+    /// A folder for the config, the plugins, the state and the log.
+    pub dir: &'a Path,
+    pub redis_url: &'a str,
+    /// `(queue, concurrency)`.
+    pub queues: &'a [(&'a str, usize)],
+    /// `.wasm` files to put in the plugins folder.
+    pub plugins: &'a [PathBuf],
+    pub compile_cache: bool,
+    /// `[engine] max_instances`, when the default (1000) is not enough.
+    pub max_instances: Option<u32>,
+}
+
+pub struct Daemon {
+    child: Child,
+    pub http: String,
+    pub log: PathBuf,
+    pub plugins_dir: PathBuf,
+}
+
+impl Daemon {
+    /// Writes the config and the plugins folder, and starts the process.
+    pub fn start(setup: &Setup) -> Result<Daemon> {
+        let plugins_dir = setup.dir.join("plugins");
+        std::fs::create_dir_all(&plugins_dir)?;
+        for p in setup.plugins {
+            let name = p.file_name().context("a plugin path without a file name")?;
+            std::fs::copy(p, plugins_dir.join(name)).with_context(|| format!("copying {}", p.display()))?;
+        }
+        let port = testkit::free_port();
+        let mut config = format!(
+            "[runner]\nplugins_dir = {:?}\nstate_dir = {:?}\ncompile_cache = {}\n\n[redis]\nurl = {:?}\n\n[http]\nbind = \"127.0.0.1:{port}\"\n",
+            plugins_dir,
+            setup.dir.join("state"),
+            setup.compile_cache,
+            setup.redis_url
+        );
+        if let Some(n) = setup.max_instances {
+            config.push_str(&format!("\n[engine]\nmax_instances = {n}\n"));
+        }
+        for (q, c) in setup.queues {
+            config.push_str(&format!("\n[queues.{q}]\nconcurrency = {c}\n"));
+        }
+        let config_path = setup.dir.join("runner.toml");
+        std::fs::write(&config_path, config)?;
+        let log = setup.dir.join("runner.log");
+        let child = Command::new(setup.binary)
+            .arg("--config")
+            .arg(&config_path)
+            .arg("serve")
+            // Completions are logged at debug; warnings are what a run should
+            // show, and logging costs nothing measurable at this level.
+            .env("RUNNER_LOG", "warn")
+            .env_remove("REDIS_URL")
+            .env_remove("RUNNER_QUEUES")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log)?)
+            .spawn()
+            .with_context(|| format!("cannot start {}", setup.binary.display()))?;
+        Ok(Daemon { child, http: format!("http://127.0.0.1:{port}"), log, plugins_dir })
+    }
+
+    /// Waits until `/ready` answers 200 (Redis reachable, plugins loaded)
+    /// and says how long that took since `since`.
+    pub async fn wait_ready(&mut self, since: Instant, timeout: Duration) -> Result<Duration> {
+        let client = reqwest::Client::new();
+        let url = format!("{}/ready", self.http);
+        loop {
+            if let Ok(r) = client.get(&url).send().await
+                && r.status().is_success()
+            {
+                return Ok(since.elapsed());
+            }
+            if let Some(status) = self.child.try_wait()? {
+                bail!("the runner exited ({status}) before it was ready: see {}", self.log.display());
+            }
+            if since.elapsed() > timeout {
+                bail!("the runner was not ready after {timeout:?}: see {}", self.log.display());
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    }
+
+    /// Resident memory (VmRSS), in bytes.
+    pub fn rss(&self) -> Result<u64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))?;
+        let kb: u64 = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.split_whitespace().next()?.parse().ok())
+            .context("no VmRSS in /proc/PID/status")?;
+        Ok(kb * 1024)
+    }
+
+    /// SIGTERM, and waits for the graceful shutdown to finish.
+    pub fn stop(mut self) -> Result<()> {
+        let pid = self.child.id().to_string();
+        Command::new("kill").args(["-TERM", &pid]).status().context("kill -TERM")?;
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while self.child.try_wait()?.is_none() {
+            if Instant::now() > deadline {
+                self.child.kill()?;
+                bail!("the runner did not stop within 60 s of SIGTERM: see {}", self.log.display());
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        // A measure that failed half-way must not leave a runner behind.
+        if self.child.try_wait().ok().flatten().is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}

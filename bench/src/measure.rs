@@ -1,0 +1,366 @@
+//! The runner's side of every measure the harness takes. Each function is
+//! one run: it starts from an empty Redis, starts the daemons it needs and
+//! stops them before it returns.
+//!
+//! Jobs are enqueued with the runner's own queue API (what its HTTP API and
+//! CLI call), and run by the release `runner` binary on real plugins:
+//! - `noop`: nothing but the host's cost; its `clock` type reports when the
+//!   handler started, by the wall clock, for the latency measures;
+//! - `hostile`: a plugin with a real standard library, whose `sleep` holds a
+//!   job in flight without holding a thread (the memory measure).
+
+use crate::daemon::{Daemon, Setup};
+use crate::redis_info;
+use crate::stats::percentile;
+use anyhow::{Context, Result, bail, ensure};
+use runner::queue::{Connection, JobOptions, NewJob, Queue, State};
+use std::path::PathBuf;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// The queue every measure uses.
+pub const QUEUE: &str = "bench";
+/// Jobs per bulk call (BullMQ's side uses the same).
+const BULK: usize = 1000;
+/// Producers of the single-job enqueue measure (BullMQ's side uses the same).
+const PRODUCERS: usize = 32;
+
+/// What every run shares: the binary, the plugins and the Redis.
+pub struct Bench {
+    pub binary: PathBuf,
+    pub redis: testkit::redis::RedisServer,
+    pub noop: PathBuf,
+    pub hostile: PathBuf,
+    /// The five built-in plugins, for the start-up measure.
+    pub builtins: Vec<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct Drain {
+    pub jobs_per_s: f64,
+    pub commands_per_job: f64,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct Timing {
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    pub max_ms: f64,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct Memory {
+    pub idle_bytes: u64,
+    pub in_flight_bytes: u64,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct Startup {
+    pub cold_ms: f64,
+    pub cached_ms: f64,
+}
+
+impl Bench {
+    /// An empty Redis, and a connection to it.
+    async fn fresh(&self) -> Result<Queue> {
+        redis::cmd("FLUSHALL").exec(&mut self.redis.connection()).context("FLUSHALL")?;
+        redis::cmd("CONFIG").arg("RESETSTAT").exec(&mut self.redis.connection()).context("CONFIG RESETSTAT")?;
+        let conn = Connection::connect(&self.redis.url()).await?;
+        Queue::new(conn, QUEUE)
+    }
+
+    async fn daemon(&self, dir: &tempfile::TempDir, concurrency: usize, plugins: &[PathBuf]) -> Result<Daemon> {
+        let url = self.redis.url();
+        let queues = [(QUEUE, concurrency)];
+        let mut d = Daemon::start(&Setup {
+            binary: &self.binary,
+            dir: dir.path(),
+            redis_url: &url,
+            queues: &queues,
+            plugins,
+            compile_cache: true,
+            max_instances: Some(concurrency.max(1000) as u32),
+        })?;
+        d.wait_ready(Instant::now(), Duration::from_secs(120)).await?;
+        Ok(d)
+    }
+
+    /// Enqueue throughput, jobs/s: bulk calls of 1000, or 32 producers
+    /// sending one job at a time.
+    pub async fn enqueue(&self, bulk: bool, jobs: usize) -> Result<f64> {
+        let q = self.fresh().await?;
+        let started = Instant::now();
+        if bulk {
+            for chunk in (0..jobs).collect::<Vec<_>>().chunks(BULK) {
+                q.enqueue_bulk(chunk.iter().map(|_| noop_job()).collect()).await?;
+            }
+        } else {
+            let next = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+            let mut producers = tokio::task::JoinSet::new();
+            for _ in 0..PRODUCERS {
+                let (q, next) = (q.clone(), next.clone());
+                producers.spawn(async move {
+                    while next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) < jobs {
+                        q.enqueue(noop_job()).await?;
+                    }
+                    anyhow::Ok(())
+                });
+            }
+            while let Some(r) = producers.join_next().await {
+                r??;
+            }
+        }
+        let rate = jobs as f64 / started.elapsed().as_secs_f64();
+        ensure!(q.counts().await?.waiting == jobs as u64, "not every job was enqueued");
+        Ok(rate)
+    }
+
+    /// End-to-end drain: `jobs` no-op jobs wait in a paused queue; the
+    /// clock starts when the queue is resumed and stops when the last one
+    /// is recorded as completed.
+    pub async fn drain(&self, concurrency: usize, jobs: usize) -> Result<Drain> {
+        let q = self.fresh().await?;
+        let dir = tempfile::tempdir()?;
+        let daemon = self.daemon(&dir, concurrency, std::slice::from_ref(&self.noop)).await?;
+        q.pause().await?;
+        for chunk in (0..jobs).collect::<Vec<_>>().chunks(BULK) {
+            q.enqueue_bulk(chunk.iter().map(|_| noop_job()).collect()).await?;
+        }
+        let calls = redis_info::command_calls(&mut self.redis.connection())?;
+        let started = Instant::now();
+        q.resume().await?;
+        wait_completed(&q, jobs as u64, Duration::from_secs(600)).await?;
+        let seconds = started.elapsed().as_secs_f64();
+        let commands = redis_info::command_calls(&mut self.redis.connection())? - calls;
+        daemon.stop()?;
+        // The polling above (one command every 2 ms) is the harness's, not
+        // the runner's; it is a rounding error next to jobs × 15.
+        Ok(Drain { jobs_per_s: jobs as f64 / seconds, commands_per_job: commands as f64 / jobs as f64 })
+    }
+
+    /// From just before the enqueue call to the handler starting, at light
+    /// load (a job every 5 ms), or for delayed jobs (random delays of 50 ms
+    /// to 1.5 s, all enqueued at once) from when each was due.
+    pub async fn timing(&self, delayed: bool, jobs: usize) -> Result<Timing> {
+        let q = self.fresh().await?;
+        let dir = tempfile::tempdir()?;
+        let daemon = self.daemon(&dir, 10, std::slice::from_ref(&self.noop)).await?;
+        let mut due = Vec::with_capacity(jobs);
+        for i in 0..jobs {
+            let delay_ms = if delayed { rand::random_range(50..1500) } else { 0 };
+            let id = format!("t{i}");
+            let sent = now_us();
+            q.enqueue(NewJob {
+                id: Some(id.clone()),
+                job_type: "clock".into(),
+                payload: "{}".into(),
+                options: JobOptions { delay_ms, ..Default::default() },
+            })
+            .await?;
+            due.push((id, sent + delay_ms * 1000));
+            if !delayed {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        }
+        wait_completed(&q, jobs as u64, Duration::from_secs(120)).await?;
+        let mut samples = Vec::with_capacity(jobs);
+        for (id, due_us) in due {
+            let r = q.get(&id).await?.with_context(|| format!("job {id} is gone"))?;
+            let started = r.result.as_ref().and_then(|v| v["now_us"].as_u64()).context("no clock in the result")?;
+            samples.push((started as f64 - due_us as f64) / 1e3);
+        }
+        daemon.stop()?;
+        Ok(Timing {
+            p50_ms: percentile(&mut samples, 50.0),
+            p99_ms: percentile(&mut samples, 99.0),
+            max_ms: percentile(&mut samples, 100.0),
+        })
+    }
+
+    /// Per-job cost of the sandbox, in µs: a fresh store, instantiation,
+    /// `handle` and teardown of the no-op plugin, in this process.
+    pub async fn wasm_overhead(&self, jobs: usize) -> Result<f64> {
+        use runner::cache::{Cache, MemoryCache};
+        use runner::host::{HostOptions, Services};
+        let services = Services {
+            cache: Cache::Memory(MemoryCache::new()),
+            mailer: runner::mail::Mailer::outbox(std::env::temp_dir()),
+            metrics: None,
+        };
+        let host = runner::Host::new(HostOptions::default(), services)?;
+        let config = runner::Config::default();
+        let (plugin, _) = host.load_file(&self.noop, |n| config.plugin_settings(n)).await?;
+        let job = runner::JobInput {
+            id: "bench".into(),
+            queue: QUEUE.into(),
+            job_type: "noop".into(),
+            payload: "{}".into(),
+            attempt: 1,
+            max_attempts: 1,
+            enqueued_at_ms: 0,
+        };
+        for _ in 0..1000 {
+            plugin.run(&job).await;
+        }
+        let started = Instant::now();
+        for _ in 0..jobs {
+            let r = plugin.run(&job).await;
+            ensure!(r.outcome.is_success(), "the no-op job failed: {:?}", r.outcome);
+        }
+        Ok(started.elapsed().as_secs_f64() * 1e6 / jobs as f64)
+    }
+
+    /// Resident memory of the daemon idle (its plugins loaded), and with
+    /// `in_flight` jobs running at once (each sleeping in the host).
+    pub async fn memory(&self, in_flight: usize) -> Result<Memory> {
+        let q = self.fresh().await?;
+        let dir = tempfile::tempdir()?;
+        let daemon = self.daemon(&dir, in_flight, std::slice::from_ref(&self.hostile)).await?;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let idle_bytes = daemon.rss()?;
+        let jobs = (0..in_flight)
+            .map(|_| NewJob {
+                id: None,
+                job_type: "sleep".into(),
+                payload: r#"{"ms":4000}"#.into(),
+                options: JobOptions::default(),
+            })
+            .collect();
+        q.enqueue_bulk(jobs).await?;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let mut in_flight_bytes = 0;
+        loop {
+            let c = q.counts().await?;
+            if c.active == in_flight as u64 {
+                // The peak while every job is in flight.
+                in_flight_bytes = in_flight_bytes.max(daemon.rss()?);
+            } else if in_flight_bytes > 0 {
+                break;
+            }
+            if Instant::now() > deadline {
+                bail!("{} of {in_flight} jobs in flight after 30 s", c.active);
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        wait_completed(&q, in_flight as u64, Duration::from_secs(60)).await?;
+        daemon.stop()?;
+        Ok(Memory { idle_bytes, in_flight_bytes })
+    }
+
+    /// Hot-reload swap time, ms, median of `swaps`: from writing a new
+    /// plugin into the folder to the first job answered by it. The compile
+    /// cache is off, so every swap compiles.
+    pub async fn hot_reload(&self, swaps: usize) -> Result<f64> {
+        let q = self.fresh().await?;
+        let dir = tempfile::tempdir()?;
+        let url = self.redis.url();
+        let mut daemon = Daemon::start(&Setup {
+            binary: &self.binary,
+            dir: dir.path(),
+            redis_url: &url,
+            queues: &[(QUEUE, 10)],
+            plugins: &[],
+            compile_cache: false,
+            max_instances: None,
+        })?;
+        let target = daemon.plugins_dir.join("whoami.wasm");
+        let versions = [(std::fs::read(&self.noop)?, "noop"), (std::fs::read(&self.hostile)?, "hostile")];
+        std::fs::write(&target, &versions[0].0)?;
+        daemon.wait_ready(Instant::now(), Duration::from_secs(60)).await?;
+        served_by(&q, "noop").await?;
+        let mut times = Vec::with_capacity(swaps);
+        for i in 0..swaps {
+            let (bytes, name) = &versions[(i + 1) % 2];
+            let started = Instant::now();
+            std::fs::write(&target, bytes)?;
+            served_by(&q, name).await?;
+            times.push(started.elapsed().as_secs_f64() * 1e3);
+        }
+        daemon.stop()?;
+        Ok(percentile(&mut times, 50.0))
+    }
+
+    /// Start-up time, ms, from spawning `runner serve` to `/ready` answering
+    /// 200, with the five built-in plugins and the no-op one: first with an
+    /// empty compile cache, then again with the cache the first start wrote.
+    pub async fn startup(&self) -> Result<Startup> {
+        self.fresh().await?;
+        let dir = tempfile::tempdir()?;
+        let url = self.redis.url();
+        let mut plugins = self.builtins.clone();
+        plugins.push(self.noop.clone());
+        let mut times = [0.0; 2];
+        for t in &mut times {
+            let started = Instant::now();
+            let mut d = Daemon::start(&Setup {
+                binary: &self.binary,
+                dir: dir.path(),
+                redis_url: &url,
+                queues: &[(QUEUE, 10)],
+                plugins: &plugins,
+                compile_cache: true,
+                max_instances: None,
+            })?;
+            *t = d.wait_ready(started, Duration::from_secs(120)).await?.as_secs_f64() * 1e3;
+            d.stop()?;
+        }
+        Ok(Startup { cold_ms: times[0], cached_ms: times[1] })
+    }
+}
+
+fn noop_job() -> NewJob {
+    NewJob { id: None, job_type: "noop".into(), payload: "{}".into(), options: JobOptions::default() }
+}
+
+fn now_us() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_micros() as u64
+}
+
+/// Waits until none of the queue's `jobs` is left to run. (Completed jobs
+/// are counted by what is left, not by the completed set: retention keeps
+/// the newest 1000 by default.)
+async fn wait_completed(q: &Queue, jobs: u64, timeout: Duration) -> Result<()> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let c = q.counts().await?;
+        if c.failed > 0 {
+            bail!("{} job(s) failed; the runner's log says why", c.failed);
+        }
+        let left = c.waiting + c.active + c.delayed;
+        if left == 0 {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            bail!("{left} of {jobs} jobs still to run after {timeout:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+}
+
+/// Runs `whoami` jobs one after another until one is answered by `want`.
+async fn served_by(q: &Queue, want: &str) -> Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    for n in 0u64.. {
+        ensure!(Instant::now() < deadline, "no job was answered by `{want}` within 60 s");
+        let id = format!("probe-{}-{n}", ulid::Ulid::new());
+        let job = NewJob {
+            id: Some(id.clone()),
+            job_type: "whoami".into(),
+            payload: "{}".into(),
+            options: JobOptions::default(),
+        };
+        q.enqueue(job).await?;
+        loop {
+            match q.get(&id).await? {
+                Some(r) if r.state == State::Completed => {
+                    if r.result.as_ref().and_then(|v| v["by"].as_str()) == Some(want) {
+                        return Ok(());
+                    }
+                    break;
+                }
+                Some(r) if r.state == State::Failed => bail!("probe {id} failed"),
+                _ => tokio::time::sleep(Duration::from_millis(1)).await,
+            }
+        }
+    }
+    unreachable!()
+}
