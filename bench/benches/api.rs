@@ -80,6 +80,7 @@ fn main() {
             metrics: Arc::new(runner::metrics::Metrics::new()),
             consumed: vec![],
             tokens: Arc::new(Tokens::new(Some(TOKEN), None)),
+            bull: Default::default(),
         });
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());

@@ -42,6 +42,7 @@ fn dashboard(c: &mut Criterion) {
         metrics: Arc::new(runner::metrics::Metrics::new()),
         consumed: vec!["big".into()],
         tokens: Arc::new(Tokens::default()),
+        bull: Default::default(),
     });
     let router = app(state, 1 << 20);
     let page = |uri: &'static str| {

@@ -24,6 +24,8 @@ pub struct Setup<'a> {
     pub compile_cache: bool,
     /// `[engine] max_instances`, when the default (1000) is not enough.
     pub max_instances: Option<u32>,
+    /// The queues are BullMQ's (`[queues.NAME.bullmq]`, prefix `bull`).
+    pub bullmq: bool,
 }
 
 pub struct Daemon {
@@ -55,6 +57,9 @@ impl Daemon {
         }
         for (q, c) in setup.queues {
             config.push_str(&format!("\n[queues.{q}]\nconcurrency = {c}\n"));
+            if setup.bullmq {
+                config.push_str(&format!("[queues.{q}.bullmq]\n"));
+            }
         }
         let config_path = setup.dir.join("runner.toml");
         std::fs::write(&config_path, config)?;

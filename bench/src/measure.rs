@@ -69,6 +69,17 @@ impl Bench {
     }
 
     async fn daemon(&self, dir: &tempfile::TempDir, concurrency: usize, plugins: &[PathBuf]) -> Result<Daemon> {
+        self.daemon_on(dir, concurrency, plugins, false).await
+    }
+
+    /// As `daemon`, its queue native or BullMQ-backed.
+    async fn daemon_on(
+        &self,
+        dir: &tempfile::TempDir,
+        concurrency: usize,
+        plugins: &[PathBuf],
+        bullmq: bool,
+    ) -> Result<Daemon> {
         let url = self.redis.url();
         let queues = [(QUEUE, concurrency)];
         let mut d = Daemon::start(&Setup {
@@ -79,6 +90,7 @@ impl Bench {
             plugins,
             compile_cache: true,
             max_instances: Some(concurrency.max(1000) as u32),
+            bullmq,
         })?;
         d.wait_ready(Instant::now(), Duration::from_secs(120)).await?;
         Ok(d)
@@ -134,6 +146,43 @@ impl Bench {
         daemon.stop()?;
         // The polling above (one command every 2 ms) is the harness's, not
         // the runner's; it is a rounding error next to jobs × 15.
+        Ok(Drain { jobs_per_s: jobs as f64 / seconds, commands_per_job: commands as f64 / jobs as f64 })
+    }
+
+    /// End-to-end drain of a BullMQ-backed queue: `jobs` no-op BullMQ jobs
+    /// (added with BullMQ's `addBulk`, through its Rust port, and kept on
+    /// completion as BullMQ does by default) wait in the paused queue; the
+    /// clock starts when it is resumed and stops when BullMQ's completed set
+    /// holds them all, as on BullMQ's side.
+    pub async fn bullmq_drain(&self, concurrency: usize, jobs: usize) -> Result<Drain> {
+        self.fresh().await?;
+        let dir = tempfile::tempdir()?;
+        let config = runner::Config::parse(&format!("[queues.{QUEUE}]\n[queues.{QUEUE}.bullmq]\n"))?;
+        let queues = runner::bull::open_all(&config, &self.redis.url()).await?;
+        let q = queues.get(QUEUE).context("the BullMQ queue")?;
+        q.pause().await?;
+        let daemon = self.daemon_on(&dir, concurrency, std::slice::from_ref(&self.noop), true).await?;
+        let keep_all = runner::queue::options::Keep { count: None, age_ms: None };
+        let opts = JobOptions { attempts: 1, keep_completed: keep_all, ..JobOptions::default() };
+        for chunk in (0..jobs).collect::<Vec<_>>().chunks(BULK) {
+            q.enqueue(chunk.iter().map(|_| NewJob { options: opts.clone(), ..noop_job() }).collect()).await?;
+        }
+        let calls = redis_info::command_calls(&mut self.redis.connection())?;
+        let started = Instant::now();
+        q.resume().await?;
+        let deadline = started + Duration::from_secs(600);
+        loop {
+            let c = q.counts().await?;
+            ensure!(c.failed == 0, "{} job(s) failed; the runner's log says why", c.failed);
+            if c.completed == jobs as u64 {
+                break;
+            }
+            ensure!(Instant::now() < deadline, "{} of {jobs} jobs completed after 600 s", c.completed);
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        let seconds = started.elapsed().as_secs_f64();
+        let commands = redis_info::command_calls(&mut self.redis.connection())? - calls;
+        daemon.stop()?;
         Ok(Drain { jobs_per_s: jobs as f64 / seconds, commands_per_job: commands as f64 / jobs as f64 })
     }
 
@@ -261,6 +310,7 @@ impl Bench {
             plugins: &[],
             compile_cache: false,
             max_instances: None,
+            bullmq: false,
         })?;
         let target = daemon.plugins_dir.join("whoami.wasm");
         let versions = [(std::fs::read(&self.noop)?, "noop"), (std::fs::read(&self.hostile)?, "hostile")];
@@ -299,6 +349,7 @@ impl Bench {
                 plugins: &plugins,
                 compile_cache: true,
                 max_instances: None,
+                bullmq: false,
             })?;
             *t = d.wait_ready(started, Duration::from_secs(120)).await?.as_secs_f64() * 1e3;
             d.stop()?;

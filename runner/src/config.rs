@@ -103,12 +103,47 @@ impl Default for HttpSection {
 pub struct QueueSection {
     /// Jobs of this queue run at once in this runner.
     pub concurrency: usize,
+    /// Set: the queue is a BullMQ queue that BullMQ producers fill, read
+    /// and written through BullMQ's own protocol (see `bull`).
+    pub bullmq: Option<BullmqSection>,
 }
 
 impl Default for QueueSection {
     fn default() -> Self {
-        QueueSection { concurrency: DEFAULT_CONCURRENCY }
+        QueueSection { concurrency: DEFAULT_CONCURRENCY, bullmq: None }
     }
+}
+
+/// A queue kept in BullMQ's format, so that apps enqueueing with BullMQ
+/// (and Bull Board) keep working while its jobs run in plugins.
+///
+/// ```toml
+/// [queues.mail]                # the runner's name for it
+/// concurrency = 20
+/// [queues.mail.bullmq]
+/// prefix = "bull"              # BullMQ's `prefix` option; `{bull}` on a cluster
+/// name = "emails"              # the BullMQ queue's name; the runner's by default
+/// [queues.mail.bullmq.types]   # BullMQ job name → plugin job type
+/// send-email = "email"
+/// ```
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct BullmqSection {
+    #[serde(default = "default_bullmq_prefix")]
+    pub prefix: String,
+    /// The queue's name in BullMQ (`new Queue(name)`); the runner's by default.
+    pub name: Option<String>,
+    /// A BullMQ job's name selects the plugin's job type: through this table
+    /// when the name is in it, else the name itself.
+    #[serde(default)]
+    pub types: BTreeMap<String, String>,
+    /// A job started more times than this (stalls, waits asked for with
+    /// retry-after) fails for good; unset, no limit, as in BullMQ.
+    pub max_started_attempts: Option<u32>,
+}
+
+fn default_bullmq_prefix() -> String {
+    "bull".into()
 }
 
 /// Jobs run at once per queue when the config says nothing: enough to keep
@@ -288,6 +323,26 @@ impl Config {
             if q.concurrency == 0 || q.concurrency > 10_000 {
                 bail!("queues.{name}.concurrency: must be from 1 to 10000");
             }
+            if let Some(b) = &q.bullmq {
+                // BullMQ builds its keys as `prefix:name:…`, so neither may hold a `:`.
+                if b.prefix.is_empty() || b.prefix.contains(':') {
+                    bail!(
+                        "queues.{name}.bullmq.prefix: must be non-empty and without `:` (BullMQ's default is `bull`)"
+                    );
+                }
+                if let Some(n) = &b.name
+                    && (n.is_empty() || n.contains(':'))
+                {
+                    bail!("queues.{name}.bullmq.name: must be non-empty and without `:`");
+                }
+                for (from, to) in &b.types {
+                    crate::job::check_job_type(to)
+                        .map_err(|e| anyhow::anyhow!("queues.{name}.bullmq.types.{from}: {e}"))?;
+                }
+                if b.max_started_attempts == Some(0) {
+                    bail!("queues.{name}.bullmq.max_started_attempts: must be at least 1");
+                }
+            }
         }
         for (name, p) in &self.plugins {
             let key = |k: &str| format!("plugins.{name}.{k}");
@@ -400,7 +455,9 @@ impl Config {
             if concurrency == 0 {
                 bail!("`{item}`: concurrency must be at least 1");
             }
-            queues.insert(name.to_string(), QueueSection { concurrency });
+            // A queue declared as BullMQ's in the file stays BullMQ's.
+            let bullmq = self.queues.get(name).and_then(|q| q.bullmq.clone());
+            queues.insert(name.to_string(), QueueSection { concurrency, bullmq });
         }
         self.queues = queues;
         Ok(())
@@ -453,6 +510,26 @@ pub fn resolve_secret(value: &str) -> Result<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_bullmq_queue_is_declared_checked_and_kept() {
+        let mut c = Config::parse(
+            "[queues.mail]\nconcurrency = 5\n[queues.mail.bullmq]\nname = \"emails\"\n[queues.mail.bullmq.types]\nsend-email = \"email\"\n",
+        )
+        .unwrap();
+        let b = c.queues["mail"].bullmq.clone().unwrap();
+        assert_eq!((b.prefix.as_str(), b.name.as_deref()), ("bull", Some("emails")));
+        assert_eq!(b.types["send-email"], "email");
+        // Naming it in RUNNER_QUEUES keeps it BullMQ's.
+        c.set_queues(["mail:9"].into_iter()).unwrap();
+        assert_eq!(c.queues["mail"].bullmq.as_ref(), Some(&b));
+        let bad = |toml: &str| Config::parse(toml).unwrap_err().to_string();
+        assert!(bad("[queues.m.bullmq]\nprefix = \"a:b\"\n").contains("queues.m.bullmq.prefix"));
+        assert!(bad("[queues.m.bullmq]\nname = \"x:y\"\n").contains("queues.m.bullmq.name"));
+        assert!(bad("[queues.m.bullmq.types]\n\"x\" = \"has space\"\n").contains("queues.m.bullmq.types.x"));
+        assert!(bad("[queues.m.bullmq]\nmax_started_attempts = 0\n").contains("max_started_attempts"));
+        assert!(bad("[queues.m.bullmq]\nprefx = \"b\"\n").contains("prefx"));
+    }
 
     #[test]
     fn full_config_parses_with_defaults() {

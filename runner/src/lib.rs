@@ -9,12 +9,16 @@
 //! - [`cache`]: the plugins' cache (in memory, or in Redis);
 //! - [`mail`]: email delivery (SMTP, or an outbox folder);
 //! - [`queue`]: the Redis queue engine (at-least-once, leases, retries, schedules);
+//! - [`bull`]: BullMQ-backed queues, through BullMQ's own protocol crate;
+//! - [`any_queue`]: one view of native and BullMQ-backed queues;
 //! - [`metrics`]: the Prometheus metrics of a runner;
 //! - [`dashboard`]: the web dashboard, rendered on the server;
 //! - [`daemon`]: `runner serve`: queues to plugins, hot reload, shutdown;
 //! - [`cli`]: the `runner` command line.
 
+pub mod any_queue;
 pub mod api;
+pub mod bull;
 pub mod cache;
 pub mod cli;
 pub mod config;

@@ -3,10 +3,12 @@
 //! Jobs by queue, type and outcome; job duration and wait time; failures by
 //! reason; stalls; plugin reloads and their errors; wasm instantiation time;
 //! Redis errors (each one a reconnection the connection makes by itself);
-//! cache hits and misses.
+//! cache hits and misses; and, read at scrape time, the jobs in each queue
+//! by state (native and BullMQ-backed alike) and whether it is paused.
 
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, Opts, Registry, TextEncoder, exponential_buckets,
+    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
+    exponential_buckets,
 };
 
 pub struct Metrics {
@@ -20,6 +22,8 @@ pub struct Metrics {
     pub instantiate: HistogramVec,
     pub redis_errors: IntCounter,
     pub cache: IntCounterVec,
+    pub queue_jobs: IntGaugeVec,
+    pub queue_paused: IntGaugeVec,
 }
 
 impl Default for Metrics {
@@ -35,6 +39,11 @@ impl Metrics {
             let c = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric");
             registry.register(Box::new(c.clone())).expect("registered once");
             c
+        };
+        let gauge = |name: &str, help: &str, labels: &[&str]| {
+            let g = IntGaugeVec::new(Opts::new(name, help), labels).expect("valid metric");
+            registry.register(Box::new(g.clone())).expect("registered once");
+            g
         };
         let histogram = |name: &str, help: &str, labels: &[&str], buckets: Vec<f64>| {
             let h = HistogramVec::new(HistogramOpts::new(name, help).buckets(buckets), labels).expect("valid metric");
@@ -71,6 +80,12 @@ impl Metrics {
                 c
             },
             cache: counter("cache_requests_total", "Plugin cache reads by result (hit, miss)", &["result"]),
+            queue_jobs: gauge(
+                "queue_jobs",
+                "Jobs in each queue by state, read at scrape",
+                &["queue", "backend", "state"],
+            ),
+            queue_paused: gauge("queue_paused", "1 if the queue is paused", &["queue", "backend"]),
             registry,
         }
     }

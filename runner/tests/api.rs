@@ -27,6 +27,7 @@ async fn api_with(tokens: Tokens, max_body: usize) -> Api {
         metrics: Arc::new(runner::metrics::Metrics::new()),
         consumed: vec!["default".into()],
         tokens: Arc::new(tokens),
+        bull: Default::default(),
     });
     Api { router: app(state, max_body), _redis: redis }
 }

@@ -23,6 +23,7 @@ async fn setup(tokens: Tokens) -> (axum::Router, Queue, testkit::redis::RedisSer
         metrics: Arc::new(runner::metrics::Metrics::new()),
         consumed: vec!["emails".into()],
         tokens: Arc::new(tokens),
+        bull: Default::default(),
     });
     (app(state, 1 << 20), Queue::new(connection, "emails").unwrap(), redis)
 }

@@ -40,6 +40,7 @@ fn api() -> &'static Api {
             metrics: Arc::new(runner::metrics::Metrics::new()),
             consumed: vec!["default".into()],
             tokens: Arc::new(Tokens::default()),
+            bull: Default::default(),
         });
         // A small body limit, so that oversized bodies are generated too.
         Api { router: app(state, 64 * 1024), rt, _redis: redis }

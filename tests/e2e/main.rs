@@ -4,9 +4,11 @@
 //! `plugin_cmd` (`plugin check` and `plugin new`), `serve` (the daemon),
 //! `faults` (crashes, Redis loss, cluster failover, hostile and broken
 //! plugins under load), `soak` (a million jobs), `browser` (the dashboard in
-//! a real headless Chromium).
+//! a real headless Chromium), `bullmq` (BullMQ-backed queues, with Node's
+//! BullMQ as producer, reader and fellow worker).
 
 mod browser;
+mod bullmq;
 mod exec;
 mod faults;
 mod plugin_cmd;
@@ -33,6 +35,18 @@ pub async fn runner_async(dir: &Path, args: &[&str]) -> Output {
         .current_dir(dir)
         .args(args)
         .env_remove("RUNNER_CONFIG")
+        .output()
+        .await
+        .expect("the runner binary runs")
+}
+
+/// As `runner_async`, with extra environment.
+pub async fn runner_async_env(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
+    tokio::process::Command::new(env!("CARGO_BIN_EXE_runner"))
+        .current_dir(dir)
+        .args(args)
+        .env_remove("RUNNER_CONFIG")
+        .envs(env.iter().copied())
         .output()
         .await
         .expect("the runner binary runs")

@@ -79,7 +79,7 @@ impl Daemon {
         format!("http://{}", std::fs::read_to_string(self.state_dir.join("http.addr")).unwrap().trim())
     }
 
-    fn signal(&mut self, signal: i32) -> std::process::ExitStatus {
+    pub(crate) fn signal(&mut self, signal: i32) -> std::process::ExitStatus {
         let mut child = self.child.take().unwrap();
         // SAFETY: signalling our own child process.
         unsafe { libc::kill(child.id() as i32, signal) };

@@ -3,7 +3,8 @@
 //!
 //! - `setup`: install what a fresh machine lacks (the `wasm32-wasip2` target;
 //!   `redis-server` with apt-get when run as root); `test` also installs
-//!   Chromium and its driver for the dashboard's browser test;
+//!   Chromium and its driver for the dashboard's browser test, and Node.js
+//!   with npm for the BullMQ tests (which `npm ci` BullMQ themselves);
 //! - `plugins`: build every plugin for `wasm32-wasip2` (release);
 //! - `lint`: `cargo fmt --check` and `cargo clippy --all-targets -D warnings`;
 //! - `test`: set up, build the plugins, then run every test of the workspace;
@@ -57,7 +58,8 @@ fn apt_install(missing: &[&str]) -> Result<(), String> {
     if ok { Ok(()) } else { Err(format!("cannot install {} with apt-get", missing.join(" "))) }
 }
 
-/// What the tests need beyond `setup`: the browser for the dashboard test.
+/// What the tests need beyond `setup`: the browser for the dashboard test,
+/// and Node for the BullMQ tests.
 fn setup_tests() -> Result<(), String> {
     let mut missing = Vec::new();
     if !has("chromium", "--version") {
@@ -65,6 +67,12 @@ fn setup_tests() -> Result<(), String> {
     }
     if !has("chromedriver", "--version") {
         missing.push("chromium-driver");
+    }
+    if !has("node", "--version") {
+        missing.push("nodejs");
+    }
+    if !has("npm", "--version") {
+        missing.push("npm");
     }
     apt_install(&missing)
 }

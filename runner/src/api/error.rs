@@ -29,11 +29,7 @@ impl ApiError {
     /// For operations whose every error is the caller's (a bad name, option,
     /// payload or schedule) unless Redis itself failed.
     pub fn from_input(e: anyhow::Error) -> Self {
-        if e.chain().any(|c| c.downcast_ref::<redis::RedisError>().is_some()) {
-            ApiError::Internal(e)
-        } else {
-            ApiError::BadRequest(format!("{e:#}"))
-        }
+        if crate::bull::is_redis_error(&e) { ApiError::Internal(e) } else { ApiError::BadRequest(format!("{e:#}")) }
     }
 }
 

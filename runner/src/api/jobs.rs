@@ -2,9 +2,10 @@
 //! state (paged), one job, and the operations (retry, remove, promote,
 //! retry failed, clean, pause, resume).
 
+use crate::any_queue::AnyQueue;
 use crate::api::ApiState;
 use crate::api::error::{ApiError, ApiJson, ApiQuery, ApiResult};
-use crate::queue::{Enqueued, JobOptions, JobRecord, NewJob, Queue, State};
+use crate::queue::{Enqueued, JobOptions, JobRecord, NewJob, State};
 use axum::Json;
 use axum::extract::{Path, State as AxState};
 use axum::http::StatusCode;
@@ -16,8 +17,8 @@ use std::time::Duration;
 /// The most jobs one bulk request may carry.
 pub const MAX_BULK: usize = 10_000;
 
-fn queue(state: &ApiState, name: &str) -> ApiResult<Queue> {
-    Queue::new(state.connection.clone(), name).map_err(ApiError::bad)
+fn queue(state: &ApiState, name: &str) -> ApiResult<AnyQueue> {
+    state.queue(name)
 }
 
 #[derive(Debug, Deserialize)]
@@ -71,6 +72,8 @@ pub async fn enqueue_bulk(
 #[derive(Serialize)]
 pub struct QueueView {
     pub name: String,
+    /// `native`, or `bullmq` for a queue kept in BullMQ's format.
+    pub backend: &'static str,
     #[serde(flatten)]
     pub counts: crate::queue::Counts,
     /// Jobs completed in the last minute.
@@ -79,11 +82,12 @@ pub struct QueueView {
 
 pub async fn queues(AxState(state): AxState<Arc<ApiState>>) -> ApiResult<Json<Vec<QueueView>>> {
     let mut out = Vec::new();
-    for name in Queue::names(&state.connection).await? {
+    for name in state.queue_names().await? {
         let q = queue(&state, &name)?;
         out.push(QueueView {
+            backend: q.backend(),
             counts: q.counts().await?,
-            completed_last_minute: q.completed_in(Duration::from_secs(60)).await?,
+            completed_last_minute: q.completed_last_minute().await?,
             name,
         });
     }
@@ -158,6 +162,7 @@ pub async fn remove(
 ) -> ApiResult<Json<Value>> {
     match queue(&state, &name)?.remove(&id).await?.as_str() {
         "missing" => Err(ApiError::NotFound(format!("no job `{id}` in queue {name}"))),
+        "locked" => Err(ApiError::Conflict(format!("job `{id}` is being run by a worker; remove it once it ends"))),
         was => Ok(Json(json!({"id": id, "removed_from": was}))),
     }
 }

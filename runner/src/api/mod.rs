@@ -32,6 +32,20 @@ pub struct ApiState {
     pub consumed: Vec<String>,
     /// For the dashboard's sign-in.
     pub tokens: Arc<auth::Tokens>,
+    /// The queues the config declares as BullMQ's, shown beside the native ones.
+    pub bull: Arc<crate::bull::BullQueues>,
+}
+
+impl ApiState {
+    /// The queue named `name`, native or BullMQ-backed; a bad name is a 400.
+    pub fn queue(&self, name: &str) -> error::ApiResult<crate::any_queue::AnyQueue> {
+        crate::any_queue::AnyQueue::open(&self.connection, &self.bull, name).map_err(error::ApiError::bad)
+    }
+
+    /// Every queue's name, native and BullMQ-backed.
+    pub async fn queue_names(&self) -> anyhow::Result<Vec<String>> {
+        crate::any_queue::AnyQueue::names(&self.connection, &self.bull).await
+    }
 }
 
 pub fn app(state: Arc<ApiState>, max_body: usize) -> Router {

@@ -25,7 +25,7 @@ pub async fn ready(State(state): State<Arc<ApiState>>) -> impl IntoResponse {
     let mut queues = serde_json::Map::new();
     if redis {
         for name in &state.consumed {
-            if let Ok(q) = Queue::new(state.connection.clone(), name)
+            if let Ok(q) = state.queue(name)
                 && let Ok(c) = q.counts().await
             {
                 queues.insert(name.clone(), serde_json::to_value(c).unwrap_or_default());
@@ -38,6 +38,23 @@ pub async fn ready(State(state): State<Arc<ApiState>>) -> impl IntoResponse {
 }
 
 pub async fn metrics(State(state): State<Arc<ApiState>>) -> impl IntoResponse {
+    // Queue depths are read at scrape time, native and BullMQ-backed alike;
+    // a queue Redis cannot answer for keeps its last values.
+    if let Ok(names) = state.queue_names().await {
+        for name in names {
+            let Ok(q) = state.queue(&name) else { continue };
+            let Ok(c) = q.counts().await else { continue };
+            let set = |st: &str, n: u64| {
+                state.metrics.queue_jobs.with_label_values(&[name.as_str(), q.backend(), st]).set(n as i64)
+            };
+            set("waiting", c.waiting);
+            set("delayed", c.delayed);
+            set("active", c.active);
+            set("completed", c.completed);
+            set("failed", c.failed);
+            state.metrics.queue_paused.with_label_values(&[name.as_str(), q.backend()]).set(i64::from(c.paused));
+        }
+    }
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], state.metrics.render())
 }
 
@@ -60,7 +77,13 @@ pub struct QueueParam {
 }
 
 fn schedule_queue(state: &ApiState, q: &QueueParam) -> ApiResult<Queue> {
-    Queue::new(state.connection.clone(), q.queue.as_deref().unwrap_or("default")).map_err(ApiError::bad)
+    let name = q.queue.as_deref().unwrap_or("default");
+    if state.bull.contains_key(name) {
+        return Err(ApiError::bad(format!(
+            "queue {name} is kept in BullMQ's format: schedule its jobs with BullMQ's job schedulers (upsertJobScheduler)"
+        )));
+    }
+    Queue::new(state.connection.clone(), name).map_err(ApiError::bad)
 }
 
 pub async fn list_schedules(State(state): State<Arc<ApiState>>) -> ApiResult<Json<Value>> {

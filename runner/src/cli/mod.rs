@@ -91,11 +91,11 @@ pub(crate) fn key_value(s: &str) -> Result<(String, String), String> {
         .ok_or_else(|| format!("`{s}` is not KEY=VALUE"))
 }
 
-/// Connects to the daemon's Redis: `REDIS_URL` (or the config's), else the
-/// embedded one that `runner serve` recorded in the state directory.
-pub(crate) async fn connect(config: &Config) -> Result<crate::queue::Connection> {
-    let url = match &config.redis.url {
-        Some(url) => url.clone(),
+/// The daemon's Redis: `REDIS_URL` (or the config's), else the embedded
+/// one that `runner serve` recorded in the state directory.
+fn redis_url(config: &Config) -> Result<String> {
+    match &config.redis.url {
+        Some(url) => Ok(url.clone()),
         None => {
             let file = crate::daemon::embedded::url_file(&config.runner.state_dir);
             std::fs::read_to_string(&file).map(|s| s.trim().to_string()).with_context(|| {
@@ -103,8 +103,27 @@ pub(crate) async fn connect(config: &Config) -> Result<crate::queue::Connection>
                     "no Redis to talk to: set REDIS_URL, or start `runner serve` (which runs its own Redis and records it in {})",
                     file.display()
                 )
-            })?
+            })
         }
-    };
-    crate::queue::Connection::connect(&url).await
+    }
+}
+
+/// Connects to the daemon's Redis (see `redis_url`).
+pub(crate) async fn connect(config: &Config) -> Result<crate::queue::Connection> {
+    crate::queue::Connection::connect(&redis_url(config)?).await
+}
+
+/// Connects, and opens the queues the config declares as BullMQ's, so that
+/// the queue commands see them beside the native ones.
+pub(crate) async fn connect_all(config: &Config) -> Result<(crate::queue::Connection, crate::bull::BullQueues)> {
+    let url = redis_url(config)?;
+    let conn = crate::queue::Connection::connect(&url).await?;
+    let bull = crate::bull::open_all(config, &url).await?;
+    Ok((conn, bull))
+}
+
+/// The queue `name`, native or BullMQ-backed as the config declares it.
+pub(crate) async fn open_queue(config: &Config, name: &str) -> Result<crate::any_queue::AnyQueue> {
+    let (conn, bull) = connect_all(config).await?;
+    crate::any_queue::AnyQueue::open(&conn, &bull, name)
 }

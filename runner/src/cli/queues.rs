@@ -1,7 +1,9 @@
 //! The queue commands: `enqueue` (one job, or many from NDJSON with a
 //! progress bar), `queues`, `jobs`, `job`, `retry`, `pause`, `resume` and
-//! `schedule add|list|remove`. They talk to the daemon's Redis.
+//! `schedule add|list|remove`. They talk to the daemon's Redis, and see the
+//! queues the config declares as BullMQ's beside the native ones.
 
+use crate::any_queue::AnyQueue;
 use crate::config::Config;
 use crate::queue::{JobOptions, NewJob, Queue, Schedule, State, Timing};
 use anyhow::{Context, Result, anyhow, bail};
@@ -65,7 +67,7 @@ struct Line {
 }
 
 pub async fn enqueue(args: EnqueueArgs, config: &Config) -> Result<ExitCode> {
-    let queue = Queue::new(super::connect(config).await?, &args.queue)?;
+    let queue = super::open_queue(config, &args.queue).await?;
     if let Some(payload) = &args.payload {
         serde_json::from_str::<serde_json::Value>(payload).context("--payload is not valid JSON")?;
         let job = NewJob {
@@ -131,25 +133,31 @@ pub struct QueuesArgs {
 }
 
 pub async fn queues(args: QueuesArgs, config: &Config) -> Result<ExitCode> {
-    let conn = super::connect(config).await?;
+    let (conn, bull) = super::connect_all(config).await?;
     let mut rows = Vec::new();
-    for name in Queue::names(&conn).await? {
-        let counts = Queue::new(conn.clone(), &name)?.counts().await?;
-        rows.push((name, counts));
+    for name in AnyQueue::names(&conn, &bull).await? {
+        let q = AnyQueue::open(&conn, &bull, &name)?;
+        rows.push((name, q.backend(), q.counts().await?));
     }
     if args.json {
-        let v: serde_json::Map<String, serde_json::Value> =
-            rows.into_iter().map(|(n, c)| (n, serde_json::to_value(c).expect("counts serialise"))).collect();
+        let v: serde_json::Map<String, serde_json::Value> = rows
+            .into_iter()
+            .map(|(n, backend, c)| {
+                let mut v = serde_json::to_value(c).expect("counts serialise");
+                v["backend"] = backend.into();
+                (n, v)
+            })
+            .collect();
         println!("{}", serde_json::to_string_pretty(&v)?);
     } else {
         println!(
-            "{:<24} {:>9} {:>9} {:>9} {:>10} {:>9}",
-            "QUEUE", "WAITING", "DELAYED", "ACTIVE", "COMPLETED", "FAILED"
+            "{:<24} {:<7} {:>9} {:>9} {:>9} {:>10} {:>9}",
+            "QUEUE", "BACKEND", "WAITING", "DELAYED", "ACTIVE", "COMPLETED", "FAILED"
         );
-        for (n, c) in rows {
+        for (n, backend, c) in rows {
             let name = if c.paused { format!("{n} (paused)") } else { n };
             println!(
-                "{name:<24} {:>9} {:>9} {:>9} {:>10} {:>9}",
+                "{name:<24} {backend:<7} {:>9} {:>9} {:>9} {:>10} {:>9}",
                 c.waiting, c.delayed, c.active, c.completed, c.failed
             );
         }
@@ -174,7 +182,7 @@ pub struct JobsArgs {
 pub async fn jobs(args: JobsArgs, config: &Config) -> Result<ExitCode> {
     let state = State::parse(&args.state)
         .ok_or_else(|| anyhow!("--state `{}`: use waiting, delayed, active, completed or failed", args.state))?;
-    let queue = Queue::new(super::connect(config).await?, &args.queue)?;
+    let queue = super::open_queue(config, &args.queue).await?;
     let page = queue.list(state, args.offset, args.limit).await?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&page)?);
@@ -201,7 +209,7 @@ pub struct JobArgs {
 }
 
 pub async fn job(args: JobArgs, config: &Config) -> Result<ExitCode> {
-    let queue = Queue::new(super::connect(config).await?, &args.queue)?;
+    let queue = super::open_queue(config, &args.queue).await?;
     match queue.get(&args.id).await? {
         Some(j) => {
             println!("{}", serde_json::to_string_pretty(&j)?);
@@ -222,7 +230,7 @@ pub struct RetryArgs {
 }
 
 pub async fn retry(args: RetryArgs, config: &Config) -> Result<ExitCode> {
-    let queue = Queue::new(super::connect(config).await?, &args.queue)?;
+    let queue = super::open_queue(config, &args.queue).await?;
     if args.all_failed {
         println!("retried {} jobs", queue.retry_all_failed().await?);
         return Ok(ExitCode::SUCCESS);
@@ -239,7 +247,7 @@ pub async fn retry(args: RetryArgs, config: &Config) -> Result<ExitCode> {
 }
 
 pub async fn pause(name: &str, pause: bool, config: &Config) -> Result<ExitCode> {
-    let queue = Queue::new(super::connect(config).await?, name)?;
+    let queue = super::open_queue(config, name).await?;
     if pause {
         queue.pause().await?;
         println!("{name} paused");
@@ -286,6 +294,11 @@ pub async fn schedule(cmd: ScheduleCommand, config: &Config) -> Result<ExitCode>
     let conn = super::connect(config).await?;
     match cmd {
         ScheduleCommand::Add { queue, id, job_type, payload, cron, tz, every, attempts } => {
+            if config.queues.get(&queue).is_some_and(|q| q.bullmq.is_some()) {
+                bail!(
+                    "queue {queue} is kept in BullMQ's format: schedule its jobs with BullMQ's job schedulers (upsertJobScheduler)"
+                );
+            }
             let payload: serde_json::Value = serde_json::from_str(&payload).context("--payload is not valid JSON")?;
             let timing = match (cron, every) {
                 (Some(expr), _) => Timing::Cron { expr, tz },

@@ -23,8 +23,10 @@
 //! frees up within `MAX_BUFFERED` (the jobs turned long) the buffered ones
 //! go back to the queue, unspent, as they do on shutdown.
 
+use crate::any_queue::AnyQueue;
 use crate::daemon::Shared;
 use crate::daemon::acker::Acker;
+use crate::host::Plugin;
 use crate::job::{JobInput, Outcome, Report};
 use crate::queue::{Completion, Consumer, Failure, Leased, NewJob, Queue};
 use std::collections::{BTreeMap, VecDeque};
@@ -164,15 +166,9 @@ async fn run_job(
     slot: tokio::sync::OwnedSemaphorePermit,
 ) {
     let job_type = leased.spec.job_type.clone();
-    let waited_ms = (std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_millis()
-        as u64)
-        .saturating_sub(leased.spec.created_at + leased.spec.opts.delay_ms);
-    shared.metrics.job_wait.with_label_values(&[queue.name()]).observe(waited_ms as f64 / 1e3);
+    observe_wait(shared, queue.name(), leased.spec.created_at + leased.spec.opts.delay_ms);
     let Some(plugin) = shared.registry.get(&job_type) else {
-        let reason = format!("no plugin handles type `{job_type}`");
-        tracing::warn!("{reason}");
-        shared.metrics.jobs.with_label_values(&[queue.name(), &job_type, "no_plugin"]).inc();
-        shared.metrics.failures.with_label_values(&[queue.name(), "no_plugin"]).inc();
+        let reason = no_plugin(shared, queue.name(), &job_type);
         record_failure(queue, &leased, Failure::Retry(reason), None).await;
         return;
     };
@@ -202,30 +198,7 @@ async fn run_job(
     extender.abort();
     drop(slot);
     let log = serde_json::to_string(&report.log).ok();
-    let outcome_name = match &report.outcome {
-        Outcome::Completed { .. } => "completed",
-        Outcome::Retry { .. } => "retry",
-        Outcome::RetryAfter { .. } => "retry_after",
-        Outcome::Permanent { .. } => "permanent",
-        Outcome::Fault(_) => "fault",
-    };
-    let m = &shared.metrics;
-    m.jobs.with_label_values(&[queue.name(), &input.job_type, outcome_name]).inc();
-    m.job_duration.with_label_values(&[queue.name(), &input.job_type]).observe(report.duration.as_secs_f64());
-    m.instantiate.with_label_values(&[&plugin.description.name]).observe(report.instantiate.as_secs_f64());
-    if let Outcome::Fault(f) = &report.outcome {
-        m.failures.with_label_values(&[queue.name(), &f.kind.to_string()]).inc();
-    } else if outcome_name != "completed" {
-        m.failures.with_label_values(&[queue.name(), outcome_name]).inc();
-    }
-    // Every completion at `info` would drown a busy runner's log; failures
-    // are what an operator reads.
-    let ms = report.duration.as_secs_f64() * 1e3;
-    match &report.outcome {
-        Outcome::Completed { .. } => tracing::debug!(outcome = outcome_name, ms, "job finished"),
-        Outcome::Fault(f) => tracing::warn!(outcome = outcome_name, ms, fault = %f, "job failed"),
-        other => tracing::info!(outcome = outcome_name, ms, reason = other.reason().unwrap_or_default(), "job failed"),
-    }
+    observe(shared, queue.name(), &input.job_type, &plugin, &report);
     match report.outcome.clone() {
         Outcome::Completed { output } => complete(shared, queue, acker, &leased, &report, output, log).await,
         Outcome::Retry { message } => {
@@ -240,27 +213,76 @@ async fn run_job(
             record_failure(queue, &leased, Failure::Permanent(message), Some((&report, log))).await
         }
         Outcome::Fault(f) => {
-            let mut message = f.to_string();
-            if let Some(bt) = &f.backtrace {
-                message.push('\n');
-                message.push_str(bt);
-            }
-            message.truncate(MAX_ERROR_LEN);
-            record_failure(queue, &leased, Failure::Retry(message), Some((&report, log))).await
+            record_failure(queue, &leased, Failure::Retry(fault_message(&f)), Some((&report, log))).await
         }
     }
 }
 
-async fn complete(
-    shared: &Shared,
-    queue: &Queue,
-    acker: &Acker,
-    leased: &Leased,
-    report: &Report,
-    output: Option<serde_json::Value>,
-    log: Option<String>,
-) {
-    // Follow-ups first, grouped by queue, one bulk call per queue.
+/// Counts one attempt in the metrics, and logs it (failures at `info` or
+/// `warn`; completions at `debug`, since every one at `info` would drown a
+/// busy runner's log). Shared with the BullMQ worker.
+pub(crate) fn observe(shared: &Shared, queue: &str, job_type: &str, plugin: &Plugin, report: &Report) {
+    let outcome_name = match &report.outcome {
+        Outcome::Completed { .. } => "completed",
+        Outcome::Retry { .. } => "retry",
+        Outcome::RetryAfter { .. } => "retry_after",
+        Outcome::Permanent { .. } => "permanent",
+        Outcome::Fault(_) => "fault",
+    };
+    let m = &shared.metrics;
+    m.jobs.with_label_values(&[queue, job_type, outcome_name]).inc();
+    m.job_duration.with_label_values(&[queue, job_type]).observe(report.duration.as_secs_f64());
+    m.instantiate.with_label_values(&[&plugin.description.name]).observe(report.instantiate.as_secs_f64());
+    if let Outcome::Fault(f) = &report.outcome {
+        m.failures.with_label_values(&[queue, &f.kind.to_string()]).inc();
+    } else if outcome_name != "completed" {
+        m.failures.with_label_values(&[queue, outcome_name]).inc();
+    }
+    let ms = report.duration.as_secs_f64() * 1e3;
+    match &report.outcome {
+        Outcome::Completed { .. } => tracing::debug!(outcome = outcome_name, ms, "job finished"),
+        Outcome::Fault(f) => tracing::warn!(outcome = outcome_name, ms, fault = %f, "job failed"),
+        other => tracing::info!(outcome = outcome_name, ms, reason = other.reason().unwrap_or_default(), "job failed"),
+    }
+}
+
+/// A job that waited for no plugin: counted, logged, and its reason.
+pub(crate) fn no_plugin(shared: &Shared, queue: &str, job_type: &str) -> String {
+    let reason = format!("no plugin handles type `{job_type}`");
+    tracing::warn!("{reason}");
+    shared.metrics.jobs.with_label_values(&[queue, job_type, "no_plugin"]).inc();
+    shared.metrics.failures.with_label_values(&[queue, "no_plugin"]).inc();
+    reason
+}
+
+/// Records how long a job waited from when it was due to when it started.
+pub(crate) fn observe_wait(shared: &Shared, queue: &str, due_ms: u64) {
+    let now_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_millis();
+    let waited_ms = (now_ms as u64).saturating_sub(due_ms);
+    shared.metrics.job_wait.with_label_values(&[queue]).observe(waited_ms as f64 / 1e3);
+}
+
+/// A fault as the error stored with the attempt: its message and the wasm
+/// backtrace, cut to `MAX_ERROR_LEN`.
+pub(crate) fn fault_message(f: &crate::job::Fault) -> String {
+    let mut message = f.to_string();
+    if let Some(bt) = &f.backtrace {
+        message.push('\n');
+        message.push_str(bt);
+    }
+    if message.len() > MAX_ERROR_LEN {
+        let mut end = MAX_ERROR_LEN;
+        while !message.is_char_boundary(end) {
+            end -= 1;
+        }
+        message.truncate(end);
+    }
+    message
+}
+
+/// Enqueues a report's follow-up jobs, one bulk call per queue, each queue
+/// native or BullMQ-backed as the config declares it. Answers why not, if not.
+pub(crate) async fn enqueue_follow_ups(shared: &Shared, report: &Report) -> Result<(), String> {
     let mut by_queue: BTreeMap<&str, Vec<NewJob>> = BTreeMap::new();
     for f in &report.follow_ups {
         let options = crate::queue::JobOptions {
@@ -277,16 +299,41 @@ async fn complete(
         });
     }
     for (name, jobs) in by_queue {
-        let result = match Queue::new(shared.connection.clone(), name) {
-            Ok(q) => q.enqueue_bulk(jobs).await.map(drop),
+        let result = match AnyQueue::open(&shared.connection, &shared.bull, name) {
+            Ok(q @ AnyQueue::Native(_)) => q.enqueue_bulk(jobs).await.map(drop),
+            Ok(q @ AnyQueue::Bull(_)) => {
+                // Plugins write ids such as `reminder:c1:step:2`; BullMQ's
+                // keys are `prefix:queue:id`, so a BullMQ id has no `:`.
+                let jobs = jobs
+                    .into_iter()
+                    .map(|j| NewJob { id: j.id.map(|id| crate::bull::follow_up_id(&id)), ..j })
+                    .collect();
+                q.enqueue_bulk(jobs).await.map(drop)
+            }
             Err(e) => Err(e),
         };
         if let Err(e) = result {
             let reason = format!("the job succeeded but its follow-up jobs could not be enqueued to `{name}`: {e:#}");
             tracing::warn!("{reason}");
-            record_failure(queue, leased, Failure::Retry(reason), None).await;
-            return;
+            return Err(reason);
         }
+    }
+    Ok(())
+}
+
+async fn complete(
+    shared: &Shared,
+    queue: &Queue,
+    acker: &Acker,
+    leased: &Leased,
+    report: &Report,
+    output: Option<serde_json::Value>,
+    log: Option<String>,
+) {
+    // Follow-ups first (at least once: their ids de-duplicate a re-run).
+    if let Err(reason) = enqueue_follow_ups(shared, report).await {
+        record_failure(queue, leased, Failure::Retry(reason), None).await;
+        return;
     }
     let done = Completion {
         id: leased.id.clone(),

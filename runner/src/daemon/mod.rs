@@ -6,14 +6,16 @@
 //! 2. load every plugin in the plugins folder, and reload on change
 //!    (`watcher`, `registry`): a broken version leaves the old one serving;
 //! 3. run one dispatcher per consumed queue (`dispatcher`), and fire the
-//!    queues' recurring schedules;
+//!    queues' recurring schedules; a queue declared as BullMQ's runs
+//!    BullMQ's own worker instead (`bull_worker`);
 //! 4. on shutdown: stop fetching, let jobs in flight finish until the grace
 //!    deadline, cancel and put back the rest, then stop the embedded Redis.
 //!
 //! Layout: `embedded` (the embedded Redis), `registry`, `watcher`,
-//! `dispatcher`, `acker` (a queue's completions, batched).
+//! `dispatcher`, `acker` (a queue's completions, batched), `bull_worker`.
 
 pub mod acker;
+pub mod bull_worker;
 pub mod dispatcher;
 pub mod embedded;
 pub mod registry;
@@ -39,6 +41,8 @@ pub struct Shared {
     pub lease: Duration,
     pub host: Host,
     pub config: RwLock<Arc<Config>>,
+    /// The queues declared as BullMQ's (for follow-ups sent to them).
+    pub bull: Arc<crate::bull::BullQueues>,
 }
 
 /// The `.wasm` files directly in `dir`.
@@ -76,6 +80,7 @@ pub async fn serve(config: Config, config_file: Option<PathBuf>, shutdown: impl 
     };
     let connection = Connection::connect(&url).await?;
     tracing::info!(redis = %crate::queue::connection::redact(&url), cluster = connection.is_cluster(), "connected to Redis");
+    let bull = Arc::new(crate::bull::open_all(&config, &url).await?);
 
     let metrics = Arc::new(crate::metrics::Metrics::new());
     let host = Host::new(
@@ -112,6 +117,7 @@ pub async fn serve(config: Config, config_file: Option<PathBuf>, shutdown: impl 
         lease: config.runner.lease,
         host,
         config: RwLock::new(Arc::new(config.clone())),
+        bull: bull.clone(),
     });
     for file in plugin_files(&plugins_dir) {
         // A broken plugin is reported, not fatal: the others still serve.
@@ -171,6 +177,7 @@ pub async fn serve(config: Config, config_file: Option<PathBuf>, shutdown: impl 
         metrics: metrics.clone(),
         consumed: consumed.clone(),
         tokens: Arc::new(tokens),
+        bull: bull.clone(),
     });
     let stop_api = CancellationToken::new();
     let app = crate::api::app(api_state, config.http.max_body.as_u64() as usize);
@@ -187,6 +194,18 @@ pub async fn serve(config: Config, config_file: Option<PathBuf>, shutdown: impl 
     let cancel_jobs = CancellationToken::new();
     let mut dispatchers = tokio::task::JoinSet::new();
     for (name, q) in config.consumed_queues() {
+        if let Some(b) = bull.get(&name) {
+            tracing::info!(queue = %name, bullmq = %format!("{}:{}", b.prefix(), b.bull_name()), concurrency = q.concurrency, "consuming");
+            dispatchers.spawn(bull_worker::run(
+                shared.clone(),
+                b.clone(),
+                url.clone(),
+                q.concurrency,
+                stop_fetching.clone(),
+                cancel_jobs.clone(),
+            ));
+            continue;
+        }
         let queue = Queue::new(connection.clone(), &name)?;
         tracing::info!(queue = %name, concurrency = q.concurrency, "consuming");
         dispatchers.spawn(dispatcher::run(

@@ -1,9 +1,10 @@
 //! The dashboard's actions: POST forms, each checked for the CSRF token,
 //! then redirected back (303) to the page they came from.
 
+use crate::any_queue::AnyQueue;
 use crate::api::ApiState;
 use crate::api::error::{ApiError, ApiResult};
-use crate::queue::{Queue, State};
+use crate::queue::State;
 use axum::Form;
 use axum::extract::{Path, State as AxState};
 use axum::response::Redirect;
@@ -23,8 +24,8 @@ fn check(form: &ActionForm) -> ApiResult<()> {
     Ok(())
 }
 
-fn queue(state: &ApiState, name: &str) -> ApiResult<Queue> {
-    Queue::new(state.connection.clone(), name).map_err(ApiError::bad)
+fn queue(state: &ApiState, name: &str) -> ApiResult<AnyQueue> {
+    state.queue(name)
 }
 
 pub async fn job_action(

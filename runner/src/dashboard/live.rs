@@ -1,9 +1,9 @@
 //! The dashboard's live feed: a server-sent event stream with every queue's
 //! counts each second (`counts`) and each job event from the queues' event
 //! streams (`job`), read after the last one sent, so nothing is scanned.
+//! BullMQ-backed queues send their counts (their events are BullMQ's own).
 
 use crate::api::ApiState;
-use crate::queue::Queue;
 use axum::extract::State;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use futures::{Stream, StreamExt};
@@ -24,11 +24,12 @@ pub async fn stream(
             }
             let mut events = Vec::new();
             let mut counts = serde_json::Map::new();
-            for name in Queue::names(&state.connection).await.unwrap_or_default() {
-                let Ok(q) = Queue::new(state.connection.clone(), &name) else { continue };
-                if let Ok(c) = q.counts().await {
+            for name in state.queue_names().await.unwrap_or_default() {
+                let Ok(any) = state.queue(&name) else { continue };
+                if let Ok(c) = any.counts().await {
                     counts.insert(name.clone(), serde_json::to_value(c).unwrap_or_default());
                 }
+                let Some(q) = any.native() else { continue };
                 // On the first tick, start from the newest event rather than replay history.
                 if first {
                     if let Ok(Some(id)) = q.latest_event_id().await {

@@ -1,5 +1,6 @@
 //! The dashboard's pages. Every listing is paged; nothing scans a queue.
 
+use crate::any_queue::AnyQueue;
 use crate::api::ApiState;
 use crate::api::error::{ApiError, ApiResult};
 use crate::dashboard::{action_form, layout, when};
@@ -13,8 +14,8 @@ use std::time::Duration;
 
 const PAGE: u64 = 50;
 
-fn queue(state: &ApiState, name: &str) -> ApiResult<Queue> {
-    Queue::new(state.connection.clone(), name).map_err(ApiError::bad)
+fn queue(state: &ApiState, name: &str) -> ApiResult<AnyQueue> {
+    state.queue(name)
 }
 
 /// Jobs completed per minute over the last hour, as an SVG bar chart.
@@ -32,9 +33,9 @@ fn throughput_chart(per_minute: &[u64]) -> Markup {
 
 pub async fn overview(AxState(state): AxState<Arc<ApiState>>) -> ApiResult<Response> {
     let mut rows = Vec::new();
-    for name in Queue::names(&state.connection).await? {
+    for name in state.queue_names().await? {
         let q = queue(&state, &name)?;
-        rows.push((name, q.counts().await?, q.completed_per_minute(60).await?));
+        rows.push((name, q.backend(), q.counts().await?, q.completed_per_minute(60).await?));
     }
     let content = html! {
         h1 { "Queues" }
@@ -45,9 +46,13 @@ pub async fn overview(AxState(state): AxState<Arc<ApiState>>) -> ApiResult<Respo
                 th.num { "Completed" } th.num { "Failed" } th { "Last hour" } th {}
             } }
             tbody {
-                @for (name, c, chart) in &rows {
+                @for (name, backend, c, chart) in &rows {
                     tr {
-                        td { a href=(format!("/dashboard/queues/{name}")) { (name) } @if c.paused { " " span.bad { "(paused)" } } }
+                        td {
+                            a href=(format!("/dashboard/queues/{name}")) { (name) }
+                            @if *backend == "bullmq" { " " span.muted title="kept in BullMQ's format" { "BullMQ" } }
+                            @if c.paused { " " span.bad { "(paused)" } }
+                        }
                         td.num data-count=(format!("{name}:waiting")) { (c.waiting) }
                         td.num data-count=(format!("{name}:delayed")) { (c.delayed) }
                         td.num data-count=(format!("{name}:active")) { (c.active) }
@@ -94,6 +99,10 @@ pub async fn queue_page(state: &ApiState, name: &str, q: QueueQuery) -> ApiResul
     };
     let content = html! {
         h1 { "Queue " (name) @if counts.paused { " " span.bad { "(paused)" } } }
+        @if let AnyQueue::Bull(b) = &queue {
+            p.muted { "A BullMQ queue: " code { (b.bull_name()) } " under the prefix " code { (b.prefix()) }
+                ". Its producers add jobs with BullMQ; the runner's plugins run them." }
+        }
         p {
             @if counts.paused { (action_form(&format!("/dashboard/queues/{name}/do/resume"), "Resume", false)) }
             @else { (action_form(&format!("/dashboard/queues/{name}/do/pause"), "Pause", false)) }
@@ -188,6 +197,7 @@ pub async fn job(
             @for e in &j.errors { h3 { "Attempt " (e.attempt) } pre.bad { (e.error) } }
         }
         @if let Some(log) = &j.log { h2 { "Log of the last attempt" } pre { (pretty(log)) } }
+        @if let Some(b) = &j.bullmq { h2 { "BullMQ" } pre { (pretty(b)) } }
     };
     Ok(layout(&format!("Job {id}"), (&name, &id), content).into_response())
 }
@@ -220,8 +230,9 @@ pub async fn plugins(AxState(state): AxState<Arc<ApiState>>) -> impl IntoRespons
 
 pub async fn schedules(AxState(state): AxState<Arc<ApiState>>) -> ApiResult<Response> {
     let mut all = Vec::new();
+    // Schedules are the native queues' own (BullMQ has its job schedulers).
     for name in Queue::names(&state.connection).await? {
-        for s in queue(&state, &name)?.list_schedules().await? {
+        for s in Queue::new(state.connection.clone(), &name).map_err(ApiError::bad)?.list_schedules().await? {
             all.push((name.clone(), s));
         }
     }

@@ -505,6 +505,7 @@ impl Queue {
                 errors: if f[5].is_empty() { vec![] } else { serde_json::from_str(&f[5]).unwrap_or_default() },
                 log: if f[6].is_empty() { None } else { serde_json::from_str(&f[6]).ok() },
                 stalls: f[8].parse().unwrap_or(0),
+                bullmq: None,
             });
         }
         Ok(out)

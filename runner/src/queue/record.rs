@@ -73,7 +73,8 @@ pub struct AttemptError {
     pub attempt: u32,
     /// Milliseconds since the epoch.
     pub at: u64,
-    /// `retry`, `retry_after`, `permanent` or `stalled`.
+    /// `retry`, `retry_after`, `permanent` or `stalled`; for a BullMQ-backed
+    /// queue's job, `failed` or `retry` (BullMQ keeps only the last reason).
     pub kind: String,
     pub error: String,
 }
@@ -99,6 +100,10 @@ pub struct JobRecord {
     pub errors: Vec<AttemptError>,
     pub log: Option<serde_json::Value>,
     pub stalls: u32,
+    /// For a job of a BullMQ-backed queue: what BullMQ keeps that the
+    /// record has no place for (its job name, raw options, attempts started).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bullmq: Option<serde_json::Value>,
 }
 
 /// A job handed to a worker. The token proves the lease: completing or

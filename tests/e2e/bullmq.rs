@@ -1,0 +1,406 @@
+//! BullMQ-backed queues through the real binary and real BullMQ: Node's
+//! `bullmq` package (pinned in `tests/bullmq/`, installed here with `npm ci`)
+//! adds jobs as apps do; the runner runs them through the real plugins;
+//! BullMQ's own Node API then reads back each job's state, return value,
+//! attempts, progress and log. A BullMQ Node worker and the runner share a
+//! queue; a shutdown puts unfinished jobs back as BullMQ expects.
+
+use crate::serve::{Daemon, install};
+use serde_json::{Value, json};
+use std::collections::{BTreeMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+/// `tests/bullmq/`, with its packages installed (once per test run).
+///
+/// The lock file leaves out the native msgpack add-ons of platforms this
+/// machine's registry does not carry (BullMQ falls back to JavaScript
+/// without them), so that `npm ci` accepts it here.
+fn node_package() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let dir = testkit::workspace_root().join("tests/bullmq");
+        if !dir.join("node_modules/bullmq/package.json").exists() {
+            let out = std::process::Command::new("npm")
+                .current_dir(&dir)
+                .args(["ci", "--no-audit", "--no-fund"])
+                .output()
+                .expect("these tests need Node.js and npm on the PATH");
+            assert!(out.status.success(), "npm ci failed: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        dir
+    })
+}
+
+/// Runs `node bull.mjs COMMAND URL PREFIX QUEUE ARGS…` and returns its stdout.
+async fn node(command: &str, url: &str, queue: &str, args: &[&str]) -> String {
+    let dir = node_package();
+    let out = tokio::process::Command::new("node")
+        .current_dir(dir)
+        .arg("bull.mjs")
+        .args([command, url, "bull", queue])
+        .args(args)
+        .output()
+        .await
+        .expect("node runs");
+    assert!(out.status.success(), "node bull.mjs {command}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// Adds jobs (`[{name, data, opts}]`) with BullMQ's `queue.add`; their ids.
+async fn add(url: &str, queue: &str, jobs: Value) -> Vec<String> {
+    let file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(file.path(), jobs.to_string()).unwrap();
+    serde_json::from_str(&node("add", url, queue, &[file.path().to_str().unwrap()]).await).unwrap()
+}
+
+/// Each job as BullMQ's Node API reads it, by id.
+async fn inspect(url: &str, queue: &str, ids: &[String]) -> BTreeMap<String, Value> {
+    let mut out = BTreeMap::new();
+    for chunk in ids.chunks(500) {
+        let args: Vec<&str> = chunk.iter().map(String::as_str).collect();
+        for line in node("inspect", url, queue, &args).await.lines() {
+            let v: Value = serde_json::from_str(line).unwrap();
+            out.insert(v["id"].as_str().unwrap().to_string(), v);
+        }
+    }
+    out
+}
+
+/// Waits until every job is completed or failed, by BullMQ's own reading.
+async fn wait_finished(url: &str, queue: &str, ids: &[String], timeout: Duration) -> BTreeMap<String, Value> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let jobs = inspect(url, queue, ids).await;
+        if jobs.values().all(|j| j["state"] == "completed" || j["state"] == "failed") {
+            return jobs;
+        }
+        let pending: Vec<_> = jobs.values().filter(|j| j["state"] != "completed" && j["state"] != "failed").collect();
+        assert!(Instant::now() < deadline, "not finished in {timeout:?}: {pending:#?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+fn returned(j: &Value) -> Value {
+    j["returnvalue"].clone()
+}
+
+/// The example config (its plugins pointed at `receiver`) with three
+/// BullMQ-backed queues, and reminder emails sent to the BullMQ mail queue.
+fn config(dir: &Path, receiver: &str, extra: &str) {
+    let examples = testkit::workspace_root().join("examples");
+    let base = std::fs::read_to_string(examples.join("runner.toml"))
+        .unwrap()
+        .replace("127.0.0.1:8089", receiver)
+        .replace("ladder_hours =", "email_queue = \"mail\"\nladder_hours =");
+    let queues = r#"
+[queues.mail]
+concurrency = 8
+[queues.mail.bullmq]
+name = "emails"
+[queues.mail.bullmq.types]
+send-email = "email"
+
+[queues.reminders]
+concurrency = 2
+[queues.reminders.bullmq]
+[queues.reminders.bullmq.types]
+remind-vendor = "response-reminder"
+
+[queues.misc]
+concurrency = 1
+[queues.misc.bullmq]
+max_started_attempts = 3
+[queues.misc.bullmq.types]
+warm-cache = "cache-warmup"
+"#;
+    std::fs::write(dir.join("runner.toml"), format!("{base}{queues}{extra}")).unwrap();
+}
+
+fn email(to: &str) -> Value {
+    json!({"to": to, "template": "booking_confirmation", "data": {
+        "customer_name": "Ana", "booking_id": "B-1042", "service_name": "Photography",
+        "vendor_name": "Lumen Studio", "date": "2026-12-05"}})
+}
+
+async fn api_get(base: &str, path: &str) -> (u16, Value) {
+    let r = reqwest::get(format!("{base}{path}")).await.unwrap();
+    let status = r.status().as_u16();
+    let text = r.text().await.unwrap();
+    (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jobs_added_with_bullmq_run_through_the_plugins_and_read_back_in_bullmq() {
+    let redis = testkit::redis::RedisServer::start();
+    let url = redis.url();
+    let receiver = testkit::http::HttpRecorder::start().await;
+    receiver.reply(
+        "/api/vendors/v-77/contact",
+        testkit::http::Reply::json(json!({"name": "Lumen", "email": "lumen@example.com"})),
+    );
+    receiver.reply("/api/conversations/conv-5521", testkit::http::Reply::json(json!({"answered": false})));
+    receiver.reply("/pages/home", testkit::http::Reply::status(200).body("home"));
+    receiver.reply("/pages/pricing", testkit::http::Reply::status(200).body("pricing"));
+    let here = format!("127.0.0.1:{}", receiver.port);
+    let dir = tempfile::tempdir().unwrap();
+    config(dir.path(), &here, "");
+    for p in ["email_plugin", "response_reminder_plugin", "cache_warmup_plugin", "hostile_plugin"] {
+        install(dir.path(), p, &format!("{p}.wasm"));
+    }
+
+    // Priorities: added before any worker runs, so the runner (concurrency
+    // 1 on this queue) finds them all waiting and must pick by priority.
+    let priorities = [7, 1, 5, 3, 9, 2];
+    let prioritized = add(
+        &url,
+        "misc",
+        json!(
+            priorities
+                .iter()
+                .map(|p| json!({"name": "sleep", "data": {"ms": 5}, "opts": {"priority": p}}))
+                .collect::<Vec<_>>()
+        ),
+    )
+    .await;
+
+    let daemon = Daemon::start(dir.path(), Some(&url));
+
+    // The seed systems' kinds, as an app adds them.
+    let backoff = json!({"attempts": 3, "backoff": {"type": "exponential", "delay": 50}});
+    let mut mail_jobs: Vec<Value> = (0..20)
+        .map(|i| json!({"name": "send-email", "data": email(&format!("guest{i}@example.com")), "opts": backoff}))
+        .collect();
+    mail_jobs.push(json!({"name": "send-email", "data": email("not-an-address"), "opts": backoff}));
+    let mail = add(&url, "emails", json!(mail_jobs)).await;
+    let cache_payload: Value = serde_json::from_str(
+        &std::fs::read_to_string(testkit::workspace_root().join("examples/payloads/cache-warmup.json"))
+            .unwrap()
+            .replace("127.0.0.1:8089", &here),
+    )
+    .unwrap();
+    let misc = add(
+        &url,
+        "misc",
+        json!([
+            {"name": "fail-as", "data": {"as": "retry", "message": "vendor API answered 503"},
+             "opts": {"attempts": 3, "backoff": {"type": "exponential", "delay": 50}}},
+            {"name": "fail-as", "data": {"as": "permanent", "message": "no such vendor"}, "opts": {"attempts": 5}},
+            {"name": "fail-as", "data": {"as": "retry-after", "delay_ms": 100, "message": "rate limited"}, "opts": {"attempts": 2}},
+            {"name": "warm-cache", "data": cache_payload},
+        ]),
+    )
+    .await;
+    let reminders = add(
+        &url,
+        "reminders",
+        json!([{"name": "remind-vendor", "data": {"vendor_id": "v-77", "client_id": "c-311",
+                "conversation_id": "conv-5521", "step": 1}, "opts": {"delay": 300}}]),
+    )
+    .await;
+
+    let mail_done = wait_finished(&url, "emails", &mail, Duration::from_secs(60)).await;
+    let misc_done = wait_finished(&url, "misc", &misc, Duration::from_secs(60)).await;
+    let reminder_done = wait_finished(&url, "reminders", &reminders, Duration::from_secs(60)).await;
+    let prioritized_done = wait_finished(&url, "misc", &prioritized, Duration::from_secs(60)).await;
+
+    // Emails: each sent once, its return value the plugin's output, its log
+    // the plugin's; the bad address failed at once despite 3 attempts.
+    for id in &mail[..20] {
+        let j = &mail_done[id];
+        assert_eq!(j["state"], "completed", "{j}");
+        assert_eq!(j["attemptsStarted"], 1, "{j}");
+        assert!(returned(j)["message_id"].as_str().is_some_and(|m| !m.is_empty()), "{j}");
+        assert!(j["logs"].as_array().unwrap().iter().any(|l| l.as_str().unwrap().contains("sending `")), "{j}");
+        assert!(j["processedBy"].as_str().is_some_and(|p| p.starts_with("jobrunner@")), "{j}");
+    }
+    let bad = &mail_done[&mail[20]];
+    assert_eq!((bad["state"].as_str(), bad["attemptsMade"].as_u64()), (Some("failed"), Some(1)), "{bad}");
+    assert!(bad["failedReason"].as_str().unwrap().contains("not-an-address"), "{bad}");
+
+    // Retry follows the job's attempts and backoff (50 + 100 ms at least).
+    let retried = &misc_done[&misc[0]];
+    assert_eq!((retried["state"].as_str(), retried["attemptsMade"].as_u64()), (Some("failed"), Some(3)), "{retried}");
+    assert_eq!(retried["failedReason"], "vendor API answered 503");
+    let took = retried["finishedOn"].as_u64().unwrap() - retried["timestamp"].as_u64().unwrap();
+    assert!(took >= 150, "the backoff was applied: {took} ms");
+    // Permanent: no further attempts.
+    let permanent = &misc_done[&misc[1]];
+    assert_eq!((permanent["state"].as_str(), permanent["attemptsStarted"].as_u64()), (Some("failed"), Some(1)));
+    assert_eq!(permanent["failedReason"], "no such vendor");
+    // Retry-after: delayed without spending an attempt, until the queue's
+    // `max_started_attempts` (3) ends it.
+    let waited = &misc_done[&misc[2]];
+    assert_eq!(waited["state"], "failed", "{waited}");
+    assert_eq!(waited["attemptsStarted"], 4, "{waited}");
+    assert!(waited["failedReason"].as_str().unwrap().contains("started more than allowable limit"), "{waited}");
+    let notes = waited["logs"].as_array().unwrap().iter().filter(|l| l.as_str().unwrap().contains("retry after 100ms"));
+    assert_eq!(notes.count(), 3, "{waited}");
+    // Progress reaches BullMQ's progress.
+    let warmed = &misc_done[&misc[3]];
+    assert_eq!((warmed["state"].as_str(), warmed["progress"].as_u64()), (Some("completed"), Some(100)), "{warmed}");
+
+    // Priorities: run in BullMQ's order (lower first).
+    let mut order: Vec<(u64, u64)> = prioritized
+        .iter()
+        .zip(priorities)
+        .map(|(id, p)| (prioritized_done[id]["processedOn"].as_u64().unwrap(), p))
+        .collect();
+    order.sort();
+    let ran: Vec<u64> = order.iter().map(|(_, p)| *p).collect();
+    assert_eq!(ran, [1, 2, 3, 5, 7, 9]);
+
+    // The delayed reminder ran no sooner than its delay; its follow-ups went
+    // to the BullMQ queues as BullMQ jobs, named as the app names them.
+    let r = &reminder_done[&reminders[0]];
+    assert_eq!(r["state"], "completed", "{r}");
+    assert!(r["processedOn"].as_u64().unwrap() >= r["timestamp"].as_u64().unwrap() + 300, "{r}");
+    assert_eq!(returned(r)["sent"], json!(["reminder"]));
+    let follow_email =
+        wait_finished(&url, "emails", &["reminder.conv-5521.email.1".into()], Duration::from_secs(30)).await;
+    let e = &follow_email["reminder.conv-5521.email.1"];
+    assert_eq!((e["name"].as_str(), e["state"].as_str()), (Some("send-email"), Some("completed")), "{e}");
+    let next = inspect(&url, "reminders", &["reminder.conv-5521.step.2".into()]).await;
+    let n = &next["reminder.conv-5521.step.2"];
+    assert_eq!(
+        (n["name"].as_str(), n["state"].as_str(), n["data"]["step"].as_u64()),
+        (Some("remind-vendor"), Some("delayed"), Some(2))
+    );
+
+    // One view: the API, the metrics, the dashboard and the CLI show the
+    // BullMQ-backed queues beside the native ones.
+    let base = daemon.http_url();
+    let (_, queues) = api_get(&base, "/api/v1/queues").await;
+    let mailq = queues.as_array().unwrap().iter().find(|q| q["name"] == "mail").expect("mail is listed");
+    assert_eq!(mailq["backend"], "bullmq");
+    assert!(mailq["completed"].as_u64().unwrap() >= 21, "{mailq}");
+    assert_eq!(mailq["failed"], 1);
+    let (status, rec) = api_get(&base, &format!("/api/v1/queues/mail/jobs/{}", mail[0])).await;
+    assert_eq!(status, 200, "{rec}");
+    assert_eq!((rec["type"].as_str(), rec["state"].as_str()), (Some("email"), Some("completed")));
+    assert_eq!(rec["bullmq"]["name"], "send-email");
+    let (_, failed) = api_get(&base, "/api/v1/queues/mail/jobs?state=failed").await;
+    assert_eq!(failed["jobs"][0]["id"], mail[20].as_str());
+    let (_, delayed) = api_get(&base, "/api/v1/queues/reminders/jobs?state=delayed").await;
+    assert_eq!(delayed["jobs"][0]["id"], "reminder.conv-5521.step.2");
+    // Enqueued through the runner's API, it is a BullMQ job like the app's.
+    let created = reqwest::Client::new()
+        .post(format!("{base}/api/v1/queues/mail/jobs"))
+        .json(&json!({"type": "email", "payload": email("api@example.com"), "id": "from-the-api"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status().as_u16(), 201);
+    let api_job = wait_finished(&url, "emails", &["from-the-api".into()], Duration::from_secs(30)).await;
+    assert_eq!(api_job["from-the-api"]["name"], "send-email");
+    assert_eq!(api_job["from-the-api"]["state"], "completed");
+    let bad = reqwest::Client::new()
+        .post(format!("{base}/api/v1/queues/mail/jobs"))
+        .json(&json!({"type": "email", "payload": {}, "id": "a:b"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status().as_u16(), 400);
+    assert!(bad.text().await.unwrap().contains("may not be an integer or contain `:`"));
+    let metrics = reqwest::get(format!("{base}/metrics")).await.unwrap().text().await.unwrap();
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("jobrunner_queue_jobs{backend=\"bullmq\",queue=\"mail\",state=\"completed\"}")),
+        "{metrics}"
+    );
+    assert!(metrics.contains("jobrunner_jobs_total{outcome=\"completed\",queue=\"mail\",type=\"email\"}"));
+    let page = reqwest::get(format!("{base}/dashboard/queues/mail")).await.unwrap().text().await.unwrap();
+    assert!(page.contains("A BullMQ queue") && page.contains(mail[0].as_str()), "{page}");
+    let cli =
+        crate::runner_async_env(dir.path(), &["queues", "--json", "--config", "runner.toml"], &[("REDIS_URL", &url)])
+            .await;
+    assert!(cli.status.success(), "{}", crate::stderr(&cli));
+    let listed: Value = serde_json::from_str(&crate::stdout(&cli)).unwrap();
+    assert_eq!(listed["mail"]["backend"], "bullmq");
+    assert_eq!(listed["mail"]["failed"], 1);
+    drop(daemon);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bullmq_worker_and_the_runner_share_a_queue_and_run_each_job_once() {
+    let redis = testkit::redis::RedisServer::start();
+    let url = redis.url();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("runner.toml"), "[queues.shared]\nconcurrency = 10\n[queues.shared.bullmq]\n")
+        .unwrap();
+    install(dir.path(), "hostile_plugin", "hostile.wasm");
+    // The Node worker first, then the runner: both wait for work.
+    let ran_by_node = dir.path().join("node.ids");
+    let mut worker = tokio::process::Command::new("node")
+        .current_dir(node_package())
+        .args(["bull.mjs", "work", &url, "bull", "shared", "10", ran_by_node.to_str().unwrap()])
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut ready = String::new();
+    use tokio::io::AsyncBufReadExt;
+    tokio::io::BufReader::new(worker.stdout.take().unwrap()).read_line(&mut ready).await.unwrap();
+    assert_eq!(ready.trim(), "ready");
+    let daemon = Daemon::start(dir.path(), Some(&url));
+
+    let n = 2000;
+    let ids =
+        add(&url, "shared", json!((0..n).map(|i| json!({"name": "whoami", "data": {"i": i}})).collect::<Vec<_>>()))
+            .await;
+    let done = wait_finished(&url, "shared", &ids, Duration::from_secs(120)).await;
+
+    let node_ids: Vec<String> =
+        std::fs::read_to_string(&ran_by_node).unwrap_or_default().lines().map(str::to_string).collect();
+    let node_set: HashSet<&String> = node_ids.iter().collect();
+    assert_eq!(node_set.len(), node_ids.len(), "the Node worker ran no job twice");
+    let mut by_runner = 0;
+    for id in &ids {
+        let j = &done[id];
+        assert_eq!(j["state"], "completed", "{j}");
+        assert_eq!(j["attemptsStarted"], 1, "each job was started once: {j}");
+        match returned(j)["by"].as_str() {
+            Some("node") => assert!(node_set.contains(id), "{j}"),
+            Some("hostile") => {
+                assert!(!node_set.contains(id), "run by both: {j}");
+                by_runner += 1;
+            }
+            other => panic!("who ran it? {other:?}: {j}"),
+        }
+    }
+    assert_eq!(by_runner + node_ids.len(), n);
+    assert!(by_runner > 0 && !node_ids.is_empty(), "both took part: runner {by_runner}, node {}", node_ids.len());
+    drop(daemon);
+    // SAFETY: signalling our own child process.
+    unsafe { libc::kill(worker.id().unwrap() as i32, libc::SIGTERM) };
+    let _ = worker.wait().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_puts_unfinished_bullmq_jobs_back_in_wait() {
+    let redis = testkit::redis::RedisServer::start();
+    let url = redis.url();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("runner.toml"),
+        "[runner]\nshutdown_grace = \"300ms\"\n[queues.slow]\nconcurrency = 2\n[queues.slow.bullmq]\n[plugins.hostile]\ntimeout = \"60s\"\n",
+    )
+    .unwrap();
+    install(dir.path(), "hostile_plugin", "hostile.wasm");
+    let mut daemon = Daemon::start(dir.path(), Some(&url));
+    let ids = add(&url, "slow", json!([{"name": "loop", "data": {}}, {"name": "loop", "data": {}}])).await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !inspect(&url, "slow", &ids).await.values().all(|j| j["state"] == "active") {
+        assert!(Instant::now() < deadline, "the jobs never started");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let status = daemon.signal(libc::SIGTERM);
+    assert!(status.success(), "exit 0 after SIGTERM: {status:?}\n{}", daemon.log());
+    for (id, j) in inspect(&url, "slow", &ids).await {
+        assert_eq!(j["state"], "waiting", "{id} went back: {j}");
+        assert_eq!(j["attemptsMade"], 0, "{id} spent no attempt: {j}");
+    }
+    assert!(daemon.log().contains("moved back to wait"), "{}", daemon.log());
+}
