@@ -26,6 +26,8 @@ pub struct Setup<'a> {
     pub max_instances: Option<u32>,
     /// The queues are BullMQ's (`[queues.NAME.bullmq]`, prefix `bull`).
     pub bullmq: bool,
+    /// With `bullmq`: record BullMQ's per-minute metrics (the default).
+    pub bullmq_metrics: bool,
 }
 
 pub struct Daemon {
@@ -59,6 +61,9 @@ impl Daemon {
             config.push_str(&format!("\n[queues.{q}]\nconcurrency = {c}\n"));
             if setup.bullmq {
                 config.push_str(&format!("[queues.{q}.bullmq]\n"));
+                if !setup.bullmq_metrics {
+                    config.push_str("metrics = false\n");
+                }
             }
         }
         let config_path = setup.dir.join("runner.toml");

@@ -32,6 +32,8 @@ pub struct Bench {
     pub hostile: PathBuf,
     /// The five built-in plugins, for the start-up measure.
     pub builtins: Vec<PathBuf>,
+    /// BullMQ-backed queues record BullMQ's per-minute metrics (their default).
+    pub bullmq_metrics: bool,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -91,6 +93,7 @@ impl Bench {
             compile_cache: true,
             max_instances: Some(concurrency.max(1000) as u32),
             bullmq,
+            bullmq_metrics: self.bullmq_metrics,
         })?;
         d.wait_ready(Instant::now(), Duration::from_secs(120)).await?;
         Ok(d)
@@ -311,6 +314,7 @@ impl Bench {
             compile_cache: false,
             max_instances: None,
             bullmq: false,
+            bullmq_metrics: true,
         })?;
         let target = daemon.plugins_dir.join("whoami.wasm");
         let versions = [(std::fs::read(&self.noop)?, "noop"), (std::fs::read(&self.hostile)?, "hostile")];
@@ -350,6 +354,7 @@ impl Bench {
                 compile_cache: true,
                 max_instances: None,
                 bullmq: false,
+                bullmq_metrics: true,
             })?;
             *t = d.wait_ready(started, Duration::from_secs(120)).await?.as_secs_f64() * 1e3;
             d.stop()?;

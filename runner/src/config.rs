@@ -140,10 +140,18 @@ pub struct BullmqSection {
     /// A job started more times than this (stalls, waits asked for with
     /// retry-after) fails for good; unset, no limit, as in BullMQ.
     pub max_started_attempts: Option<u32>,
+    /// Record BullMQ's per-minute metrics (Bull Board's and the dashboard's
+    /// throughput charts); about two Redis commands more per job.
+    #[serde(default = "default_true")]
+    pub metrics: bool,
 }
 
 fn default_bullmq_prefix() -> String {
     "bull".into()
+}
+
+fn default_true() -> bool {
+    true
 }
 
 /// Jobs run at once per queue when the config says nothing: enough to keep
@@ -520,6 +528,7 @@ mod tests {
         let b = c.queues["mail"].bullmq.clone().unwrap();
         assert_eq!((b.prefix.as_str(), b.name.as_deref()), ("bull", Some("emails")));
         assert_eq!(b.types["send-email"], "email");
+        assert!(b.metrics, "BullMQ's metrics are recorded unless turned off");
         // Naming it in RUNNER_QUEUES keeps it BullMQ's.
         c.set_queues(["mail:9"].into_iter()).unwrap();
         assert_eq!(c.queues["mail"].bullmq.as_ref(), Some(&b));

@@ -404,3 +404,41 @@ async fn shutdown_puts_unfinished_bullmq_jobs_back_in_wait() {
     }
     assert!(daemon.log().contains("moved back to wait"), "{}", daemon.log());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn timeouts_and_hot_reload_apply_to_bullmq_queues_as_to_native_ones() {
+    let redis = testkit::redis::RedisServer::start();
+    let url = redis.url();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("runner.toml"),
+        "[queues.q]\nconcurrency = 20\n[queues.q.bullmq]\n[plugins.hostile]\ntimeout = \"300ms\"\n",
+    )
+    .unwrap();
+    install(dir.path(), "hostile_plugin", "handler.wasm");
+    let daemon = Daemon::start(dir.path(), Some(&url));
+
+    // A job past its plugin's timeout is a failed attempt, retried under
+    // the job's attempts.
+    let looped = add(&url, "q", json!([{"name": "loop", "data": {}, "opts": {"attempts": 2}}])).await;
+    let j = &wait_finished(&url, "q", &looped, Duration::from_secs(60)).await[&looped[0]];
+    assert_eq!((j["state"].as_str(), j["attemptsMade"].as_u64()), (Some("failed"), Some(2)), "{j}");
+    assert!(j["failedReason"].as_str().unwrap().contains("stopped after its 300ms timeout"), "{j}");
+
+    // Swapped under load: every job runs, on the old version or the new.
+    let whoami = |n: usize| json!((0..n).map(|i| json!({"name": "whoami", "data": {"i": i}})).collect::<Vec<_>>());
+    let before = add(&url, "q", whoami(500)).await;
+    std::fs::copy(testkit::wasm::path("noop_plugin"), dir.path().join("plugins/handler.wasm")).unwrap();
+    daemon.wait_log("plugin=noop", Duration::from_secs(30));
+    let after = add(&url, "q", whoami(500)).await;
+    let done = wait_finished(&url, "q", &[before.clone(), after.clone()].concat(), Duration::from_secs(120)).await;
+    for id in before.iter().chain(&after) {
+        let j = &done[id];
+        assert_eq!(j["state"], "completed", "no job lost to the swap: {j}");
+        assert!(matches!(returned(j)["by"].as_str(), Some("hostile" | "noop")), "{j}");
+    }
+    for id in &after {
+        assert_eq!(returned(&done[id])["by"], "noop", "added after the swap, run by the new version");
+    }
+    assert_eq!(returned(&done[&before[0]])["by"], "hostile");
+}

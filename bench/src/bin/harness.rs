@@ -40,6 +40,10 @@ struct Args {
     /// BullMQ-backed queue (BullMQ's jobs, the runner's plugins).
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
+    /// BullMQ-backed queues without BullMQ's per-minute metrics (which the
+    /// runner records by default, and BullMQ's Node worker does not).
+    #[arg(long)]
+    no_bullmq_metrics: bool,
     /// The runner binary (default: `runner` beside this one).
     #[arg(long)]
     runner: Option<PathBuf>,
@@ -140,6 +144,7 @@ async fn main() -> Result<()> {
         hostile: testkit::wasm::path("hostile_plugin"),
         builtins,
         redis,
+        bullmq_metrics: !args.no_bullmq_metrics,
     };
     let bull = if args.bullmq { Some(BullMq::prepare(&testkit::workspace_root(), &b.redis.url())?) } else { None };
     let runs = args.runs;

@@ -70,8 +70,10 @@ pub async fn run(
         .concurrency(concurrency)
         .lock_duration(shared.lease)
         .drain_delay(Duration::from_secs(1))
-        .run_retry_delay(RETRY_FETCH)
-        .metrics(MetricsOptions { max_data_points: METRICS_MINUTES });
+        .run_retry_delay(RETRY_FETCH);
+    if queue.decl().metrics {
+        options = options.metrics(MetricsOptions { max_data_points: METRICS_MINUTES });
+    }
     options.max_started_attempts = queue.decl().max_started_attempts;
     let worker = loop {
         match bullmq::Worker::with_options(queue.bull_name(), processor.clone(), options.clone()).await {
