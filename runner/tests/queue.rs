@@ -295,20 +295,39 @@ async fn rate_limit_per_queue() {
     assert_eq!(q.fetch(10, LEASE).await.unwrap().jobs.len(), 10);
 }
 
+/// Scripts Redis has run so far (each fetch is one).
+fn script_calls(redis: &RedisServer) -> u64 {
+    let info: String = ::redis::cmd("INFO").arg("commandstats").query(&mut redis.connection()).unwrap();
+    info.lines()
+        .filter(|l| l.starts_with("cmdstat_eval"))
+        .filter_map(|l| l.split("calls=").nth(1)?.split(',').next()?.parse::<u64>().ok())
+        .sum()
+}
+
+/// Waits until a consumer started after Redis had run `before` scripts is
+/// subscribed to its wake-ups and has fetched (finding nothing): it armed
+/// its wake-up before that fetch, so from then on an enqueue must wake it.
+async fn wait_until_waiting(redis: &RedisServer, before: u64) {
+    testkit::wait_until("the consumer to be waiting", Duration::from_secs(10), || {
+        let channels: Vec<String> = ::redis::cmd("PUBSUB").arg("CHANNELS").query(&mut redis.connection()).unwrap();
+        !channels.is_empty() && script_calls(redis) > before
+    })
+    .await;
+}
+
 #[tokio::test]
 async fn a_waiting_consumer_wakes_on_enqueue_and_on_a_due_delayed_job() {
     let redis = RedisServer::start();
     let q = queue(&redis, "wake").await;
     let consumer = std::sync::Arc::new(Consumer::new(q.clone()));
     let c = consumer.clone();
+    let before = script_calls(&redis);
     let waiter = tokio::spawn(async move {
         let started = Instant::now();
         let jobs = c.next(1, LEASE, Duration::from_secs(20)).await.unwrap();
         (jobs, started.elapsed())
     });
-    // Give the waiter a moment to be waiting (not needed for correctness:
-    // an earlier enqueue is simply fetched at once).
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    wait_until_waiting(&redis, before).await;
     q.enqueue(job(r#"{"x":1}"#)).await.unwrap();
     let (jobs, waited) = waiter.await.unwrap();
     assert_eq!(jobs.len(), 1);
@@ -326,8 +345,9 @@ async fn a_waiting_consumer_wakes_on_enqueue_and_on_a_due_delayed_job() {
     // A consumer already asleep (nothing to wait for) when a delayed job
     // arrives is woken to learn its due time, rather than sleeping on.
     let c = consumer.clone();
+    let before = script_calls(&redis);
     let waiter = tokio::spawn(async move { c.next(1, LEASE, Duration::from_secs(3600)).await.unwrap() });
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    wait_until_waiting(&redis, before).await;
     q.enqueue(with(|o| o.delay_ms = 200)).await.unwrap();
     let jobs = tokio::time::timeout(Duration::from_secs(30), waiter)
         .await

@@ -5,7 +5,7 @@
 //! attempts, progress and log. A BullMQ Node worker and the runner share a
 //! queue; a shutdown puts unfinished jobs back as BullMQ expects.
 
-use crate::serve::{Daemon, install};
+use crate::serve::{Daemon, bed, serve_bed};
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -88,7 +88,7 @@ fn returned(j: &Value) -> Value {
 
 /// The example config (its plugins pointed at `receiver`) with three
 /// BullMQ-backed queues, and reminder emails sent to the BullMQ mail queue.
-fn config(dir: &Path, receiver: &str, extra: &str) {
+fn config(receiver: &str) -> String {
     let examples = testkit::workspace_root().join("examples");
     let base = std::fs::read_to_string(examples.join("runner.toml"))
         .unwrap()
@@ -115,7 +115,7 @@ max_started_attempts = 3
 [queues.misc.bullmq.types]
 warm-cache = "cache-warmup"
 "#;
-    std::fs::write(dir.join("runner.toml"), format!("{base}{queues}{extra}")).unwrap();
+    format!("{base}{queues}")
 }
 
 fn email(to: &str) -> Value {
@@ -133,8 +133,6 @@ async fn api_get(base: &str, path: &str) -> (u16, Value) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn jobs_added_with_bullmq_run_through_the_plugins_and_read_back_in_bullmq() {
-    let redis = testkit::redis::RedisServer::start();
-    let url = redis.url();
     let receiver = testkit::http::HttpRecorder::start().await;
     receiver.reply(
         "/api/vendors/v-77/contact",
@@ -144,11 +142,16 @@ async fn jobs_added_with_bullmq_run_through_the_plugins_and_read_back_in_bullmq(
     receiver.reply("/pages/home", testkit::http::Reply::status(200).body("home"));
     receiver.reply("/pages/pricing", testkit::http::Reply::status(200).body("pricing"));
     let here = format!("127.0.0.1:{}", receiver.port);
-    let dir = tempfile::tempdir().unwrap();
-    config(dir.path(), &here, "");
-    for p in ["email_plugin", "response_reminder_plugin", "cache_warmup_plugin", "hostile_plugin"] {
-        install(dir.path(), p, &format!("{p}.wasm"));
-    }
+    let (redis, dir) = bed(
+        &config(&here),
+        &[
+            ("email_plugin", "email_plugin.wasm"),
+            ("response_reminder_plugin", "response_reminder_plugin.wasm"),
+            ("cache_warmup_plugin", "cache_warmup_plugin.wasm"),
+            ("hostile_plugin", "hostile_plugin.wasm"),
+        ],
+    );
+    let url = redis.url();
 
     // Priorities: added before any worker runs, so the runner (concurrency
     // 1 on this queue) finds them all waiting and must pick by priority.
@@ -303,6 +306,17 @@ async fn jobs_added_with_bullmq_run_through_the_plugins_and_read_back_in_bullmq(
         .unwrap();
     assert_eq!(bad.status().as_u16(), 400);
     assert!(bad.text().await.unwrap().contains("may not be an integer or contain `:`"));
+    let huge = json!({"type": "email", "payload": {"text": "x".repeat(2 << 20)}});
+    let bad = reqwest::Client::new().post(format!("{base}/api/v1/queues/mail/jobs")).json(&huge).send().await.unwrap();
+    assert_eq!(bad.status().as_u16(), 400);
+    assert!(bad.text().await.unwrap().contains("byte limit"));
+    let empty = reqwest::Client::new()
+        .post(format!("{base}/api/v1/queues/mail/jobs/bulk"))
+        .json(&json!({"jobs": []}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(empty.status().as_u16(), 201, "an empty bulk adds nothing and is no error");
     let metrics = reqwest::get(format!("{base}/metrics")).await.unwrap().text().await.unwrap();
     assert!(
         metrics
@@ -325,12 +339,9 @@ async fn jobs_added_with_bullmq_run_through_the_plugins_and_read_back_in_bullmq(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bullmq_worker_and_the_runner_share_a_queue_and_run_each_job_once() {
-    let redis = testkit::redis::RedisServer::start();
+    let (redis, dir) =
+        bed("[queues.shared]\nconcurrency = 10\n[queues.shared.bullmq]\n", &[("hostile_plugin", "hostile.wasm")]);
     let url = redis.url();
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("runner.toml"), "[queues.shared]\nconcurrency = 10\n[queues.shared.bullmq]\n")
-        .unwrap();
-    install(dir.path(), "hostile_plugin", "hostile.wasm");
     // The Node worker first, then the runner: both wait for work.
     let ran_by_node = dir.path().join("node.ids");
     let mut worker = tokio::process::Command::new("node")
@@ -380,16 +391,11 @@ async fn a_bullmq_worker_and_the_runner_share_a_queue_and_run_each_job_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_puts_unfinished_bullmq_jobs_back_in_wait() {
-    let redis = testkit::redis::RedisServer::start();
-    let url = redis.url();
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(
-        dir.path().join("runner.toml"),
+    let (redis, _dir, mut daemon) = serve_bed(
         "[runner]\nshutdown_grace = \"300ms\"\n[queues.slow]\nconcurrency = 2\n[queues.slow.bullmq]\n[plugins.hostile]\ntimeout = \"60s\"\n",
-    )
-    .unwrap();
-    install(dir.path(), "hostile_plugin", "hostile.wasm");
-    let mut daemon = Daemon::start(dir.path(), Some(&url));
+        &[("hostile_plugin", "hostile.wasm")],
+    );
+    let url = redis.url();
     let ids = add(&url, "slow", json!([{"name": "loop", "data": {}}, {"name": "loop", "data": {}}])).await;
     let deadline = Instant::now() + Duration::from_secs(30);
     while !inspect(&url, "slow", &ids).await.values().all(|j| j["state"] == "active") {
@@ -407,16 +413,11 @@ async fn shutdown_puts_unfinished_bullmq_jobs_back_in_wait() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn timeouts_and_hot_reload_apply_to_bullmq_queues_as_to_native_ones() {
-    let redis = testkit::redis::RedisServer::start();
-    let url = redis.url();
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(
-        dir.path().join("runner.toml"),
+    let (redis, dir, daemon) = serve_bed(
         "[queues.q]\nconcurrency = 20\n[queues.q.bullmq]\n[plugins.hostile]\ntimeout = \"300ms\"\n",
-    )
-    .unwrap();
-    install(dir.path(), "hostile_plugin", "handler.wasm");
-    let daemon = Daemon::start(dir.path(), Some(&url));
+        &[("hostile_plugin", "handler.wasm")],
+    );
+    let url = redis.url();
 
     // A job past its plugin's timeout is a failed attempt, retried under
     // the job's attempts.

@@ -12,7 +12,7 @@
 //! Figures the tests print (run with `--nocapture`) are what
 //! `docs/reliability.md` reports.
 
-use crate::serve::{Daemon, embedded_config, embedded_queue, install, jobs, keep_all, queue, wait_counts};
+use crate::serve::{Daemon, embedded_config, embedded_queue, install, jobs, keep_all, queue, serve_bed, wait_counts};
 use rand::Rng;
 use runner::queue::{Backoff, Counts, NewJob, Queue, State};
 use std::collections::HashMap;
@@ -366,11 +366,7 @@ async fn hostile_plugins_are_contained_while_another_queue_flows() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn broken_and_malicious_plugins_hot_reloaded_under_load_leave_the_old_one_serving() {
     const JOBS: usize = 4000;
-    let redis = testkit::redis::RedisServer::start();
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("runner.toml"), "[queues.default]\nconcurrency = 20\n").unwrap();
-    install(dir.path(), "noop_plugin", "whoami.wasm");
-    let daemon = Daemon::start(dir.path(), Some(&redis.url()));
+    let (redis, dir, daemon) = serve_bed("[queues.default]\nconcurrency = 20\n", &[("noop_plugin", "whoami.wasm")]);
     let q = queue(&redis.url(), "default").await;
     let all = jobs("whoami", "{}", JOBS);
     for chunk in all.chunks(1000) {

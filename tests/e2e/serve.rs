@@ -103,6 +103,30 @@ impl Drop for Daemon {
     }
 }
 
+/// What most daemon tests start from: a Redis of their own, and a folder
+/// holding `config` as `runner.toml` and `plugins` (fixture crate, file
+/// name) in its plugins folder.
+pub(crate) fn bed(config: &str, plugins: &[(&str, &str)]) -> (testkit::redis::RedisServer, tempfile::TempDir) {
+    let redis = testkit::redis::RedisServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("runner.toml"), config).unwrap();
+    for (plugin, as_name) in plugins {
+        install(dir.path(), plugin, as_name);
+    }
+    (redis, dir)
+}
+
+/// `bed`, with `runner serve` started on it. Bind the three in this order
+/// (`let (redis, dir, daemon)`), so that the daemon stops first.
+pub(crate) fn serve_bed(
+    config: &str,
+    plugins: &[(&str, &str)],
+) -> (testkit::redis::RedisServer, tempfile::TempDir, Daemon) {
+    let (redis, dir) = bed(config, plugins);
+    let daemon = Daemon::start(dir.path(), Some(&redis.url()));
+    (redis, dir, daemon)
+}
+
 pub(crate) fn install(dir: &Path, plugin: &str, as_name: &str) {
     std::fs::create_dir_all(dir.join("plugins")).unwrap();
     std::fs::copy(testkit::wasm::path(plugin), dir.join("plugins").join(as_name)).unwrap();
@@ -233,11 +257,7 @@ async fn every_job_type_completes_under_serve() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_plugin_swapped_under_load_loses_nothing() {
-    let redis = testkit::redis::RedisServer::start();
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("runner.toml"), "[queues.default]\nconcurrency = 20\n").unwrap();
-    install(dir.path(), "noop_plugin", "whoami.wasm");
-    let daemon = Daemon::start(dir.path(), Some(&redis.url()));
+    let (redis, dir, daemon) = serve_bed("[queues.default]\nconcurrency = 20\n", &[("noop_plugin", "whoami.wasm")]);
     let q = queue(&redis.url(), "default").await;
     let mut all = jobs("whoami", "{}", 5000);
     let second_half = all.split_off(2500);
@@ -261,15 +281,10 @@ async fn a_plugin_swapped_under_load_loses_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_finishes_or_puts_back_every_job() {
-    let redis = testkit::redis::RedisServer::start();
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(
-        dir.path().join("runner.toml"),
+    let (redis, _dir, mut daemon) = serve_bed(
         "[runner]\nshutdown_grace = \"1s\"\n[queues.default]\nconcurrency = 10\n",
-    )
-    .unwrap();
-    install(dir.path(), "hostile_plugin", "hostile.wasm");
-    let mut daemon = Daemon::start(dir.path(), Some(&redis.url()));
+        &[("hostile_plugin", "hostile.wasm")],
+    );
     let q = queue(&redis.url(), "default").await;
     q.enqueue_bulk(jobs("noop", "{}", 100)).await.unwrap();
     q.enqueue_bulk(jobs("sleep", r#"{"ms": 20000}"#, 20)).await.unwrap();

@@ -6,7 +6,7 @@
 //! settings (completed jobs are trimmed as they finish). The samples are
 //! printed (run with `--nocapture`) and reported in `docs/reliability.md`.
 
-use crate::serve::{Daemon, install, queue};
+use crate::serve::{queue, serve_bed};
 use runner::queue::{JobOptions, NewJob};
 use std::time::{Duration, Instant};
 
@@ -22,11 +22,7 @@ fn used_memory(redis: &testkit::redis::RedisServer) -> u64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_million_jobs_at_concurrency_200_keep_memory_flat() {
-    let redis = testkit::redis::RedisServer::start();
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("runner.toml"), "[queues.soak]\nconcurrency = 200\n").unwrap();
-    install(dir.path(), "noop_plugin", "noop.wasm");
-    let daemon = Daemon::start(dir.path(), Some(&redis.url()));
+    let (redis, _dir, daemon) = serve_bed("[queues.soak]\nconcurrency = 200\n", &[("noop_plugin", "noop.wasm")]);
     let q = queue(&redis.url(), "soak").await;
     let redis_before = used_memory(&redis);
     let started = Instant::now();

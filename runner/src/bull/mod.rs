@@ -306,12 +306,14 @@ impl BullQueue {
     /// their options mapped (see `record::to_bull_options`). A job whose id
     /// exists already is left as it is (`created: false`), as BullMQ does.
     pub async fn enqueue(&self, jobs: Vec<NewJob>) -> Result<Vec<Enqueued>> {
+        if jobs.is_empty() {
+            return Ok(vec![]);
+        }
         let mut bulk = Vec::with_capacity(jobs.len());
         let mut out = Vec::with_capacity(jobs.len());
         for j in jobs {
-            j.options.validate().map_err(|e| anyhow::anyhow!(e))?;
-            crate::job::check_job_type(&j.job_type).map_err(|e| anyhow::anyhow!(e))?;
-            let data: serde_json::Value = serde_json::from_str(&j.payload).context("the payload is not valid JSON")?;
+            j.check()?;
+            let data: serde_json::Value = serde_json::from_str(&j.payload).context("payload is not valid JSON")?;
             let opts = record::to_bull_options(&j.id, &j.options)?;
             let existed = match &j.id {
                 Some(id) => self.queue.get_job(id).await.map_err(err)?.is_some(),

@@ -56,6 +56,23 @@ pub struct NewJob {
     pub options: JobOptions,
 }
 
+impl NewJob {
+    /// Checks what can be checked without parsing the payload: the type,
+    /// the payload's size, the options and the id. Every backend's enqueue
+    /// calls it first.
+    pub fn check(&self) -> Result<()> {
+        check_job_type(&self.job_type).map_err(|e| anyhow!(e))?;
+        if self.payload.len() > MAX_PAYLOAD_BYTES {
+            bail!("payload of {} bytes is over the {MAX_PAYLOAD_BYTES} byte limit", self.payload.len());
+        }
+        self.options.validate().map_err(|e| anyhow!(e))?;
+        if let Some(id) = &self.id {
+            check_job_id(id).map_err(|e| anyhow!(e))?;
+        }
+        Ok(())
+    }
+}
+
 /// What enqueueing one job did.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Enqueued {
@@ -152,20 +169,10 @@ impl Queue {
 
     /// Checks a job and serialises its spec, without touching Redis.
     fn prepare(&self, job: &NewJob) -> Result<(String, String)> {
-        check_job_type(&job.job_type).map_err(|e| anyhow!(e))?;
-        if job.payload.len() > MAX_PAYLOAD_BYTES {
-            bail!("payload of {} bytes is over the {MAX_PAYLOAD_BYTES} byte limit", job.payload.len());
-        }
+        job.check()?;
         let payload = serde_json::value::RawValue::from_string(job.payload.clone())
             .map_err(|e| anyhow!("payload is not valid JSON: {e}"))?;
-        job.options.validate().map_err(|e| anyhow!(e))?;
-        let id = match &job.id {
-            Some(id) => {
-                check_job_id(id).map_err(|e| anyhow!(e))?;
-                id.clone()
-            }
-            None => ulid::Ulid::new().to_string(),
-        };
+        let id = job.id.clone().unwrap_or_else(|| ulid::Ulid::new().to_string());
         let spec = Spec { job_type: job.job_type.clone(), payload, opts: job.options.clone(), created_at: now_ms() };
         Ok((id, serde_json::to_string(&spec)?))
     }
