@@ -4,6 +4,7 @@
 //!
 //! Layout:
 //! - [`wasm`]: the compiled plugin components, built on first use;
+//! - [`guest`]: the JavaScript and Python plugins of `examples/`, likewise;
 //! - [`redis`]: a `redis-server` child process that can be stopped and restarted;
 //! - [`cluster`]: a Redis Cluster of such processes;
 //! - [`http`]: an HTTP server that records requests and answers as scripted;
@@ -11,6 +12,7 @@
 //! - [`wait_until`]: waiting on a condition rather than on the clock.
 
 pub mod cluster;
+pub mod guest;
 pub mod http;
 pub mod redis;
 pub mod smtp;

@@ -4,13 +4,15 @@
 //! `plugin_cmd` (`plugin check` and `plugin new`), `serve` (the daemon),
 //! `faults` (crashes, Redis loss, cluster failover, hostile and broken
 //! plugins under load), `soak` (a million jobs), `browser` (the dashboard in
-//! a real headless Chromium), `bullmq` (BullMQ-backed queues, with Node's
+//! a real headless Chromium), `parity` (the webhook in Rust, TypeScript and
+//! Python alike; the TypeScript and Python templates), `bullmq` (BullMQ-backed queues, with Node's
 //! BullMQ as producer, reader and fellow worker).
 
 mod browser;
 mod bullmq;
 mod exec;
 mod faults;
+mod parity;
 mod plugin_cmd;
 mod serve;
 mod soak;

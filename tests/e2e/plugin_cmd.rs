@@ -59,3 +59,47 @@ fn new_writes_a_plugin_that_builds_checks_and_runs() {
     assert_cli_error(&runner(dir.path(), &["plugin", "new", "Bad_Name"]), "plugin name `Bad_Name`");
     assert_cli_error(&runner(dir.path(), &["plugin", "new", "greeter"]), "already exists");
 }
+
+/// `plugin new --lang ts|python` writes a plugin of its own (its `wit/`, its
+/// build script) that builds with that language's tools, checks and runs.
+fn new_guest_plugin_builds_checks_and_runs(lang: testkit::guest::Lang, flag: &str) {
+    use testkit::guest::{self, Lang};
+    // The tools come from the shared install; without them, skip (or fail
+    // when they are required).
+    let ready = match lang {
+        Lang::Js => guest::node_modules(),
+        Lang::Python => guest::python(),
+    };
+    if let Err(why) = ready {
+        assert!(!guest::required(), "{flag} tools: {why}");
+        eprintln!("skipped: no {flag} tools here: {why}");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let name = format!("greeter-{flag}");
+    let out = runner(dir.path(), &["plugin", "new", &name, "--lang", flag]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains(&format!("dist/{name}.wasm")), "{}", stdout(&out));
+    let plugin_dir = dir.path().join(&name);
+    if lang == Lang::Js {
+        // What `npm install` would fetch, taken from the examples' install.
+        std::os::unix::fs::symlink(guest::node_modules().unwrap(), plugin_dir.join("node_modules")).unwrap();
+    }
+    let wasm = guest::build(lang, &plugin_dir).unwrap_or_else(|e| panic!("the new {flag} plugin builds: {e}"));
+
+    let out = runner(dir.path(), &["plugin", "check", wasm.to_str().unwrap()]);
+    assert!(stdout(&out).starts_with(&format!("ok: {name} 0.1.0")), "{}{}", stdout(&out), stderr(&out));
+    let out = runner(dir.path(), &["exec", wasm.to_str().unwrap(), "--type", &name, "--payload", r#"{"name":"Ada"}"#]);
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+    assert!(stdout(&out).contains(r#"output={"message":"Hello, Ada!","times":1}"#), "{}", stdout(&out));
+}
+
+#[test]
+fn new_typescript_plugin_builds_checks_and_runs() {
+    new_guest_plugin_builds_checks_and_runs(testkit::guest::Lang::Js, "ts");
+}
+
+#[test]
+fn new_python_plugin_builds_checks_and_runs() {
+    new_guest_plugin_builds_checks_and_runs(testkit::guest::Lang::Python, "python");
+}

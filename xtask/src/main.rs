@@ -4,10 +4,14 @@
 //! - `setup`: install what a fresh machine lacks (the `wasm32-wasip2` target;
 //!   `redis-server` with apt-get when run as root); `test` also installs
 //!   Chromium and its driver for the dashboard's browser test, and Node.js
-//!   with npm for the BullMQ tests (which `npm ci` BullMQ themselves);
+//!   with npm for the BullMQ tests (which `npm ci` BullMQ themselves) and
+//!   the TypeScript plugins (whose tests `npm ci` componentize-js; the
+//!   Python plugins' tests pip-install componentize-py in a venv);
 //! - `plugins`: build every plugin for `wasm32-wasip2` (release);
 //! - `lint`: `cargo fmt --check` and `cargo clippy --all-targets -D warnings`;
-//! - `test`: set up, build the plugins, then run every test of the workspace;
+//! - `test`: set up, build the plugins, then run every test of the workspace,
+//!   with `JOBRUNNER_REQUIRE_GUESTS` set so that the TypeScript and Python
+//!   plugin tests fail, rather than skip, when their tools are missing;
 //! - `ci`: `lint`, then `test`;
 //! - `demo`: set up, build, and run the demo (see `demo.rs`);
 //! - `bench [ARGS]`: set up, build the release binaries and run the
@@ -59,7 +63,8 @@ fn apt_install(missing: &[&str]) -> Result<(), String> {
 }
 
 /// What the tests need beyond `setup`: the browser for the dashboard test,
-/// and Node for the BullMQ tests.
+/// Node for the BullMQ tests and the TypeScript plugins, Python for the
+/// Python plugins.
 fn setup_tests() -> Result<(), String> {
     let mut missing = Vec::new();
     if !has("chromium", "--version") {
@@ -73,6 +78,10 @@ fn setup_tests() -> Result<(), String> {
     }
     if !has("npm", "--version") {
         missing.push("npm");
+    }
+    // componentize-py goes into a venv the Python plugin tests make.
+    if !has("python3", "--version") {
+        missing.extend(["python3", "python3-venv", "python3-pip"]);
     }
     apt_install(&missing)
 }
@@ -114,6 +123,11 @@ fn test() -> Result<(), String> {
     setup()?;
     setup_tests()?;
     plugins()?;
+    // The TypeScript and Python plugins' tests build them with their own
+    // tools (installed by the tests from the registries); here, a missing
+    // tool fails those tests instead of skipping them.
+    // SAFETY: no other thread runs yet.
+    unsafe { std::env::set_var("JOBRUNNER_REQUIRE_GUESTS", "1") };
     cargo(&["test", "--workspace"])
 }
 

@@ -1,13 +1,14 @@
 //! The `runner` command line.
 //!
 //! Layout: `serve` (the daemon), `exec` (one job, locally), `plugin`
-//! (`check`, `new`), `queues` (enqueue, inspect and operate the queues).
+//! (`check`, `new`, with `templates`), `queues` (enqueue, inspect and operate the queues).
 //! Each command returns an exit code; an error is printed by `main` as one line.
 
 mod exec;
 mod plugin;
 mod queues;
 mod serve;
+mod templates;
 
 use crate::config::Config;
 use anyhow::{Context, Result};

@@ -6,7 +6,10 @@
 //!    a connection is made;
 //! 2. cap the response body at the plugin's `max_http_response_bytes`, by
 //!    its Content-Length up front and by counting bytes as they arrive;
-//! 3. note each request and each denial in the job's log.
+//! 3. note each request and each denial in the job's log;
+//! 4. keep reading a request body the plugin is still writing when its
+//!    request fails (`DrainedBody`), so the plugin hears of the failure
+//!    from the response, not from a broken body.
 
 use crate::host::stdio::JobLog;
 use crate::job::{LogLevel, LogSource};
@@ -127,12 +130,15 @@ impl WasiHttpHooks for HttpGate {
     ) -> ResponseFuture {
         drop(fut);
         let line = format!("{} {}", request.method(), request.uri());
+        // The plugin may still be writing the body when the request fails.
+        let request = request.map(|body| DrainedBody(Some(body)).boxed_unsync());
         if !self.allowed(request.uri()) {
             self.log.lock().unwrap().push(
                 LogLevel::Warn,
                 LogSource::Host,
                 format!("http denied: {line} (host not in allowed_hosts)"),
             );
+            drop(request);
             return Box::new(async { Err(HttpError::HttpRequestDenied) });
         }
         self.log.lock().unwrap().push(LogLevel::Debug, LogSource::Host, format!("http {line}"));
@@ -150,6 +156,46 @@ impl WasiHttpHooks for HttpGate {
             let response = response.map(|body| CappedBody { inner: body.boxed_unsync(), seen: 0, cap }.boxed_unsync());
             Ok((response, Box::new(io) as Box<dyn Future<Output = _> + Send>))
         })
+    }
+}
+
+/// A request body that, dropped before its end (the host was denied, the
+/// connection refused), goes on reading what the plugin writes, and throws
+/// it away, until the plugin finishes or drops the body.
+///
+/// Why: the plugin learns of the failure from the response, and a write to
+/// a body nobody reads fails first. Most guests shrug that off;
+/// componentize-js 0.23's engine aborts on it, so a JavaScript plugin whose
+/// POST was refused would trap instead of seeing `fetch` reject. The drain
+/// ends with the job at the latest, when its store drops the body's writer.
+struct DrainedBody(Option<WasiBody>);
+
+impl Body for DrainedBody {
+    type Data = Bytes;
+    type Error = HttpError;
+
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, HttpError>>> {
+        match self.0.as_mut() {
+            Some(inner) => Pin::new(inner).poll_frame(cx),
+            None => Poll::Ready(None),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.0.as_ref().is_none_or(|b| b.is_end_stream())
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.0.as_ref().map(|b| b.size_hint()).unwrap_or_else(|| SizeHint::with_exact(0))
+    }
+}
+
+impl Drop for DrainedBody {
+    fn drop(&mut self) {
+        let Some(mut body) = self.0.take().filter(|b| !b.is_end_stream()) else { return };
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move { while let Some(Ok(_)) = body.frame().await {} });
+        }
     }
 }
 
