@@ -50,8 +50,11 @@ def main() -> int:
     world_wit = HERE / cfg.get("world-wit", "wit")
     # Both or neither: where the contract and the WASI packages are, when
     # they are not already in `world-wit`'s `deps/`.
+    if ("contract-wit" in cfg) != ("wasi-wit" in cfg):
+        print("pyproject.toml: set both `contract-wit` and `wasi-wit` in [tool.jobrunner], or neither", file=sys.stderr)
+        return 1
     contract_wit = HERE / cfg["contract-wit"] if "contract-wit" in cfg else None
-    wasi_wit = HERE / cfg["wasi-wit"] if contract_wit is not None else None
+    wasi_wit = HERE / cfg["wasi-wit"] if "wasi-wit" in cfg else None
     out = HERE / "dist" / f"{name}.wasm"
     stamp = out.with_name(out.name + ".sha256")
 
