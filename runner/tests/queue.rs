@@ -99,6 +99,73 @@ async fn bulk_enqueue_in_chunks() {
     assert_eq!(first.spec.payload.get(), r#"{"i":0}"#);
 }
 
+/// The scripts work on whole batches, with one Redis call for the lot
+/// rather than one per job: a batch must still come out as its jobs would
+/// one at a time (a repeated id, a stale token, a job acked twice).
+#[tokio::test]
+async fn batches_behave_as_their_jobs_one_at_a_time() {
+    let redis = RedisServer::start();
+    let q = queue(&redis, "batches").await;
+    let named = |id: &str, j: NewJob| NewJob { id: Some(id.into()), ..j };
+    let out = q
+        .enqueue_bulk(vec![
+            named("a", job(r#"{"n":1}"#)),
+            named(
+                "b",
+                with(|o| {
+                    o.priority = 5;
+                    o.backoff = Backoff::None;
+                }),
+            ),
+            named("a", job(r#"{"n":2}"#)),
+            named("d", with(|o| o.delay_ms = 3_600_000)),
+            named("d", job("{}")),
+            grouped("g".into(), "g1"),
+        ])
+        .await
+        .unwrap();
+    let got: Vec<(&str, bool, &str)> = out.iter().map(|e| (e.id.as_str(), e.created, e.state.as_str())).collect();
+    assert_eq!(
+        got,
+        [
+            ("a", true, "waiting"),
+            ("b", true, "waiting"),
+            ("a", false, "waiting"),
+            ("d", true, "delayed"),
+            ("d", false, "delayed"),
+            ("g", true, "waiting"),
+        ]
+    );
+
+    let leased = q.fetch(10, LEASE).await.unwrap().jobs;
+    let ids: Vec<&str> = leased.iter().map(|l| l.id.as_str()).collect();
+    assert_eq!(ids, ["b", "a", "g"], "priority first, then the order they came in");
+    assert_eq!(leased[1].spec.payload.get(), r#"{"n":1}"#, "the first of a repeated id is kept");
+    assert!(leased.iter().all(|l| l.attempt == 1));
+    let mut tokens: Vec<&str> = leased.iter().map(|l| l.token.as_str()).collect();
+    tokens.dedup();
+    assert_eq!(tokens.len(), 3, "each lease has its own token");
+
+    let (b, a, g) = (&leased[0], &leased[1], &leased[2]);
+    let stale_b = Completion { token: "0".into(), ..done(b) };
+    let verdicts = q.complete(&[done(a), stale_b, done(a), done(g)], KEEP_ALL).await.unwrap();
+    assert_eq!(verdicts, [true, false, false, true], "a stale token and a second ack are refused");
+    assert_eq!(q.get("b").await.unwrap().unwrap().state, State::Active);
+    let a_record = q.get("a").await.unwrap().unwrap();
+    assert_eq!((a_record.state, a_record.progress), (State::Completed, Some(100)));
+    assert_eq!(a_record.result, Some(serde_json::json!({"ok": true})));
+
+    // A retry counts the attempt, and the next lease's token is newer.
+    let failed = q.fail(&b.id, &b.token, &Failure::Retry("again".into()), None, None).await.unwrap();
+    assert_eq!(failed, AfterFailure::Waiting);
+    let again = q.fetch(10, LEASE).await.unwrap().jobs;
+    assert_eq!((again[0].id.as_str(), again[0].attempt), ("b", 2));
+    assert!(again[0].token.parse::<u64>().unwrap() > b.token.parse::<u64>().unwrap());
+    assert_eq!(q.complete(&[done(&again[0])], KEEP_ALL).await.unwrap(), [true]);
+    let c = q.counts().await.unwrap();
+    assert_eq!((c.waiting, c.delayed, c.active, c.completed), (0, 1, 0, 3));
+}
+
 #[tokio::test]
 async fn an_expired_lease_is_a_stall_and_the_stale_token_is_refused() {
     let redis = RedisServer::start();
@@ -413,6 +480,20 @@ async fn events_are_recorded() {
     assert_eq!(names, ["added", "completed"]);
     let after = q.events(&events[0].0, 100).await.unwrap();
     assert_eq!(after.len(), 1);
+
+    // A batch of completions is one event that names every job of it, and
+    // counts as each of them in the throughput.
+    q.enqueue_bulk((0..3).map(|i| NewJob { id: Some(format!("ev{i}")), ..job("{}") }).collect()).await.unwrap();
+    let leased = q.fetch(3, LEASE).await.unwrap().jobs;
+    let acks: Vec<Completion> = leased.iter().map(done).collect();
+    assert_eq!(q.complete(&acks, KEEP_ALL).await.unwrap(), [true, true, true]);
+    let last = q.events(&after[0].0, 100).await.unwrap();
+    let names: Vec<&str> = last.iter().map(|(_, f)| f[0].1.as_str()).collect();
+    assert_eq!(names, ["added", "completed"]);
+    assert_eq!(Queue::event_ids(&last[1].1), ["ev0", "ev1", "ev2"]);
+    assert_eq!(Queue::event_ids(&events[1].1), ["ev"]);
+    assert_eq!(q.completed_in(Duration::from_secs(60)).await.unwrap(), 4);
+    assert_eq!(q.completed_per_minute(2).await.unwrap().iter().sum::<u64>(), 4);
 }
 
 #[tokio::test]

@@ -36,11 +36,11 @@ impl EventTail {
             let Some((last, _)) = batch.last() else { return };
             self.last = last.clone();
             for (_, fields) in &batch {
-                let get = |k: &str| fields.iter().find(|(f, _)| f == k).map(|(_, v)| v.as_str());
-                if get("event") == Some("completed")
-                    && let Some(id) = get("id")
-                {
-                    *self.completed.entry(id.to_string()).or_default() += 1;
+                // A batch of completions is one event naming each job.
+                if fields.first().is_some_and(|(_, v)| v == "completed") {
+                    for id in Queue::event_ids(fields) {
+                        *self.completed.entry(id.to_string()).or_default() += 1;
+                    }
                 }
             }
             if batch.len() < 5000 {

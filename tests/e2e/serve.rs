@@ -279,6 +279,25 @@ async fn a_plugin_swapped_under_load_loses_nothing() {
     }
 }
 
+/// Jobs that run several times longer than the lease keep it: the runner
+/// extends the leases of its running jobs together (`daemon/leases.rs`),
+/// so none stalls or runs twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jobs_longer_than_the_lease_keep_it() {
+    let (redis, _dir, daemon) = serve_bed(
+        "[runner]\nlease = \"1s\"\n[queues.default]\nconcurrency = 10\n",
+        &[("hostile_plugin", "hostile.wasm")],
+    );
+    let q = queue(&redis.url(), "default").await;
+    q.enqueue_bulk(jobs("sleep", r#"{"ms": 3500}"#, 5)).await.unwrap();
+    let c = wait_counts(&q, "the sleepers", Duration::from_secs(60), |c| c.completed + c.failed == 5).await;
+    assert_eq!(c.failed, 0, "{c:?}\n{}", daemon.log());
+    for r in q.list(State::Completed, 0, 10).await.unwrap() {
+        assert_eq!((r.attempts_made, r.stalls), (1, 0), "{} lost its lease\n{}", r.id, daemon.log());
+    }
+    assert!(!daemon.log().contains("lost the lease"), "{}", daemon.log());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_finishes_or_puts_back_every_job() {
     let (redis, _dir, mut daemon) = serve_bed(

@@ -5,7 +5,8 @@
 //! 1. find the plugin for its type; with none, the job is retried under its
 //!    backoff and fails with "no plugin handles type X" once its attempts
 //!    run out (so a job sent before its plugin is deployed is not lost);
-//! 2. extend the job's lease every third of it while the plugin runs;
+//! 2. keep the job's lease while the plugin runs (`leases`: one batched
+//!    extension every third of the lease for all running jobs);
 //! 3. on success, enqueue the follow-up jobs first and complete the job
 //!    after (at least once: a crash between the two re-runs the job, and the
 //!    follow-ups' ids de-duplicate what was already enqueued);
@@ -15,17 +16,21 @@
 //!    period ends are cancelled and put back on the queue, unspent.
 //!
 //! Fetching: when the queue's jobs are short (under `PREFETCH_BELOW` on
-//! average), a fetch takes a second round of jobs beyond the free slots and
-//! holds them in a small buffer, so that a slot that frees up starts its
-//! next job at once instead of after a round trip, and Redis sees one fetch
-//! per `concurrency` jobs. A buffered job waits about one job's duration,
-//! far inside its lease; long jobs are not fetched ahead, and if no slot
-//! frees up within `MAX_BUFFERED` (the jobs turned long) the buffered ones
-//! go back to the queue, unspent, as they do on shutdown.
+//! average, timed from start to the slot given back), a fetch takes jobs
+//! beyond the free slots and holds them in a small buffer, so that a slot
+//! that frees up starts its next job at once instead of after a round trip.
+//! It takes a round of `concurrency` jobs ahead, or more when that is less
+//! than `PREFETCH_WORK` of them (at concurrency 1 and 40 µs a job, a round
+//! of one would cost a round trip per two jobs). A buffered job waits at
+//! most a few milliseconds, far inside its lease; long jobs are not fetched
+//! ahead, and if no slot frees up within `MAX_BUFFERED` (the jobs turned
+//! long) the buffered ones go back to the queue, unspent, as they do on
+//! shutdown.
 
 use crate::any_queue::AnyQueue;
 use crate::daemon::Shared;
 use crate::daemon::acker::Acker;
+use crate::daemon::leases::Leases;
 use crate::host::Plugin;
 use crate::job::{JobInput, Outcome, Report};
 use crate::queue::{Completion, Consumer, Failure, Leased, NewJob, Queue};
@@ -49,6 +54,8 @@ const MAX_ERROR_LEN: usize = 8 * 1024;
 const PREFETCH_BELOW: Duration = Duration::from_millis(20);
 /// The most jobs fetched ahead.
 const MAX_PREFETCH: usize = 256;
+/// Fetch ahead at least this much work, by the queue's average job time.
+const PREFETCH_WORK: Duration = Duration::from_millis(5);
 /// The longest a job fetched ahead waits for a slot before it goes back to
 /// the queue (jobs that were short can turn long).
 const MAX_BUFFERED: Duration = Duration::from_millis(100);
@@ -65,9 +72,22 @@ impl Pace {
         self.0.store(new, Ordering::Relaxed);
     }
 
-    fn short(&self) -> bool {
-        self.0.load(Ordering::Relaxed) < PREFETCH_BELOW.as_micros() as u64
+    /// How many jobs to fetch beyond the free slots: none for long jobs.
+    fn ahead(&self, concurrency: usize) -> usize {
+        let us = self.0.load(Ordering::Relaxed);
+        if us >= PREFETCH_BELOW.as_micros() as u64 {
+            return 0;
+        }
+        let by_work = (PREFETCH_WORK.as_micros() as u64 / us.max(1)) as usize;
+        concurrency.max(by_work).min(MAX_PREFETCH)
     }
+}
+
+/// What a queue's jobs share besides the daemon's `Shared`.
+struct Tools {
+    acker: Acker,
+    leases: Leases,
+    pace: Pace,
 }
 
 pub async fn run(
@@ -78,8 +98,11 @@ pub async fn run(
     cancel_jobs: CancellationToken,
 ) {
     let consumer = Consumer::new(queue.clone());
-    let acker = Acker::start(queue.clone());
-    let pace = Arc::new(Pace(AtomicU64::new(u64::MAX)));
+    let tools = Arc::new(Tools {
+        acker: Acker::start(queue.clone()),
+        leases: Leases::start(queue.clone(), shared.lease),
+        pace: Pace(AtomicU64::new(u64::MAX)),
+    });
     let slots = Arc::new(Semaphore::new(concurrency));
     let mut buffer: VecDeque<Leased> = VecDeque::new();
     let mut running = JoinSet::new();
@@ -98,7 +121,7 @@ pub async fn run(
                 _ = tokio::time::sleep(MAX_BUFFERED) => {
                     release_all(&queue, &mut buffer).await;
                     // No more fetching ahead until jobs are seen short again.
-                    pace.0.store(MAX_BUFFERED.as_micros() as u64, Ordering::Relaxed);
+                    tools.pace.0.store(MAX_BUFFERED.as_micros() as u64, Ordering::Relaxed);
                     continue;
                 }
                 _ = stop_fetching.cancelled() => break,
@@ -106,7 +129,7 @@ pub async fn run(
         };
         if buffer.is_empty() {
             let free = slots.available_permits() + 1;
-            let ahead = if pace.short() { concurrency.min(MAX_PREFETCH) } else { 0 };
+            let ahead = tools.pace.ahead(concurrency);
             let batch = tokio::select! {
                 b = consumer.next(free + ahead, shared.lease, IDLE_WAIT) => b,
                 _ = stop_fetching.cancelled() => break,
@@ -127,13 +150,11 @@ pub async fn run(
         }
         let Some(leased) = buffer.pop_front() else { continue };
         let (shared, queue, cancel) = (shared.clone(), queue.clone(), cancel_jobs.clone());
-        let (acker, pace) = (acker.clone(), pace.clone());
+        let tools = tools.clone();
         let span = tracing::info_span!("job", id = %leased.id, r#type = %leased.spec.job_type, queue = queue.name(), attempt = leased.attempt);
         running.spawn(
             async move {
-                let started = std::time::Instant::now();
-                run_job(&shared, &queue, &acker, leased, &cancel, permit).await;
-                pace.record(started.elapsed());
+                run_job(&shared, &queue, &tools, leased, &cancel, permit).await;
             }
             .instrument(span),
         );
@@ -160,11 +181,12 @@ async fn release_all(queue: &Queue, buffer: &mut VecDeque<Leased>) {
 async fn run_job(
     shared: &Shared,
     queue: &Queue,
-    acker: &Acker,
+    tools: &Tools,
     leased: Leased,
     cancel: &CancellationToken,
     slot: tokio::sync::OwnedSemaphorePermit,
 ) {
+    let started = std::time::Instant::now();
     let job_type = leased.spec.job_type.clone();
     observe_wait(shared, queue.name(), leased.spec.created_at + leased.spec.opts.delay_ms);
     let Some(plugin) = shared.registry.get(&job_type) else {
@@ -181,12 +203,12 @@ async fn run_job(
         max_attempts: leased.spec.opts.attempts,
         enqueued_at_ms: leased.spec.created_at,
     };
-    let extender = tokio::spawn(extend_lease(queue.clone(), leased.id.clone(), leased.token.clone(), shared.lease));
+    let held = tools.leases.hold(&leased.id, &leased.token);
     let timeout = leased.spec.opts.timeout_ms.map(Duration::from_millis);
     let report = tokio::select! {
         r = plugin.run_with_timeout(&input, timeout) => r,
         _ = cancel.cancelled() => {
-            extender.abort();
+            drop(held);
             match queue.release(&leased.id, &leased.token).await {
                 Ok(true) => tracing::info!("cancelled by shutdown; put back on the queue"),
                 Ok(false) => tracing::warn!("cancelled by shutdown; the lease had already expired"),
@@ -195,12 +217,22 @@ async fn run_job(
             return;
         }
     };
-    extender.abort();
+    drop(held);
     drop(slot);
-    let log = serde_json::to_string(&report.log).ok();
+    // The pace is how long a job holds its slot; recording the outcome
+    // overlaps the next job.
+    tools.pace.record(started.elapsed());
+    // The stored log is the latest attempt's. A first attempt that logged
+    // nothing has no earlier log to replace, so it writes none: a write per
+    // job that most jobs would spend on `[]`.
+    let log = if report.log.is_empty() && leased.attempt <= 1 && !report.log_truncated {
+        None
+    } else {
+        serde_json::to_string(&report.log).ok()
+    };
     observe(shared, queue.name(), &input.job_type, &plugin, &report);
     match report.outcome.clone() {
-        Outcome::Completed { output } => complete(shared, queue, acker, &leased, &report, output, log).await,
+        Outcome::Completed { output } => complete(shared, queue, &tools.acker, &leased, &report, output, log).await,
         Outcome::Retry { message } => {
             record_failure(queue, &leased, Failure::Retry(message), Some((&report, log))).await
         }
@@ -360,23 +392,6 @@ async fn record_failure(queue: &Queue, leased: &Leased, failure: Failure, report
         Ok(after) => tracing::debug!(?after, "failure recorded"),
         Err(e) => {
             tracing::warn!(error = %format!("{e:#}"), "could not record the failure; the lease will expire and the job run again")
-        }
-    }
-}
-
-/// Extends the lease every third of it, until aborted or the lease is lost.
-async fn extend_lease(queue: Queue, id: String, token: String, lease: Duration) {
-    let pair = [(id, token)];
-    loop {
-        tokio::time::sleep(lease / 3).await;
-        match queue.extend(&pair, lease).await {
-            Ok(held) if held == [true] => {}
-            Ok(_) => {
-                tracing::warn!("lost the lease (it expired); the outcome of this attempt will be refused");
-                return;
-            }
-            // Redis away: try again next time; the lease still has two thirds left.
-            Err(e) => tracing::warn!(error = %format!("{e:#}"), "cannot extend the lease"),
         }
     }
 }

@@ -12,12 +12,14 @@
 //!    deadline, cancel and put back the rest, then stop the embedded Redis.
 //!
 //! Layout: `embedded` (the embedded Redis), `registry`, `watcher`,
-//! `dispatcher`, `acker` (a queue's completions, batched), `bull_worker`.
+//! `dispatcher`, `acker` (a queue's completions, batched), `leases` (the
+//! leases of a queue's running jobs, extended in batches), `bull_worker`.
 
 pub mod acker;
 pub mod bull_worker;
 pub mod dispatcher;
 pub mod embedded;
+pub mod leases;
 pub mod registry;
 pub mod watcher;
 

@@ -4,6 +4,7 @@
 //! BullMQ-backed queues send their counts (their events are BullMQ's own).
 
 use crate::api::ApiState;
+use crate::queue::Queue;
 use axum::extract::State;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use futures::{Stream, StreamExt};
@@ -43,9 +44,12 @@ pub async fn stream(
                         last.insert(name.clone(), id.clone());
                     }
                     for (_, fields) in new {
-                        let f: HashMap<_, _> = fields.into_iter().collect();
-                        let data = serde_json::json!({"queue": name, "event": f.get("event"), "id": f.get("id")});
-                        events.push(Event::default().event("job").data(data.to_string()));
+                        let event = fields.first().map(|(_, v)| v.as_str());
+                        // A batch's event names each of its jobs.
+                        for id in Queue::event_ids(&fields) {
+                            let data = serde_json::json!({"queue": name, "event": event, "id": id});
+                            events.push(Event::default().event("job").data(data.to_string()));
+                        }
                     }
                 }
             }

@@ -145,6 +145,14 @@ fn now_ms() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
 }
 
+/// How many jobs a `completed` event stands for: one, or a batch's `count`.
+fn completions(fields: &[(String, String)]) -> u64 {
+    if fields.first().is_none_or(|(_, v)| v != "completed") {
+        return 0;
+    }
+    fields.iter().find(|(k, _)| k == "count").and_then(|(_, v)| v.parse().ok()).unwrap_or(1)
+}
+
 fn arg(s: impl ToString) -> Vec<u8> {
     s.to_string().into_bytes()
 }
@@ -538,7 +546,7 @@ impl Queue {
             .query(redis::cmd("XRANGE").arg(self.keys.get("events")).arg(format!("{since}-0")).arg("+"))
             .await
             .context("throughput")?;
-        Ok(events.iter().filter(|(_, f)| f.first().is_some_and(|(_, v)| v == "completed")).count() as u64)
+        Ok(events.iter().map(|(_, f)| completions(f)).sum())
     }
 
     /// Jobs completed in each of the last `minutes` minutes, oldest first,
@@ -554,10 +562,13 @@ impl Queue {
         let mut buckets = vec![0u64; minutes as usize];
         for (id, fields) in events {
             let at: u64 = id.split('-').next().and_then(|t| t.parse().ok()).unwrap_or(0);
-            if fields.first().is_some_and(|(_, v)| v == "completed") && at >= start {
-                let i = ((at - start) / 60_000) as usize;
+            let n = completions(&fields);
+            if n > 0 && at >= start {
+                // An event of this very millisecond (or a Redis clock a
+                // little ahead) belongs to the newest minute.
+                let i = (((at - start) / 60_000) as usize).min(buckets.len().saturating_sub(1));
                 if let Some(b) = buckets.get_mut(i) {
-                    *b += 1;
+                    *b += n;
                 }
             }
         }
@@ -571,6 +582,16 @@ impl Queue {
             .query(redis::cmd("XREVRANGE").arg(self.keys.get("events")).arg("+").arg("-").arg("COUNT").arg(1))
             .await?;
         Ok(last.into_iter().next().map(|(id, _)| id))
+    }
+
+    /// The ids an event names: its `id`, or for a batch (`completed` and
+    /// `added` of several jobs) the space-separated `ids` when it has them.
+    pub fn event_ids(fields: &[(String, String)]) -> Vec<&str> {
+        let field = |name: &str| fields.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
+        match field("ids") {
+            Some(ids) => ids.split(' ').collect(),
+            None => field("id").into_iter().collect(),
+        }
     }
 
     /// The names of every queue that has been used.

@@ -2,31 +2,67 @@
 -- ARGV: wake channel, count, then per job: id, spec JSON, delay ms,
 -- priority, group ('' for none).
 -- Returns per job: id, 1 if created (0 if it existed), its state.
+-- Only the existence check (`HSETNX`) is a call per job: the batch's
+-- writes are one call each (see `call_many`), and the fair-queueing
+-- sequences (see `push_wait`) are computed here with the queue's `vt` and
+-- each group's last sequence read once and written once.
 local channel, n = ARGV[1], tonumber(ARGV[2])
 local now = now_ms()
 local out, woken = {}, false
+local vt = tonumber(redis.call('HGET', K.meta, 'vt') or '0')
+local last_seq, groups_seen = {}, {}
+local created, prios, groups, waiting, delayed = {}, {}, {}, {}, {}
+local earliest_new = nil
+-- Jobs created earlier in this batch: their sets are written at the end,
+-- so a repeated id reads its state here.
+local fresh = {}
 for i = 0, n - 1 do
   local b = 3 + i * 5
   local id, spec = ARGV[b], ARGV[b + 1]
   local delay, priority, group = tonumber(ARGV[b + 2]), tonumber(ARGV[b + 3]), ARGV[b + 4]
+  local state
   if redis.call('HSETNX', K.specs, id, spec) == 0 then
-    table.insert(out, id); table.insert(out, 0); table.insert(out, state_of(id) or 'unknown')
+    table.insert(out, id); table.insert(out, 0); table.insert(out, fresh[id] or state_of(id) or 'unknown')
   else
-    redis.call('HSET', K.created, id, now)
-    if priority ~= 0 then redis.call('HSET', K.prios, id, priority) end
-    if group ~= '' then redis.call('HSET', K.groups, id, group) end
+    table.insert(created, id); table.insert(created, now)
+    if priority ~= 0 then table.insert(prios, id); table.insert(prios, priority) end
+    if group ~= '' then table.insert(groups, id); table.insert(groups, group) end
     if delay > 0 then
-      redis.call('ZADD', K.delayed, now + delay, id)
-      -- Now the earliest delayed job: a consumer asleep until a later one
-      -- (or with none to wait for) must wake to learn the new due time.
-      if redis.call('ZRANGE', K.delayed, 0, 0)[1] == id then woken = true end
-      table.insert(out, id); table.insert(out, 1); table.insert(out, 'delayed')
+      table.insert(delayed, now + delay); table.insert(delayed, id)
+      if earliest_new == nil or now + delay < earliest_new then earliest_new = now + delay end
+      state = 'delayed'
     else
-      push_wait(id)
+      -- As `push_wait`, for a job that cannot have a saved place.
+      local last = last_seq[group]
+      if last == nil then
+        last = tonumber(redis.call('HGET', K.gvt, group) or '0')
+        table.insert(groups_seen, group)
+      end
+      local seq = math.max(last, vt) + 1
+      last_seq[group] = seq
+      table.insert(waiting, (MAX_PRIORITY - priority) * SEQ_SPAN + seq % SEQ_SPAN); table.insert(waiting, id)
       woken = true
-      table.insert(out, id); table.insert(out, 1); table.insert(out, 'waiting')
+      state = 'waiting'
     end
+    fresh[id] = state
+    table.insert(out, id); table.insert(out, 1); table.insert(out, state)
   end
+end
+if earliest_new ~= nil then
+  -- A delayed job due before every other: a consumer asleep until a later
+  -- one (or with none to wait for) must wake to learn the new due time.
+  local head = redis.call('ZRANGE', K.delayed, 0, 0, 'WITHSCORES')
+  if not head[2] or earliest_new < tonumber(head[2]) then woken = true end
+end
+call_many('HSET', K.created, created)
+call_many('HSET', K.prios, prios)
+call_many('HSET', K.groups, groups)
+call_many('ZADD', K.delayed, delayed)
+call_many('ZADD', K.wait, waiting)
+if #groups_seen > 0 then
+  local seqs = {}
+  for _, group in ipairs(groups_seen) do table.insert(seqs, group); table.insert(seqs, last_seq[group]) end
+  call_many('HSET', K.gvt, seqs)
 end
 if n == 1 then event('added', ARGV[3]) elseif n > 1 then event('added', ARGV[3], 'count', n) end
 if woken then wake(channel) end

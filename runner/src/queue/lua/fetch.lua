@@ -76,28 +76,42 @@ local function group_allows(id, score)
   return true
 end
 
-local taken, vt, budget = 0, tonumber(redis.call('HGET', K.meta, 'vt') or '0'), count * 10 + 100
-while taken < count and budget > 0 do
-  local popped = redis.call('ZPOPMIN', K.wait, count - taken)
+local taken, vt, budget = {}, tonumber(redis.call('HGET', K.meta, 'vt') or '0'), count * 10 + 100
+while #taken < count and budget > 0 do
+  local popped = redis.call('ZPOPMIN', K.wait, count - #taken)
   if #popped == 0 then break end
   for i = 1, #popped, 2 do
     local id, score = popped[i], tonumber(popped[i + 1])
     budget = budget - 1
     vt = math.max(vt, score % SEQ_SPAN)
-    if group_allows(id, score) then
-      taken = taken + 1
-      local token = redis.call('HINCRBY', K.meta, 'token', 1)
-      redis.call('HSET', K.tokens, id, token)
-      local attempt = redis.call('HINCRBY', K.attempts, id, 1)
-      redis.call('ZADD', K.active, now + lease, id)
-      table.insert(out, id); table.insert(out, token); table.insert(out, attempt)
-      table.insert(out, redis.call('HGET', K.specs, id))
-    end
+    if group_allows(id, score) then table.insert(taken, id) end
   end
 end
+-- The leases of the whole batch, a handful of calls for any number of jobs:
+-- consecutive fencing tokens from one HINCRBY, attempts and specs read
+-- with one HMGET each, tokens, attempts and deadlines written with one
+-- call each.
+if #taken > 0 then
+  local n = #taken
+  local first_token = redis.call('HINCRBY', K.meta, 'token', n) - n + 1
+  local attempts, specs = hmget_many(K.attempts, taken), hmget_many(K.specs, taken)
+  local tokens, counts, deadlines = {}, {}, {}
+  local deadline = now + lease
+  for i, id in ipairs(taken) do
+    local token, attempt = first_token + i - 1, (tonumber(attempts[i]) or 0) + 1
+    tokens[2 * i - 1], tokens[2 * i] = id, token
+    counts[2 * i - 1], counts[2 * i] = id, attempt
+    deadlines[2 * i - 1], deadlines[2 * i] = deadline, id
+    local o = #out
+    out[o + 1], out[o + 2], out[o + 3], out[o + 4] = id, token, attempt, specs[i]
+  end
+  call_many('HSET', K.tokens, tokens)
+  call_many('HSET', K.attempts, counts)
+  call_many('ZADD', K.active, deadlines)
+end
 redis.call('HSET', K.meta, 'vt', vt)
-if limit_max > 0 and taken > 0 then
-  if redis.call('INCRBY', K.rl, taken) == taken then
+if limit_max > 0 and #taken > 0 then
+  if redis.call('INCRBY', K.rl, #taken) == #taken then
     redis.call('PEXPIRE', K.rl, tonumber(redis.call('HGET', K.meta, 'rl_window_ms')))
   end
 end

@@ -19,6 +19,28 @@ local function now_ms()
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
 
+-- Commands over many jobs go as one call per batch rather than one per
+-- job: a `redis.call` costs the Lua-to-command round trip whatever it
+-- carries, and that was most of Redis's work per job. Lua's `unpack` is
+-- bounded by its C stack (about 8000 values), so long lists go in pieces;
+-- the step is even, so (score, member) and (field, value) pairs never split.
+local UNPACK_STEP = 4000
+local function call_many(cmd, key, list)
+  for i = 1, #list, UNPACK_STEP do
+    redis.call(cmd, key, unpack(list, i, math.min(i + UNPACK_STEP - 1, #list)))
+  end
+end
+
+-- HMGET over any number of fields; a missing field reads as false.
+local function hmget_many(key, fields)
+  local out = {}
+  for i = 1, #fields, UNPACK_STEP do
+    local part = redis.call('HMGET', key, unpack(fields, i, math.min(i + UNPACK_STEP - 1, #fields)))
+    for j = 1, #part do out[i + j - 1] = part[j] end
+  end
+  return out
+end
+
 -- The events stream is capped (approximately, which is O(1)).
 local EVENTS_MAXLEN = 10000
 local function event(name, id, ...)
