@@ -21,11 +21,10 @@
 //! that frees up starts its next job at once instead of after a round trip.
 //! It takes a round of `concurrency` jobs ahead, or more when that is less
 //! than `PREFETCH_WORK` of them (at concurrency 1 and 40 µs a job, a round
-//! of one would cost a round trip per two jobs). A buffered job waits at
-//! most a few milliseconds, far inside its lease; long jobs are not fetched
-//! ahead, and if no slot frees up within `MAX_BUFFERED` (the jobs turned
-//! long) the buffered ones go back to the queue, unspent, as they do on
-//! shutdown.
+//! of one would cost a round trip per two jobs). Long jobs are not fetched
+//! ahead, and a buffered job waits at most `MAX_BUFFERED`, far inside its
+//! lease: if the jobs turn long, whatever is still buffered then goes back
+//! to the queue, unspent, as it does on shutdown.
 
 use crate::any_queue::AnyQueue;
 use crate::daemon::Shared;
@@ -105,6 +104,7 @@ pub async fn run(
     });
     let slots = Arc::new(Semaphore::new(concurrency));
     let mut buffer: VecDeque<Leased> = VecDeque::new();
+    let mut fetched_at = std::time::Instant::now();
     let mut running = JoinSet::new();
     loop {
         while running.try_join_next().is_some() {}
@@ -118,7 +118,7 @@ pub async fn run(
                 p = slots.clone().acquire_owned() => p.expect("the semaphore is never closed"),
                 // No slot freed up in time: the jobs turned out long, and the
                 // buffered ones go back for another runner (or later) to take.
-                _ = tokio::time::sleep(MAX_BUFFERED) => {
+                _ = tokio::time::sleep_until((fetched_at + MAX_BUFFERED).into()) => {
                     release_all(&queue, &mut buffer).await;
                     // No more fetching ahead until jobs are seen short again.
                     tools.pace.0.store(MAX_BUFFERED.as_micros() as u64, Ordering::Relaxed);
@@ -127,6 +127,14 @@ pub async fn run(
                 _ = stop_fetching.cancelled() => break,
             }
         };
+        // Jobs that were short can turn long while a round fetched ahead
+        // waits its turn: what is still buffered `MAX_BUFFERED` after the
+        // fetch goes back, so a buffered job's wait is bounded whatever the
+        // queue's pace was when it was fetched.
+        if !buffer.is_empty() && fetched_at.elapsed() > MAX_BUFFERED {
+            release_all(&queue, &mut buffer).await;
+            tools.pace.0.store(MAX_BUFFERED.as_micros() as u64, Ordering::Relaxed);
+        }
         if buffer.is_empty() {
             let free = slots.available_permits() + 1;
             let ahead = tools.pace.ahead(concurrency);
@@ -139,7 +147,10 @@ pub async fn run(
                 shared.metrics.stalls.with_label_values(&[queue.name()]).inc_by(stalls);
             }
             match batch {
-                Ok(jobs) => buffer.extend(jobs),
+                Ok(jobs) => {
+                    fetched_at = std::time::Instant::now();
+                    buffer.extend(jobs)
+                }
                 Err(e) => {
                     shared.metrics.redis_errors.inc();
                     tracing::warn!(queue = queue.name(), error = %format!("{e:#}"), "cannot fetch jobs; retrying");
