@@ -119,9 +119,7 @@ pub async fn run(
                 // No slot freed up in time: the jobs turned out long, and the
                 // buffered ones go back for another runner (or later) to take.
                 _ = tokio::time::sleep_until((fetched_at + MAX_BUFFERED).into()) => {
-                    release_all(&queue, &mut buffer).await;
-                    // No more fetching ahead until jobs are seen short again.
-                    tools.pace.0.store(MAX_BUFFERED.as_micros() as u64, Ordering::Relaxed);
+                    give_back(&queue, &mut buffer, &tools.pace).await;
                     continue;
                 }
                 _ = stop_fetching.cancelled() => break,
@@ -132,8 +130,7 @@ pub async fn run(
         // fetch goes back, so a buffered job's wait is bounded whatever the
         // queue's pace was when it was fetched.
         if !buffer.is_empty() && fetched_at.elapsed() > MAX_BUFFERED {
-            release_all(&queue, &mut buffer).await;
-            tools.pace.0.store(MAX_BUFFERED.as_micros() as u64, Ordering::Relaxed);
+            give_back(&queue, &mut buffer, &tools.pace).await;
         }
         if buffer.is_empty() {
             let free = slots.available_permits() + 1;
@@ -175,6 +172,13 @@ pub async fn run(
     // Stop fetching; let the jobs in flight finish (or be cancelled when
     // the daemon's grace period ends, which cancels `cancel_jobs`).
     while running.join_next().await.is_some() {}
+}
+
+/// The buffered jobs waited too long (the queue's jobs turned long): they
+/// go back, and nothing is fetched ahead until jobs are seen short again.
+async fn give_back(queue: &Queue, buffer: &mut VecDeque<Leased>, pace: &Pace) {
+    release_all(queue, buffer).await;
+    pace.0.store(MAX_BUFFERED.as_micros() as u64, Ordering::Relaxed);
 }
 
 /// Puts jobs fetched ahead but not started back on the queue, unspent.

@@ -3,14 +3,11 @@
 -- priority, group ('' for none).
 -- Returns per job: id, 1 if created (0 if it existed), its state.
 -- Only the existence check (`HSETNX`) is a call per job: the batch's
--- writes are one call each (see `call_many`), and the fair-queueing
--- sequences (see `push_wait`) are computed here with the queue's `vt` and
--- each group's last sequence read once and written once.
+-- writes are one call each (see `call_many`), the groups' fair-queueing
+-- sequences included (`wait_score`, `save_seqs`).
 local channel, n = ARGV[1], tonumber(ARGV[2])
 local now = now_ms()
 local out, woken = {}, false
-local vt = tonumber(redis.call('HGET', K.meta, 'vt') or '0')
-local last_seq, groups_seen = {}, {}
 local created, prios, groups, waiting, delayed = {}, {}, {}, {}, {}
 local earliest_new = nil
 -- Jobs created earlier in this batch: their sets are written at the end,
@@ -32,15 +29,8 @@ for i = 0, n - 1 do
       if earliest_new == nil or now + delay < earliest_new then earliest_new = now + delay end
       state = 'delayed'
     else
-      -- As `push_wait`, for a job that cannot have a saved place.
-      local last = last_seq[group]
-      if last == nil then
-        last = tonumber(redis.call('HGET', K.gvt, group) or '0')
-        table.insert(groups_seen, group)
-      end
-      local seq = math.max(last, vt) + 1
-      last_seq[group] = seq
-      table.insert(waiting, (MAX_PRIORITY - priority) * SEQ_SPAN + seq % SEQ_SPAN); table.insert(waiting, id)
+      -- As `push_wait`, for a new job (it has no saved place).
+      table.insert(waiting, wait_score(priority, group)); table.insert(waiting, id)
       woken = true
       state = 'waiting'
     end
@@ -59,11 +49,7 @@ call_many('HSET', K.prios, prios)
 call_many('HSET', K.groups, groups)
 call_many('ZADD', K.delayed, delayed)
 call_many('ZADD', K.wait, waiting)
-if #groups_seen > 0 then
-  local seqs = {}
-  for _, group in ipairs(groups_seen) do table.insert(seqs, group); table.insert(seqs, last_seq[group]) end
-  call_many('HSET', K.gvt, seqs)
-end
+save_seqs()
 if n == 1 then event('added', ARGV[3]) elseif n > 1 then event('added', ARGV[3], 'count', n) end
 if woken then wake(channel) end
 return out

@@ -57,6 +57,26 @@ end
 -- score = (MAX_PRIORITY - priority) * 2^40 + sequence, exact in a double.
 local MAX_PRIORITY = 4000
 local SEQ_SPAN = 1099511627776
+
+-- The queue's `vt` and each group's last sequence, read once per script
+-- call: a batch (`enqueue`) computes many scores and writes the groups'
+-- sequences once at the end (`save_seqs`); `push_wait` writes at once.
+local seq_vt, last_seq = nil, {}
+local function wait_score(priority, group)
+  if seq_vt == nil then seq_vt = tonumber(redis.call('HGET', K.meta, 'vt') or '0') end
+  local last = last_seq[group]
+  if last == nil then last = tonumber(redis.call('HGET', K.gvt, group) or '0') end
+  local seq = math.max(last, seq_vt) + 1
+  last_seq[group] = seq
+  return (MAX_PRIORITY - priority) * SEQ_SPAN + seq % SEQ_SPAN
+end
+
+local function save_seqs()
+  local seqs = {}
+  for group, seq in pairs(last_seq) do table.insert(seqs, group); table.insert(seqs, seq) end
+  call_many('HSET', K.gvt, seqs)
+end
+
 local function push_wait(id)
   -- A job that waited out its group's rate limit returns to its place.
   local saved = redis.call('HGET', K.gscore, id)
@@ -67,11 +87,9 @@ local function push_wait(id)
   end
   local priority = tonumber(redis.call('HGET', K.prios, id) or '0')
   local group = redis.call('HGET', K.groups, id) or ''
-  local last = tonumber(redis.call('HGET', K.gvt, group) or '0')
-  local vt = tonumber(redis.call('HGET', K.meta, 'vt') or '0')
-  local seq = math.max(last, vt) + 1
-  redis.call('HSET', K.gvt, group, seq)
-  redis.call('ZADD', K.wait, (MAX_PRIORITY - priority) * SEQ_SPAN + seq % SEQ_SPAN, id)
+  local score = wait_score(priority, group)
+  redis.call('HSET', K.gvt, group, last_seq[group])
+  redis.call('ZADD', K.wait, score, id)
 end
 
 local function wake(channel)
