@@ -52,7 +52,10 @@ pub struct Timing {
 #[derive(Debug, Clone, Copy)]
 pub struct Memory {
     pub idle_bytes: u64,
+    /// Peak VmRSS with every job in flight.
     pub in_flight_bytes: u64,
+    /// Peak Pss with every job in flight (shared pages counted once).
+    pub in_flight_pss_bytes: u64,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -279,12 +282,13 @@ impl Bench {
             .collect();
         q.enqueue_bulk(jobs).await?;
         let deadline = Instant::now() + Duration::from_secs(30);
-        let mut in_flight_bytes = 0;
+        let (mut in_flight_bytes, mut in_flight_pss_bytes) = (0, 0);
         loop {
             let c = q.counts().await?;
             if c.active == in_flight as u64 {
                 // The peak while every job is in flight.
                 in_flight_bytes = in_flight_bytes.max(daemon.rss()?);
+                in_flight_pss_bytes = in_flight_pss_bytes.max(daemon.pss()?);
             } else if in_flight_bytes > 0 {
                 break;
             }
@@ -295,7 +299,7 @@ impl Bench {
         }
         wait_completed(&q, in_flight as u64, Duration::from_secs(60)).await?;
         daemon.stop()?;
-        Ok(Memory { idle_bytes, in_flight_bytes })
+        Ok(Memory { idle_bytes, in_flight_bytes, in_flight_pss_bytes })
     }
 
     /// Hot-reload swap time, ms, median of `swaps`: from writing a new

@@ -7,7 +7,8 @@ use std::process::ExitCode;
 // A busy runner allocates and frees many small objects per job (a store,
 // its tables, futures, Redis frames), from tokio's threads at once; glibc's
 // allocator was a quarter of the daemon's time in the profile, mimalloc a
-// small fraction of that.
+// small fraction of that. It is built without transparent huge pages (see
+// `Cargo.toml`), which kept freed memory resident.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

@@ -242,6 +242,8 @@ async fn main() -> Result<()> {
         let mut row = Row::new("resident memory, 1000 jobs in flight", "MB", busy, Better::Lower);
         row.bound = Some(200.0);
         rows.push(row);
+        let pss = Runs::of(&all.iter().map(|m| m.in_flight_pss_bytes as f64 / 1e6).collect::<Vec<_>>());
+        rows.push(Row::new("proportional memory (Pss), 1000 jobs in flight", "MB", pss, Better::Lower));
     }
     if wanted("reload") {
         eprintln!("hot reload");

@@ -2,9 +2,10 @@
 -- ARGV: wake channel, count, then per job: id, spec JSON, delay ms,
 -- priority, group ('' for none).
 -- Returns per job: id, 1 if created (0 if it existed), its state.
--- Only the existence check (`HSETNX`) is a call per job: the batch's
--- writes are one call each (see `call_many`), the groups' fair-queueing
--- sequences included (`wait_score`, `save_seqs`).
+-- The batch's reads and writes are one call each (see `call_many`): one
+-- HMGET says which ids exist, and the new jobs' specs, sets and the
+-- groups' fair-queueing sequences (`wait_score`, `save_seqs`) are written
+-- once at the end.
 local channel, n = ARGV[1], tonumber(ARGV[2])
 local now = now_ms()
 local out, woken = {}, false
@@ -13,14 +14,18 @@ local earliest_new = nil
 -- Jobs created earlier in this batch: their sets are written at the end,
 -- so a repeated id reads its state here.
 local fresh = {}
+local ids, specs = {}, {}
+for i = 0, n - 1 do ids[i + 1] = ARGV[3 + i * 5] end
+local existing = hmget_many(K.specs, ids)
 for i = 0, n - 1 do
   local b = 3 + i * 5
   local id, spec = ARGV[b], ARGV[b + 1]
   local delay, priority, group = tonumber(ARGV[b + 2]), tonumber(ARGV[b + 3]), ARGV[b + 4]
   local state
-  if redis.call('HSETNX', K.specs, id, spec) == 0 then
+  if existing[i + 1] or fresh[id] then
     table.insert(out, id); table.insert(out, 0); table.insert(out, fresh[id] or state_of(id) or 'unknown')
   else
+    table.insert(specs, id); table.insert(specs, spec)
     table.insert(created, id); table.insert(created, now)
     if priority ~= 0 then table.insert(prios, id); table.insert(prios, priority) end
     if group ~= '' then table.insert(groups, id); table.insert(groups, group) end
@@ -44,6 +49,7 @@ if earliest_new ~= nil then
   local head = redis.call('ZRANGE', K.delayed, 0, 0, 'WITHSCORES')
   if not head[2] or earliest_new < tonumber(head[2]) then woken = true end
 end
+call_many('HSET', K.specs, specs)
 call_many('HSET', K.created, created)
 call_many('HSET', K.prios, prios)
 call_many('HSET', K.groups, groups)
