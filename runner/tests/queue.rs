@@ -338,14 +338,30 @@ async fn retry_all_and_clean() {
 async fn retention_bounds_memory() {
     let redis = RedisServer::start();
     let q = queue(&redis, "keep").await;
-    q.enqueue_bulk((0..50).map(|_| job("{}")).collect()).await.unwrap();
+    // Some jobs with a priority, a group, a log: the trim skips per-job
+    // hashes that are empty, and must still clear the ones that are not.
+    let jobs = (0..50)
+        .map(|i| match i % 3 {
+            0 => with(|o| o.priority = 5),
+            1 => with(|o| o.group = Some(format!("g{i}"))),
+            _ => job("{}"),
+        })
+        .collect();
+    q.enqueue_bulk(jobs).await.unwrap();
     let batch = q.fetch(50, LEASE).await.unwrap().jobs;
-    q.complete(&batch.iter().map(done).collect::<Vec<_>>(), Keep { count: Some(5), age_ms: None }).await.unwrap();
+    let completions: Vec<Completion> =
+        batch.iter().map(|l| Completion { log: Some(r#"["a line"]"#.into()), ..done(l) }).collect();
+    q.complete(&completions, Keep { count: Some(5), age_ms: None }).await.unwrap();
     assert_eq!(q.counts().await.unwrap().completed, 5);
     // The removed jobs' data is gone too, not only their place in the set.
     let mut c = redis.connection();
     let specs: u64 = redis::cmd("HLEN").arg("jr:{keep}:specs").query(&mut c).unwrap();
     assert_eq!(specs, 5);
+    let kept: Vec<String> = redis::cmd("ZRANGE").arg("jr:{keep}:completed").arg(0).arg(-1).query(&mut c).unwrap();
+    for hash in ["specs", "attempts", "created", "results", "logs", "progress", "prios", "groups", "tokens"] {
+        let fields: Vec<String> = redis::cmd("HKEYS").arg(format!("jr:{{keep}}:{hash}")).query(&mut c).unwrap();
+        assert!(fields.iter().all(|f| kept.contains(f)), "{hash} keeps removed jobs: {fields:?} (kept: {kept:?})");
+    }
 }
 
 #[tokio::test]

@@ -28,9 +28,9 @@
 //!
 //! The next fetch goes out when the buffer is down to half a round, and
 //! runs while the buffered and running jobs go on; when it lands, every
-//! free slot takes a job at once. (Fetching only when the buffer was empty,
-//! and starting one job per turn of the loop, held a drain at about 55k
-//! jobs/s whatever the concurrency, with a third of the two cores idle.)
+//! free slot takes a job at once. (Fetching only when the buffer was empty
+//! left the plugins idle for every fetch's round trip; see
+//! docs/performance.md for what each change measured.)
 
 use crate::any_queue::AnyQueue;
 use crate::daemon::Shared;
@@ -115,8 +115,7 @@ pub async fn run(
     let mut buffer: VecDeque<(Leased, Instant)> = VecDeque::new();
     // The fetch in flight, if any. It runs beside the jobs rather than
     // between them: taken in turns, every fetch left the plugins idle for
-    // its round trip and Redis idle while they ran (a quarter of the two
-    // cores sat idle in a drain at concurrency 50).
+    // its round trip (at concurrency 1, 43k jobs/s then, 56k now).
     let mut fetching: Option<Fetch<'_>> = None;
     let mut running = JoinSet::new();
     loop {
@@ -132,8 +131,9 @@ pub async fn run(
         }
         let oldest = buffer.front().map(|(_, at)| *at + MAX_BUFFERED);
         tokio::select! {
-            p = slots.clone().acquire_owned(), if !buffer.is_empty() => {
-                let permit = p.expect("the semaphore is never closed");
+            // A slot: for a buffered job, or, with nothing buffered and no
+            // fetch to wait for (every slot was busy), to look again.
+            p = slots.clone().acquire_owned(), if !buffer.is_empty() || fetching.is_none() => {
                 // Jobs that were short can turn long while a round fetched
                 // ahead waits its turn: what is still buffered
                 // `MAX_BUFFERED` after its fetch goes back, so a buffered
@@ -143,13 +143,11 @@ pub async fn run(
                     give_back(&queue, &mut buffer, &tools.pace).await;
                     continue;
                 }
-                let Some((leased, _)) = buffer.pop_front() else { continue };
-                start(&mut running, &shared, &queue, &tools, &cancel_jobs, leased, permit);
                 // Every slot that is free takes a job now, in one go: one
-                // job per turn of this loop left the dispatcher queued
-                // behind the jobs it had started, at a few µs each.
-                while !buffer.is_empty() {
-                    let Ok(permit) = slots.clone().try_acquire_owned() else { break };
+                // job per turn of this loop queued the dispatcher behind the
+                // jobs it had started, with slots free and jobs buffered.
+                let mut first = Some(p.expect("the semaphore is never closed"));
+                while let Some(permit) = first.take().or_else(|| slots.clone().try_acquire_owned().ok()) {
                     let Some((leased, _)) = buffer.pop_front() else { break };
                     start(&mut running, &shared, &queue, &tools, &cancel_jobs, leased, permit);
                 }
@@ -168,7 +166,11 @@ pub async fn run(
                     Err(e) => {
                         shared.metrics.redis_errors.inc();
                         tracing::warn!(queue = queue.name(), error = %format!("{e:#}"), "cannot fetch jobs; retrying");
-                        tokio::time::sleep(ERROR_BACKOFF).await;
+                        // Shutdown need not wait out the backoff.
+                        tokio::select! {
+                            _ = tokio::time::sleep(ERROR_BACKOFF) => {}
+                            _ = stop_fetching.cancelled() => {}
+                        }
                     }
                 }
             }
@@ -177,9 +179,6 @@ pub async fn run(
             _ = tokio::time::sleep_until(oldest.unwrap_or_else(Instant::now).into()), if oldest.is_some() => {
                 give_back(&queue, &mut buffer, &tools.pace).await;
             }
-            // All slots busy with nothing buffered and no fetch to wait for:
-            // wait for a slot, then look again.
-            p = slots.clone().acquire_owned(), if buffer.is_empty() && fetching.is_none() => drop(p),
             _ = stop_fetching.cancelled() => break,
         }
     }
