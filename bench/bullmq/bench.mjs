@@ -40,7 +40,20 @@ async function commandCalls(redis) {
   return calls;
 }
 
-async function enqueue(queue, bulk) {
+// Seconds of CPU Redis has used, user and system.
+async function redisCpu(redis) {
+  const info = await redis.info('cpu');
+  const field = (name) => Number(info.match(new RegExp(`^${name}:([0-9.]+)`, 'm'))[1]);
+  return field('used_cpu_user') + field('used_cpu_sys');
+}
+
+// Bytes Redis has allocated.
+async function redisMemory(redis) {
+  return Number((await redis.info('memory')).match(/^used_memory:(\d+)/m)[1]);
+}
+
+async function enqueue(queue, redis, bulk) {
+  const memory = await redisMemory(redis);
   const started = performance.now();
   if (bulk) {
     for (let i = 0; i < jobs; i += 1000) {
@@ -59,7 +72,9 @@ async function enqueue(queue, bulk) {
     };
     await Promise.all(Array.from({ length: 32 }, producer));
   }
-  return { jobs_per_s: jobs / ((performance.now() - started) / 1000) };
+  const jobsPerS = jobs / ((performance.now() - started) / 1000);
+  const grown = (await redisMemory(redis)) - memory;
+  return { jobs_per_s: jobsPerS, redis_bytes_per_job: grown / jobs };
 }
 
 async function drain(queue, redis) {
@@ -69,6 +84,7 @@ async function drain(queue, redis) {
     await queue.addBulk(batch);
   }
   const calls = await commandCalls(redis);
+  const cpu = { worker: process.cpuUsage(), redis: await redisCpu(redis) };
   const started = performance.now();
   const worker = new Worker(QUEUE, async () => {}, { connection: connect(), concurrency: Number(concurrencyArg) });
   // Done when the completed set (BullMQ keeps every completed job by
@@ -78,8 +94,16 @@ async function drain(queue, redis) {
   }
   const seconds = (performance.now() - started) / 1000;
   const commands = (await commandCalls(redis)) - calls;
+  // This process's CPU (µs, user and system): the worker and the polling.
+  const used = process.cpuUsage(cpu.worker);
+  const redisCpuUs = ((await redisCpu(redis)) - cpu.redis) * 1e6;
   await worker.close(true);
-  return { jobs_per_s: jobs / seconds, commands_per_job: commands / jobs };
+  return {
+    jobs_per_s: jobs / seconds,
+    commands_per_job: commands / jobs,
+    worker_cpu_us: (used.user + used.system) / jobs,
+    redis_cpu_us: redisCpuUs / jobs,
+  };
 }
 
 // Enqueue-to-start latency at light load, or lateness of delayed jobs.
@@ -114,10 +138,10 @@ const queue = new Queue(QUEUE, { connection: redis });
 let result;
 switch (mode) {
   case 'enqueue-single':
-    result = await enqueue(queue, false);
+    result = await enqueue(queue, redis, false);
     break;
   case 'enqueue-bulk':
-    result = await enqueue(queue, true);
+    result = await enqueue(queue, redis, true);
     break;
   case 'drain':
     result = await drain(queue, redis);

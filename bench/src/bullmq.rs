@@ -6,7 +6,7 @@
 //! Duties: install the pinned package once (`npm ci`, from the lock file),
 //! run one measure as a child process and read its one line of JSON.
 
-use crate::measure::{Drain, Timing};
+use crate::measure::{Drain, Enqueue, Timing};
 use anyhow::{Context, Result, bail};
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
@@ -22,6 +22,12 @@ struct Rate {
     jobs_per_s: f64,
     #[serde(default)]
     commands_per_job: f64,
+    #[serde(default)]
+    worker_cpu_us: f64,
+    #[serde(default)]
+    redis_cpu_us: f64,
+    #[serde(default)]
+    redis_bytes_per_job: f64,
 }
 
 #[derive(Deserialize)]
@@ -70,14 +76,20 @@ impl BullMq {
         serde_json::from_str(line).with_context(|| format!("node bench.mjs {} printed `{line}`", args.join(" ")))
     }
 
-    pub fn enqueue(&self, redis: &testkit::redis::RedisServer, bulk: bool, jobs: usize) -> Result<f64> {
+    pub fn enqueue(&self, redis: &testkit::redis::RedisServer, bulk: bool, jobs: usize) -> Result<Enqueue> {
         let mode = if bulk { "enqueue-bulk" } else { "enqueue-single" };
-        Ok(self.run::<Rate>(redis, &[mode.into(), jobs.to_string()])?.jobs_per_s)
+        let r: Rate = self.run(redis, &[mode.into(), jobs.to_string()])?;
+        Ok(Enqueue { jobs_per_s: r.jobs_per_s, redis_bytes_per_job: r.redis_bytes_per_job })
     }
 
     pub fn drain(&self, redis: &testkit::redis::RedisServer, concurrency: usize, jobs: usize) -> Result<Drain> {
         let r: Rate = self.run(redis, &["drain".into(), jobs.to_string(), concurrency.to_string()])?;
-        Ok(Drain { jobs_per_s: r.jobs_per_s, commands_per_job: r.commands_per_job })
+        Ok(Drain {
+            jobs_per_s: r.jobs_per_s,
+            commands_per_job: r.commands_per_job,
+            worker_cpu_us: r.worker_cpu_us,
+            redis_cpu_us: r.redis_cpu_us,
+        })
     }
 
     pub fn timing(&self, redis: &testkit::redis::RedisServer, delayed: bool, jobs: usize) -> Result<Timing> {

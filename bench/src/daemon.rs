@@ -116,6 +116,20 @@ impl Daemon {
     /// once per mapping, and the plugins' copy-on-write memory image is
     /// mapped once per instance: at 1000 in flight it counts the same
     /// shared pages a thousand times.
+    /// Seconds of CPU the daemon has used, user and system, from
+    /// `/proc/PID/stat` (fields 14 and 15, in clock ticks).
+    pub fn cpu_seconds(&self) -> Result<f64> {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id()))?;
+        // The command name (field 2) may hold spaces; it ends at the last ')'.
+        let rest = stat.rsplit_once(')').map(|(_, r)| r).context("unreadable /proc/PID/stat")?;
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        // `rest` starts at field 3, so fields 14 and 15 are at 11 and 12.
+        let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<u64>().ok()).context("unreadable /proc/PID/stat");
+        // SAFETY: sysconf has no preconditions.
+        let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+        Ok((ticks(11)? + ticks(12)?) as f64 / per_second)
+    }
+
     pub fn pss(&self) -> Result<u64> {
         self.proc_kb("smaps_rollup", "Pss:").map(|kb| kb * 1024)
     }

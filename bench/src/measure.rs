@@ -37,9 +37,55 @@ pub struct Bench {
 }
 
 #[derive(Debug, Clone, Copy)]
+pub struct Enqueue {
+    pub jobs_per_s: f64,
+    /// What Redis holds per job once they all wait (`used_memory`, bytes).
+    pub redis_bytes_per_job: f64,
+}
+
+#[derive(Debug, Clone, Copy)]
 pub struct Drain {
     pub jobs_per_s: f64,
     pub commands_per_job: f64,
+    /// CPU the worker process used per job (µs): the runner, or BullMQ's
+    /// Node process.
+    pub worker_cpu_us: f64,
+    /// CPU Redis used per job (µs).
+    pub redis_cpu_us: f64,
+}
+
+/// A drain's clock and counters, read when the queue is resumed and again
+/// when the last job is done. (The harness's polling meanwhile, a command
+/// every 2 ms, is a rounding error next to the jobs' own.)
+struct DrainWindow {
+    started: Instant,
+    calls: u64,
+    worker_cpu: f64,
+    redis_cpu: f64,
+}
+
+impl DrainWindow {
+    fn open(redis: &testkit::redis::RedisServer, daemon: &Daemon) -> Result<DrainWindow> {
+        let mut conn = redis.connection();
+        Ok(DrainWindow {
+            calls: redis_info::command_calls(&mut conn)?,
+            worker_cpu: daemon.cpu_seconds()?,
+            redis_cpu: redis_info::cpu_seconds(&mut conn)?,
+            started: Instant::now(),
+        })
+    }
+
+    fn close(self, redis: &testkit::redis::RedisServer, daemon: &Daemon, jobs: usize) -> Result<Drain> {
+        let seconds = self.started.elapsed().as_secs_f64();
+        let mut conn = redis.connection();
+        let per_job = |total: f64| total / jobs as f64;
+        Ok(Drain {
+            jobs_per_s: jobs as f64 / seconds,
+            commands_per_job: per_job((redis_info::command_calls(&mut conn)? - self.calls) as f64),
+            worker_cpu_us: per_job((daemon.cpu_seconds()? - self.worker_cpu) * 1e6),
+            redis_cpu_us: per_job((redis_info::cpu_seconds(&mut conn)? - self.redis_cpu) * 1e6),
+        })
+    }
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -103,9 +149,10 @@ impl Bench {
     }
 
     /// Enqueue throughput, jobs/s: bulk calls of 1000, or 32 producers
-    /// sending one job at a time.
-    pub async fn enqueue(&self, bulk: bool, jobs: usize) -> Result<f64> {
+    /// sending one job at a time; and Redis's memory per waiting job.
+    pub async fn enqueue(&self, bulk: bool, jobs: usize) -> Result<Enqueue> {
         let q = self.fresh().await?;
+        let memory = redis_info::used_memory(&mut self.redis.connection())?;
         let started = Instant::now();
         if bulk {
             for chunk in (0..jobs).collect::<Vec<_>>().chunks(BULK) {
@@ -129,7 +176,8 @@ impl Bench {
         }
         let rate = jobs as f64 / started.elapsed().as_secs_f64();
         ensure!(q.counts().await?.waiting == jobs as u64, "not every job was enqueued");
-        Ok(rate)
+        let grown = redis_info::used_memory(&mut self.redis.connection())? - memory;
+        Ok(Enqueue { jobs_per_s: rate, redis_bytes_per_job: grown / jobs as f64 })
     }
 
     /// End-to-end drain: `jobs` no-op jobs wait in a paused queue; the
@@ -143,16 +191,12 @@ impl Bench {
         for chunk in (0..jobs).collect::<Vec<_>>().chunks(BULK) {
             q.enqueue_bulk(chunk.iter().map(|_| noop_job()).collect()).await?;
         }
-        let calls = redis_info::command_calls(&mut self.redis.connection())?;
-        let started = Instant::now();
+        let window = DrainWindow::open(&self.redis, &daemon)?;
         q.resume().await?;
         wait_completed(&q, jobs as u64, Duration::from_secs(600)).await?;
-        let seconds = started.elapsed().as_secs_f64();
-        let commands = redis_info::command_calls(&mut self.redis.connection())? - calls;
+        let drain = window.close(&self.redis, &daemon, jobs)?;
         daemon.stop()?;
-        // The polling above (one command every 2 ms) is the harness's, not
-        // the runner's; it is a rounding error next to jobs × 15.
-        Ok(Drain { jobs_per_s: jobs as f64 / seconds, commands_per_job: commands as f64 / jobs as f64 })
+        Ok(drain)
     }
 
     /// End-to-end drain of a BullMQ-backed queue: `jobs` no-op BullMQ jobs
@@ -173,10 +217,9 @@ impl Bench {
         for chunk in (0..jobs).collect::<Vec<_>>().chunks(BULK) {
             q.enqueue(chunk.iter().map(|_| NewJob { options: opts.clone(), ..noop_job() }).collect()).await?;
         }
-        let calls = redis_info::command_calls(&mut self.redis.connection())?;
-        let started = Instant::now();
+        let window = DrainWindow::open(&self.redis, &daemon)?;
         q.resume().await?;
-        let deadline = started + Duration::from_secs(600);
+        let deadline = Instant::now() + Duration::from_secs(600);
         loop {
             let c = q.counts().await?;
             ensure!(c.failed == 0, "{} job(s) failed; the runner's log says why", c.failed);
@@ -186,10 +229,9 @@ impl Bench {
             ensure!(Instant::now() < deadline, "{} of {jobs} jobs completed after 600 s", c.completed);
             tokio::time::sleep(Duration::from_millis(2)).await;
         }
-        let seconds = started.elapsed().as_secs_f64();
-        let commands = redis_info::command_calls(&mut self.redis.connection())? - calls;
+        let drain = window.close(&self.redis, &daemon, jobs)?;
         daemon.stop()?;
-        Ok(Drain { jobs_per_s: jobs as f64 / seconds, commands_per_job: commands as f64 / jobs as f64 })
+        Ok(drain)
     }
 
     /// From just before the enqueue call to the handler starting, at light

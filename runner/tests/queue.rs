@@ -97,6 +97,24 @@ async fn bulk_enqueue_in_chunks() {
     // FIFO across chunks.
     let first = q.fetch(1, LEASE).await.unwrap().jobs.remove(0);
     assert_eq!(first.spec.payload.get(), r#"{"i":0}"#);
+    // A batch mixing an id that exists, a new id, a made one and a delayed
+    // job: each answer is its own job's, in order.
+    let existing = out[7].id.clone();
+    let batch = vec![
+        NewJob { id: Some(existing.clone()), ..job("{}") },
+        NewJob { id: Some("given".into()), ..job("{}") },
+        job("{}"),
+        with(|o| o.delay_ms = 60_000),
+        NewJob { id: Some(first.id.clone()), ..job("{}") },
+    ];
+    let out = q.enqueue_bulk(batch).await.unwrap();
+    let seen: Vec<(bool, &str)> = out.iter().map(|e| (e.created, e.state.as_str())).collect();
+    assert_eq!(seen, [(false, "waiting"), (true, "waiting"), (true, "waiting"), (true, "delayed"), (false, "active")]);
+    assert_eq!(
+        (out[0].id.as_str(), out[1].id.as_str(), out[4].id.as_str()),
+        (existing.as_str(), "given", first.id.as_str())
+    );
+    assert_ne!(out[2].id, out[3].id);
 }
 
 /// The scripts work on whole batches, with one Redis call for the lot
@@ -260,6 +278,32 @@ async fn failures_follow_the_policy() {
 }
 
 #[tokio::test]
+async fn default_options_are_left_out_of_the_stored_spec_and_still_apply() {
+    let redis = RedisServer::start();
+    let q = queue(&redis, "defaults").await;
+    let id = q.enqueue(job(r#"{"n":1}"#)).await.unwrap().id;
+    let mut c = redis.connection();
+    let spec: String = redis::cmd("HGET").arg("jr:{defaults}:specs").arg(&id).query(&mut c).unwrap();
+    let stored: serde_json::Value = serde_json::from_str(&spec).unwrap();
+    assert_eq!(stored["opts"], serde_json::json!({}), "default options are not stored: {spec}");
+    assert_eq!(q.get(&id).await.unwrap().unwrap().options, JobOptions::default(), "and read back in full");
+    // The scripts apply the defaults too: the default backoff is exponential
+    // from 1 s with a jitter of a fifth, so a failed first attempt waits
+    // 0.8 to 1 s (without it, the job would be retried at once).
+    let l = q.fetch(1, LEASE).await.unwrap().jobs.remove(0);
+    let before = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64;
+    let after = q.fail(&l.id, &l.token, &Failure::Retry("boom".into()), None, None).await.unwrap();
+    let AfterFailure::Delayed { run_at_ms } = after else { panic!("{after:?}") };
+    let delay = run_at_ms.saturating_sub(before);
+    assert!((750..=1100).contains(&delay), "delayed {delay} ms");
+    // An option that differs is stored, and only it.
+    let id = q.enqueue(with(|o| o.attempts = 7)).await.unwrap().id;
+    let spec: String = redis::cmd("HGET").arg("jr:{defaults}:specs").arg(&id).query(&mut c).unwrap();
+    let stored: serde_json::Value = serde_json::from_str(&spec).unwrap();
+    assert_eq!(stored["opts"], serde_json::json!({"attempts": 7}), "{spec}");
+}
+
+#[tokio::test]
 async fn exponential_backoff_grows() {
     let redis = RedisServer::start();
     let q = queue(&redis, "expo").await;
@@ -360,8 +404,37 @@ async fn retention_bounds_memory() {
     let kept: Vec<String> = redis::cmd("ZRANGE").arg("jr:{keep}:completed").arg(0).arg(-1).query(&mut c).unwrap();
     for hash in ["specs", "attempts", "created", "results", "logs", "progress", "prios", "groups", "tokens"] {
         let fields: Vec<String> = redis::cmd("HKEYS").arg(format!("jr:{{keep}}:{hash}")).query(&mut c).unwrap();
-        assert!(fields.iter().all(|f| kept.contains(f)), "{hash} keeps removed jobs: {fields:?} (kept: {kept:?})");
+        // `tokens` also holds the field that pins its encoding (not a job).
+        let jobs = fields.iter().filter(|f| f.as_str() != TOKENS_PIN);
+        assert!(jobs.clone().all(|f| kept.contains(f)), "{hash} keeps removed jobs: {fields:?} (kept: {kept:?})");
     }
+}
+
+/// The field `fetch` keeps in the tokens hash (docs/queue-protocol.md).
+const TOKENS_PIN: &str = "pinned encoding";
+
+#[tokio::test]
+async fn lease_tokens_stay_in_a_hashtable() {
+    // Redis keeps a small hash as a listpack, searched end to end on every
+    // lookup; the tokens hash, checked for every completion, must not be one.
+    let redis = RedisServer::start();
+    let q = queue(&redis, "pinned").await;
+    q.enqueue_bulk((0..3).map(|_| job("{}")).collect()).await.unwrap();
+    let leased = q.fetch(3, LEASE).await.unwrap().jobs;
+    assert_eq!(leased.len(), 3);
+    let mut c = redis.connection();
+    let encoding: String = redis::cmd("OBJECT").arg("ENCODING").arg("jr:{pinned}:tokens").query(&mut c).unwrap();
+    assert_eq!(encoding, "hashtable");
+    // The leases still fence: a wrong token is refused, the right ones pass.
+    let stale = Completion { token: "1".repeat(12), ..done(&leased[0]) };
+    assert_eq!(q.complete(&[stale], KEEP_ALL).await.unwrap(), vec![false]);
+    assert_eq!(q.complete(&leased.iter().map(done).collect::<Vec<_>>(), KEEP_ALL).await.unwrap(), vec![true; 3]);
+    // With no lease left, the pin alone remains, so the key (and its
+    // encoding) outlive the queue's quiet spells.
+    let fields: Vec<String> = redis::cmd("HKEYS").arg("jr:{pinned}:tokens").query(&mut c).unwrap();
+    assert_eq!(fields, vec![TOKENS_PIN.to_string()]);
+    let encoding: String = redis::cmd("OBJECT").arg("ENCODING").arg("jr:{pinned}:tokens").query(&mut c).unwrap();
+    assert_eq!(encoding, "hashtable");
 }
 
 #[tokio::test]

@@ -8,7 +8,7 @@
 
 use anyhow::{Context, Result, bail};
 use bench::bullmq::BullMq;
-use bench::measure::{Bench, Drain};
+use bench::measure::{Bench, Drain, Enqueue};
 use bench::report::{Better, Row, markdown};
 use bench::stats::Runs;
 use clap::Parser;
@@ -68,29 +68,34 @@ where
     Ok((Runs::of(&values), all))
 }
 
-/// A drain's two rows: throughput (with the least ratio over BullMQ it
-/// must reach, if any) and Redis commands per job, BullMQ's beside each.
+/// A drain's rows: throughput (with the least ratio over BullMQ it must
+/// reach, if any), Redis commands per job, and the CPU per job of the
+/// worker process and of Redis, BullMQ's beside each. The CPU rows say
+/// where a drain's time goes, which throughput alone hides: on 2 cores
+/// the worker and Redis share the machine.
 fn drain_rows(
     measure: String,
-    commands_of: String,
+    of: String,
     runner: &[Drain],
     bullmq: Option<Vec<Drain>>,
     min_ratio: Option<f64>,
-) -> [Row; 2] {
+) -> [Row; 4] {
     let runs = |all: &[Drain], pick: fn(&Drain) -> f64| Runs::of(&all.iter().map(pick).collect::<Vec<_>>());
-    let mut row = Row::new(measure, "jobs/s", runs(runner, |d| d.jobs_per_s), Better::Higher);
-    row.min_ratio = min_ratio;
-    let mut cmds = Row::new(
-        format!("Redis commands per job, {commands_of}"),
-        "commands",
-        runs(runner, |d| d.commands_per_job),
-        Better::Lower,
-    );
-    if let Some(b) = &bullmq {
-        row.bullmq = Some(runs(b, |d| d.jobs_per_s));
-        cmds.bullmq = Some(runs(b, |d| d.commands_per_job));
-    }
-    [row, cmds]
+    // Each row: its name, unit, what it reads of a run, and which way is better.
+    type Pick = fn(&Drain) -> f64;
+    let pickers: [(String, &str, Pick, Better); 4] = [
+        (measure, "jobs/s", |d| d.jobs_per_s, Better::Higher),
+        (format!("Redis commands per job, {of}"), "commands", |d| d.commands_per_job, Better::Lower),
+        (format!("worker CPU per job (runner / BullMQ's Node), {of}"), "µs", |d| d.worker_cpu_us, Better::Lower),
+        (format!("Redis CPU per job, {of}"), "µs", |d| d.redis_cpu_us, Better::Lower),
+    ];
+    let mut rows = pickers.map(|(name, unit, pick, better)| {
+        let mut row = Row::new(name, unit, runs(runner, pick), better);
+        row.bullmq = bullmq.as_ref().map(|b| runs(b, pick));
+        row
+    });
+    rows[0].min_ratio = min_ratio;
+    rows
 }
 
 fn machine() -> String {
@@ -155,16 +160,33 @@ async fn main() -> Result<()> {
             let n = if bulk { 100_000 } else { 50_000 };
             let name = if bulk { "enqueue, bulk (1000 a call)" } else { "enqueue, single (32 producers)" };
             eprintln!("{name}");
-            let (runner, _) = repeat(runs, "runner", || b.enqueue(bulk, n), |x| *x).await?;
+            let (runner, all) = repeat(runs, "runner", || b.enqueue(bulk, n), |e| e.jobs_per_s).await?;
             let mut row = Row::new(name, "jobs/s", runner, Better::Higher);
-            if let Some(bull) = &bull {
-                row.bullmq =
-                    Some(repeat(runs, "bullmq", || async { bull.enqueue(&b.redis, bulk, n) }, |x| *x).await?.0);
-            }
+            let bull_all = match &bull {
+                Some(bull) => {
+                    let (rate, all) =
+                        repeat(runs, "bullmq", || async { bull.enqueue(&b.redis, bulk, n) }, |e| e.jobs_per_s).await?;
+                    row.bullmq = Some(rate);
+                    Some(all)
+                }
+                None => None,
+            };
             if bulk {
                 row.min_ratio = Some(7.0);
             }
             rows.push(row);
+            if bulk {
+                // What every waiting job costs in Redis, once they are all in.
+                let bytes = |all: &[Enqueue]| Runs::of(&all.iter().map(|e| e.redis_bytes_per_job).collect::<Vec<_>>());
+                let mut memory = Row::new(
+                    "Redis memory per waiting job, after the bulk enqueue",
+                    "bytes",
+                    bytes(&all),
+                    Better::Lower,
+                );
+                memory.bullmq = bull_all.as_deref().map(bytes);
+                rows.push(memory);
+            }
         }
     }
     // A native queue, then a BullMQ-backed one (BullMQ's jobs, the
@@ -174,7 +196,7 @@ async fn main() -> Result<()> {
             continue;
         }
         for &c in &args.concurrency {
-            let (what, commands_of) = if backed {
+            let (what, of) = if backed {
                 ("BullMQ no-op jobs on a BullMQ-backed queue", format!("BullMQ-backed drain at concurrency {c}"))
             } else {
                 ("no-op jobs", format!("drain at concurrency {c}"))
@@ -193,7 +215,7 @@ async fn main() -> Result<()> {
             let title = format!("drain {}k {what}, concurrency {c}", args.jobs / 1000);
             // The 3× target is the native queue's; a BullMQ-backed queue runs
             // BullMQ's own scripts, so it is reported beside BullMQ, untargeted.
-            rows.extend(drain_rows(title, commands_of, &all, ball, (!backed).then_some(3.0)));
+            rows.extend(drain_rows(title, of, &all, ball, (!backed).then_some(3.0)));
         }
     }
     for (name, delayed, jobs) in [("latency", false, 1000), ("delayed", true, 1000)] {

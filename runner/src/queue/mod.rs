@@ -36,7 +36,7 @@ pub use record::{AttemptError, Counts, JobRecord, Leased, Spec, State};
 pub use schedule::{Schedule, ScheduleInfo, Timing};
 
 use crate::job::{MAX_PAYLOAD_BYTES, check_job_id, check_job_type, check_queue_name};
-use anyhow::{Context, Result, anyhow, bail};
+use anyhow::{Context, Result, anyhow, bail, ensure};
 use redis::Value;
 use scripts::SCRIPTS;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -201,7 +201,10 @@ impl Queue {
         // One script call per chunk, issued together: the multiplexed
         // connection pipelines them into one round trip.
         let calls = prepared.chunks(BULK_CHUNK).map(|chunk| {
-            let mut args = vec![arg(&self.keys.wake_channel), arg(chunk.len())];
+            // Ids made here (ULIDs: a millisecond clock and 80 random bits)
+            // cannot exist yet, so the script need not look them up.
+            let new_ids = chunk.iter().all(|(_, _, job)| job.id.is_none());
+            let mut args = vec![arg(&self.keys.wake_channel), arg(chunk.len()), arg(if new_ids { "1" } else { "0" })];
             for (id, spec, job) in chunk {
                 args.extend([
                     arg(id),
@@ -215,15 +218,17 @@ impl Queue {
         });
         let replies = futures::future::try_join_all(calls).await.context("enqueue")?;
         let mut out = Vec::with_capacity(prepared.len());
-        for reply in replies {
-            for triple in reply.chunks(3) {
-                out.push(Enqueued {
-                    id: redis::from_redis_value_ref(&triple[0])?,
-                    created: redis::from_redis_value_ref::<i64>(&triple[1])? == 1,
-                    state: redis::from_redis_value_ref(&triple[2])?,
-                });
-            }
+        // Per job: 1 created waiting, 2 created delayed, or the state of
+        // the job that had the id already.
+        for ((id, _, _), reply) in prepared.into_iter().zip(replies.iter().flatten()) {
+            let (created, state) = match reply {
+                Value::Int(1) => (true, State::Waiting.as_str().to_string()),
+                Value::Int(2) => (true, State::Delayed.as_str().to_string()),
+                other => (false, redis::from_redis_value_ref(other)?),
+            };
+            out.push(Enqueued { id, created, state });
         }
+        ensure!(out.len() == jobs.len(), "enqueue: {} replies for {} jobs", out.len(), jobs.len());
         Ok(out)
     }
 

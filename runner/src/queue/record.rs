@@ -51,6 +51,10 @@ pub struct Spec {
     #[serde(rename = "type")]
     pub job_type: String,
     pub payload: Box<serde_json::value::RawValue>,
+    /// Stored as only what differs from the defaults (`{}` when nothing
+    /// does: a runner from before this change reads `{}`, but not a spec
+    /// without `opts`).
+    #[serde(default, serialize_with = "JobOptions::serialize_changed")]
     pub opts: JobOptions,
     /// Milliseconds since the epoch, by the producer's clock.
     pub created_at: u64,

@@ -1,12 +1,28 @@
-//! The queue's Lua scripts, each the shared prelude followed by its body.
-//! `redis::Script` sends them by hash (EVALSHA) and loads them again after
-//! a server restart (NOSCRIPT), so a restarted Redis needs nothing from us.
+//! The queue's Lua scripts, each the shared prelude followed by its body,
+//! after one generated line: the default job options as JSON
+//! (`DEFAULT_OPTS`), which a stored spec leaves out, from
+//! `JobOptions::default()` itself so that Lua and Rust cannot disagree. `redis::Script` sends them by hash
+//! (EVALSHA) and loads them again after a server restart (NOSCRIPT), so a
+//! restarted Redis needs nothing from us.
 
+use crate::queue::options::JobOptions;
 use std::sync::LazyLock;
+
+fn defaults_line() -> String {
+    let json = serde_json::to_string(&JobOptions::default()).expect("the default options serialize");
+    // A Lua long string: the JSON needs no escaping (it holds no `]==]`).
+    // Decoded only where a script needs it (a failure), not on every call.
+    format!("local DEFAULT_OPTS = [==[{json}]==]\n")
+}
 
 macro_rules! script {
     ($file:literal) => {
-        redis::Script::new(concat!(include_str!("lua/prelude.lua"), "\n", include_str!(concat!("lua/", $file))))
+        redis::Script::new(&format!(
+            "{}{}\n{}",
+            defaults_line(),
+            include_str!("lua/prelude.lua"),
+            include_str!(concat!("lua/", $file))
+        ))
     };
 }
 

@@ -8,6 +8,7 @@
 -- its `completed` event is one entry.
 local n, keep_count, keep_age = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
 local now = now_ms()
+local now_s = int(now)
 local ids = {}
 for i = 1, n do ids[i] = ARGV[4 + (i - 1) * 5] end
 local current = hmget_many(K.tokens, ids)
@@ -23,7 +24,7 @@ for i = 1, n do
     seen[id] = true
     out[i] = 1
     table.insert(done, id)
-    table.insert(finished, now); table.insert(finished, id)
+    table.insert(finished, now_s); table.insert(finished, id)
     if ARGV[b + 2] ~= '' then table.insert(results, id); table.insert(results, ARGV[b + 2]) end
     if ARGV[b + 3] ~= '-1' then table.insert(progress, id); table.insert(progress, ARGV[b + 3]) end
     if ARGV[b + 4] ~= '' then table.insert(logs, id); table.insert(logs, ARGV[b + 4]) end

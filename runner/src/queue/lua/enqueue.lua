@@ -1,46 +1,55 @@
 -- Enqueues jobs; an id that exists already is left as it is.
--- ARGV: wake channel, count, then per job: id, spec JSON, delay ms,
--- priority, group ('' for none).
--- Returns per job: id, 1 if created (0 if it existed), its state.
+-- ARGV: wake channel, count, new ids ('1' when the caller made every id of
+-- this call itself, just now, so that none can exist; '0' otherwise), then
+-- per job: id, spec JSON, delay ms, priority, group ('' for none).
+-- Returns per job: 1 if created waiting, 2 if created delayed, or, for an
+-- id that existed, its state's name (nothing was changed).
 -- The batch's reads and writes are one call each (see `call_many`): one
--- HMGET says which ids exist, and the new jobs' specs, sets and the
--- groups' fair-queueing sequences (`wait_score`, `save_seqs`) are written
--- once at the end.
-local channel, n = ARGV[1], tonumber(ARGV[2])
+-- HMGET says which ids exist (none, with new ids: most jobs' ids are made
+-- by the runner, and the check was a tenth of the script's work), and the
+-- new jobs' specs, sets and the groups' fair-queueing sequences
+-- (`wait_score`, `save_seqs`) are written once at the end.
+local channel, n, new_ids = ARGV[1], tonumber(ARGV[2]), ARGV[3] == '1'
 local now = now_ms()
+local now_s = int(now)
 local out, woken = {}, false
 local created, prios, groups, waiting, delayed = {}, {}, {}, {}, {}
 local earliest_new = nil
 -- Jobs created earlier in this batch: their sets are written at the end,
 -- so a repeated id reads its state here.
 local fresh = {}
-local ids, specs = {}, {}
-for i = 0, n - 1 do ids[i + 1] = ARGV[3 + i * 5] end
-local existing = hmget_many(K.specs, ids)
+local specs = {}
+local existing = {}
+if not new_ids then
+  local ids = {}
+  for i = 0, n - 1 do ids[i + 1] = ARGV[4 + i * 5] end
+  existing = hmget_many(K.specs, ids)
+end
 for i = 0, n - 1 do
-  local b = 3 + i * 5
+  local b = 4 + i * 5
   local id, spec = ARGV[b], ARGV[b + 1]
-  local delay, priority, group = tonumber(ARGV[b + 2]), tonumber(ARGV[b + 3]), ARGV[b + 4]
-  local state
   if existing[i + 1] or fresh[id] then
-    table.insert(out, id); table.insert(out, 0); table.insert(out, fresh[id] or state_of(id) or 'unknown')
+    out[i + 1] = fresh[id] or state_of(id) or 'unknown'
   else
-    table.insert(specs, id); table.insert(specs, spec)
-    table.insert(created, id); table.insert(created, now)
-    if priority ~= 0 then table.insert(prios, id); table.insert(prios, priority) end
-    if group ~= '' then table.insert(groups, id); table.insert(groups, group) end
+    local delay, priority, group = tonumber(ARGV[b + 2]), tonumber(ARGV[b + 3]), ARGV[b + 4]
+    local state
+    specs[#specs + 1] = id; specs[#specs + 1] = spec
+    created[#created + 1] = id; created[#created + 1] = now_s
+    if priority ~= 0 then prios[#prios + 1] = id; prios[#prios + 1] = ARGV[b + 3] end
+    if group ~= '' then groups[#groups + 1] = id; groups[#groups + 1] = group end
     if delay > 0 then
-      table.insert(delayed, now + delay); table.insert(delayed, id)
+      delayed[#delayed + 1] = int(now + delay); delayed[#delayed + 1] = id
       if earliest_new == nil or now + delay < earliest_new then earliest_new = now + delay end
       state = 'delayed'
+      out[i + 1] = 2
     else
       -- As `push_wait`, for a new job (it has no saved place).
-      table.insert(waiting, wait_score(priority, group)); table.insert(waiting, id)
+      waiting[#waiting + 1] = int(wait_score(priority, group)); waiting[#waiting + 1] = id
       woken = true
       state = 'waiting'
+      out[i + 1] = 1
     end
     fresh[id] = state
-    table.insert(out, id); table.insert(out, 1); table.insert(out, state)
   end
 end
 if earliest_new ~= nil then
@@ -56,6 +65,6 @@ call_many('HSET', K.groups, groups)
 call_many('ZADD', K.delayed, delayed)
 call_many('ZADD', K.wait, waiting)
 save_seqs()
-if n == 1 then event('added', ARGV[3]) elseif n > 1 then event('added', ARGV[3], 'count', n) end
+if n == 1 then event('added', ARGV[4]) elseif n > 1 then event('added', ARGV[4], 'count', n) end
 if woken then wake(channel) end
 return out

@@ -95,12 +95,12 @@ if #taken > 0 then
   local n = #taken
   local first_token = redis.call('HINCRBY', K.meta, 'token', n) - n + 1
   local attempts, specs = hmget_many(K.attempts, taken), hmget_many(K.specs, taken)
-  local tokens, counts, deadlines = {}, {}, {}
-  local deadline = now + lease
+  local tokens, counts, deadlines = { PIN_FIELD, PIN_VALUE }, {}, {}
+  local deadline = int(now + lease)
   for i, id in ipairs(taken) do
     local token, attempt = first_token + i - 1, (tonumber(attempts[i]) or 0) + 1
-    tokens[2 * i - 1], tokens[2 * i] = id, token
-    counts[2 * i - 1], counts[2 * i] = id, attempt
+    tokens[2 * i + 1], tokens[2 * i + 2] = id, int(token)
+    counts[2 * i - 1], counts[2 * i] = id, int(attempt)
     deadlines[2 * i - 1], deadlines[2 * i] = deadline, id
     local o = #out
     out[o + 1], out[o + 2], out[o + 3], out[o + 4] = id, token, attempt, specs[i]
@@ -109,7 +109,7 @@ if #taken > 0 then
   call_many('HSET', K.attempts, counts)
   call_many('ZADD', K.active, deadlines)
 end
-redis.call('HSET', K.meta, 'vt', vt)
+redis.call('HSET', K.meta, 'vt', int(vt))
 if limit_max > 0 and #taken > 0 then
   if redis.call('INCRBY', K.rl, #taken) == #taken then
     redis.call('PEXPIRE', K.rl, tonumber(redis.call('HGET', K.meta, 'rl_window_ms')))

@@ -1,4 +1,6 @@
--- Shared by every queue script (concatenated in front of each one).
+-- Shared by every queue script (concatenated in front of each one, after
+-- the line `scripts.rs` writes: `DEFAULT_OPTS`, the default job options
+-- as JSON).
 -- KEYS are always the queue's fixed keys, in this order, so every script
 -- declares every key it may touch (Redis Cluster: one slot, via {queue}).
 local K = {
@@ -12,6 +14,24 @@ local K = {
 local ALL_STATES = { K.wait, K.delayed, K.active, K.completed, K.failed }
 local PER_JOB = { K.specs, K.attempts, K.tokens, K.created, K.results, K.errors,
                   K.logs, K.progress, K.stalls, K.prios, K.groups, K.gscore }
+-- What a finished job may still have: its lease token went when it finished.
+local FINISHED = { K.specs, K.attempts, K.created, K.results, K.errors,
+                   K.logs, K.progress, K.stalls, K.prios, K.groups, K.gscore }
+
+-- The tokens hash holds one field no job id can be (ids have no spaces),
+-- with a value too long for a listpack: Redis keeps a hash of up to 512
+-- short fields as a listpack, searched end to end on every lookup, so a
+-- batch of n completions checked against m live leases cost n * m string
+-- comparisons. A hashtable, once made, stays one while the key exists,
+-- and the field keeps the key. (With `int` below: a fifth less Redis CPU
+-- per job in the drain at concurrency 50; docs/queue-protocol.md.)
+local PIN_FIELD = 'pinned encoding'
+local PIN_VALUE = 'keeps this hash a hashtable: as a listpack, every lookup of a lease token would search it end to end'
+
+-- Whole numbers as strings for `redis.call`: a Lua number passed as it is
+-- is printed with '%.17g', a multi-precision conversion that was a tenth
+-- of Redis's work per job in a bulk enqueue; '%d' is a plain integer's.
+local function int(n) return string.format('%d', n) end
 
 -- The server's clock, so runners with skewed clocks agree.
 local function now_ms()
@@ -73,7 +93,7 @@ end
 
 local function save_seqs()
   local seqs = {}
-  for group, seq in pairs(last_seq) do table.insert(seqs, group); table.insert(seqs, seq) end
+  for group, seq in pairs(last_seq) do table.insert(seqs, group); table.insert(seqs, int(seq)) end
   call_many('HSET', K.gvt, seqs)
 end
 
@@ -88,8 +108,8 @@ local function push_wait(id)
   local priority = tonumber(redis.call('HGET', K.prios, id) or '0')
   local group = redis.call('HGET', K.groups, id) or ''
   local score = wait_score(priority, group)
-  redis.call('HSET', K.gvt, group, last_seq[group])
-  redis.call('ZADD', K.wait, score, id)
+  redis.call('HSET', K.gvt, group, int(last_seq[group]))
+  redis.call('ZADD', K.wait, int(score), id)
 end
 
 local function wake(channel)
@@ -120,7 +140,7 @@ end
 local function purge(set, ids)
   if #ids == 0 then return end
   redis.call('ZREM', set, unpack(ids))
-  for _, key in ipairs(PER_JOB) do
+  for _, key in ipairs(FINISHED) do
     if redis.call('HLEN', key) > 0 then redis.call('HDEL', key, unpack(ids)) end
   end
 end
@@ -161,7 +181,11 @@ end
 -- Returns the new state and, when delayed, the time it runs.
 local function retry_or_fail(id, attempts, kind, delay_ms, message, now, rnd, channel)
   local spec = cjson.decode(redis.call('HGET', K.specs, id))
+  -- A spec stores only the options that differ from the defaults.
   local opts = spec.opts or {}
+  for name, value in pairs(cjson.decode(DEFAULT_OPTS)) do
+    if opts[name] == nil then opts[name] = value end
+  end
   local max = tonumber(opts.attempts) or 1
   local errors = cjson.decode(redis.call('HGET', K.errors, id) or '[]')
   table.insert(errors, { attempt = attempts, at = now, kind = kind, error = message })
