@@ -3,8 +3,9 @@
 //! outside, so what it reports is what the release binary does.
 //!
 //! Duties: write the config, start the process, wait until `/ready`
-//! answers 200, read its resident memory, stop it with SIGTERM (as a
-//! deployment would) and keep its log for when something goes wrong.
+//! answers 200, read its resident memory and CPU time, stop it with
+//! SIGTERM (as a deployment would) and keep its log for when something
+//! goes wrong.
 
 use anyhow::{Context, Result, bail};
 use std::path::{Path, PathBuf};
@@ -111,11 +112,6 @@ impl Daemon {
         self.proc_kb("status", "VmRSS:").map(|kb| kb * 1024)
     }
 
-    /// Proportional set size (Pss), in bytes: resident memory with each
-    /// page counted once however often it is mapped. VmRSS counts a page
-    /// once per mapping, and the plugins' copy-on-write memory image is
-    /// mapped once per instance: at 1000 in flight it counts the same
-    /// shared pages a thousand times.
     /// Seconds of CPU the daemon has used, user and system, from
     /// `/proc/PID/stat` (fields 14 and 15, in clock ticks).
     pub fn cpu_seconds(&self) -> Result<f64> {
@@ -130,6 +126,11 @@ impl Daemon {
         Ok((ticks(11)? + ticks(12)?) as f64 / per_second)
     }
 
+    /// Proportional set size (Pss), in bytes: resident memory with each
+    /// page counted once however often it is mapped. VmRSS counts a page
+    /// once per mapping, and the plugins' copy-on-write memory image is
+    /// mapped once per instance: at 1000 in flight it counts the same
+    /// shared pages a thousand times.
     pub fn pss(&self) -> Result<u64> {
         self.proc_kb("smaps_rollup", "Pss:").map(|kb| kb * 1024)
     }

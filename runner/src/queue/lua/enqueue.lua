@@ -6,8 +6,8 @@
 -- id that existed, its state's name (nothing was changed).
 -- The batch's reads and writes are one call each (see `call_many`): one
 -- HMGET says which ids exist (none, with new ids: most jobs' ids are made
--- by the runner, and the check was a tenth of the script's work), and the
--- new jobs' specs, sets and the groups' fair-queueing sequences
+-- by the runner, and the check was a thirteenth of Redis's work per job),
+-- and the new jobs' specs, sets and the groups' fair-queueing sequences
 -- (`wait_score`, `save_seqs`) are written once at the end.
 local channel, n, new_ids = ARGV[1], tonumber(ARGV[2]), ARGV[3] == '1'
 local now = now_ms()
