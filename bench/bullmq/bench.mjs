@@ -40,16 +40,18 @@ async function commandCalls(redis) {
   return calls;
 }
 
+// A `name:number` line of one section of `INFO`.
+const infoField = (info, name) => Number(info.match(new RegExp(`^${name}:([0-9.]+)`, 'm'))[1]);
+
 // Seconds of CPU Redis has used, user and system.
 async function redisCpu(redis) {
   const info = await redis.info('cpu');
-  const field = (name) => Number(info.match(new RegExp(`^${name}:([0-9.]+)`, 'm'))[1]);
-  return field('used_cpu_user') + field('used_cpu_sys');
+  return infoField(info, 'used_cpu_user') + infoField(info, 'used_cpu_sys');
 }
 
 // Bytes Redis has allocated.
 async function redisMemory(redis) {
-  return Number((await redis.info('memory')).match(/^used_memory:(\d+)/m)[1]);
+  return infoField(await redis.info('memory'), 'used_memory');
 }
 
 async function enqueue(queue, redis, bulk) {

@@ -80,9 +80,9 @@ fn drain_rows(
     bullmq: Option<Vec<Drain>>,
     min_ratio: Option<f64>,
 ) -> [Row; 4] {
-    let runs = |all: &[Drain], pick: fn(&Drain) -> f64| Runs::of(&all.iter().map(pick).collect::<Vec<_>>());
     // Each row: its name, unit, what it reads of a run, and which way is better.
     type Pick = fn(&Drain) -> f64;
+    let runs = |all: &[Drain], pick: Pick| Runs::of(&all.iter().map(pick).collect::<Vec<_>>());
     let pickers: [(String, &str, Pick, Better); 4] = [
         (measure, "jobs/s", |d| d.jobs_per_s, Better::Higher),
         (format!("Redis commands per job, {of}"), "commands", |d| d.commands_per_job, Better::Lower),
