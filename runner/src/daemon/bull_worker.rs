@@ -116,14 +116,14 @@ async fn process(
     let input = JobInput {
         id: job.id().to_string(),
         queue: queue.name().to_string(),
-        job_type,
+        job_type: job_type.clone(),
         payload: job.data().to_string(),
         attempt: job.attempts_made() + 1,
         max_attempts: job.opts().attempts.unwrap_or(1).max(1),
         enqueued_at_ms: job.timestamp(),
     };
     let report = tokio::select! {
-        r = plugin.run_with_timeout(&input, None) => r,
+        r = plugin.run_with_timeout(input, None) => r,
         _ = cancel.cancelled() => {
             match job.move_to_wait(None).await {
                 Ok(_) => tracing::info!("cancelled by shutdown; moved back to wait"),
@@ -133,7 +133,7 @@ async fn process(
             return Err(bullmq::Error::Delayed);
         }
     };
-    observe(shared, queue.name(), &input.job_type, &plugin, &report);
+    observe(shared, queue.name(), &job_type, &plugin, &report);
     write_progress_and_log(&mut job, &report).await;
     match report.outcome.clone() {
         Outcome::Completed { output } => match enqueue_follow_ups(shared, &report).await {

@@ -16,41 +16,53 @@
 //! long ones.
 
 use crate::queue::Queue;
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// The most leases in one `extend` call (a long script blocks Redis).
 const MAX_BATCH: usize = 1000;
 
+/// A job's id and fencing token.
 type Lease = (String, String);
 
+/// The leases held, each under a number of its own: the guard keeps only
+/// that number, so holding a lease copies its id and token once, and
+/// letting go hashes a number rather than two strings.
+#[derive(Default)]
+struct HeldSet {
+    next: u64,
+    leases: HashMap<u64, Lease>,
+}
+
 pub struct Leases {
-    held: Arc<Mutex<HashSet<Lease>>>,
+    held: Arc<Mutex<HeldSet>>,
     keeper: tokio::task::JoinHandle<()>,
 }
 
 /// A running job's lease, extended until this is dropped.
 pub struct Held {
-    held: Arc<Mutex<HashSet<Lease>>>,
-    lease: Lease,
+    held: Arc<Mutex<HeldSet>>,
+    key: u64,
 }
 
 impl Leases {
     /// Starts the keeper; it stops when this is dropped.
     pub fn start(queue: Queue, lease: Duration) -> Leases {
-        let held = Arc::new(Mutex::new(HashSet::new()));
+        let held = Arc::new(Mutex::new(HeldSet::default()));
         let keeper = tokio::spawn(keep(queue, lease, held.clone()));
         Leases { held, keeper }
     }
 
-    /// Keeps a job's lease until the guard is dropped. Keyed by id and
-    /// token: the same job can be here twice, when its lease expired while
-    /// it ran and this dispatcher took it again.
+    /// Keeps a job's lease until the guard is dropped. The same job can be
+    /// here twice, under two numbers, when its lease expired while it ran
+    /// and this dispatcher took it again.
     pub fn hold(&self, id: &str, token: &str) -> Held {
-        let lease = (id.to_string(), token.to_string());
-        self.held.lock().unwrap().insert(lease.clone());
-        Held { held: self.held.clone(), lease }
+        let mut set = self.held.lock().unwrap();
+        let key = set.next;
+        set.next += 1;
+        set.leases.insert(key, (id.to_string(), token.to_string()));
+        Held { held: self.held.clone(), key }
     }
 }
 
@@ -62,11 +74,11 @@ impl Drop for Leases {
 
 impl Drop for Held {
     fn drop(&mut self) {
-        self.held.lock().unwrap().remove(&self.lease);
+        self.held.lock().unwrap().leases.remove(&self.key);
     }
 }
 
-async fn keep(queue: Queue, lease: Duration, held: Arc<Mutex<HashSet<Lease>>>) {
+async fn keep(queue: Queue, lease: Duration, held: Arc<Mutex<HeldSet>>) {
     // A job's lease runs from its fetch; the first tick after it starts is
     // at most a third of the lease later, leaving two thirds in hand.
     let mut ticks = tokio::time::interval(lease / 3);
@@ -74,17 +86,18 @@ async fn keep(queue: Queue, lease: Duration, held: Arc<Mutex<HashSet<Lease>>>) {
     ticks.tick().await;
     loop {
         ticks.tick().await;
-        let leases: Vec<Lease> = held.lock().unwrap().iter().cloned().collect();
-        for batch in leases.chunks(MAX_BATCH) {
+        let (keys, leases): (Vec<u64>, Vec<Lease>) =
+            held.lock().unwrap().leases.iter().map(|(k, l)| (*k, l.clone())).unzip();
+        for (keys, batch) in keys.chunks(MAX_BATCH).zip(leases.chunks(MAX_BATCH)) {
             match queue.extend(batch, lease).await {
                 Ok(verdicts) => {
-                    for (lost, _) in batch.iter().zip(verdicts).filter(|(_, kept)| !kept) {
+                    for ((key, lost), _) in keys.iter().zip(batch).zip(verdicts).filter(|(_, kept)| !kept) {
                         tracing::warn!(
                             queue = queue.name(),
                             id = %lost.0,
                             "lost the lease (it expired); the outcome of this attempt will be refused"
                         );
-                        held.lock().unwrap().remove(lost);
+                        held.lock().unwrap().leases.remove(key);
                     }
                 }
                 // Redis away: tried again next tick, with a third of each

@@ -118,22 +118,25 @@ impl Plugin {
     /// Runs one attempt of `job` and reports what happened. Never fails:
     /// every failure is an outcome.
     pub async fn run(&self, job: &JobInput) -> Report {
-        self.run_with_timeout(job, None).await
+        self.run_with_timeout(job.clone(), None).await
     }
 
     /// As `run`, with the job's own timeout when it is shorter than the
-    /// plugin's (a job cannot lengthen what the operator allowed).
-    pub async fn run_with_timeout(&self, job: &JobInput, job_timeout: Option<Duration>) -> Report {
+    /// plugin's (a job cannot lengthen what the operator allowed). Takes the
+    /// job by value: its strings move into the guest's job record rather
+    /// than being copied (the daemon's dispatcher has no further use for
+    /// them).
+    pub async fn run_with_timeout(&self, job: JobInput, job_timeout: Option<Duration>) -> Report {
         let mut limits = self.context.limits.clone();
         if let Some(t) = job_timeout {
             limits.timeout = limits.timeout.min(t);
         }
         let mut store = new_store(&self.engine, self.context.clone(), job.queue.clone(), limits.timeout);
         let wit_job = v0_1::jobrunner::plugin::types::Job {
-            id: job.id.clone(),
-            queue: job.queue.clone(),
-            type_: job.job_type.clone(),
-            payload: job.payload.clone(),
+            id: job.id,
+            queue: job.queue,
+            type_: job.job_type,
+            payload: job.payload,
             attempt: job.attempt,
             max_attempts: job.max_attempts,
             enqueued_at: job.enqueued_at_ms,

@@ -39,6 +39,7 @@ use crate::job::{MAX_PAYLOAD_BYTES, check_job_id, check_job_type, check_queue_na
 use anyhow::{Context, Result, anyhow, bail, ensure};
 use redis::Value;
 use scripts::SCRIPTS;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// Jobs per enqueue script call in a bulk enqueue: large enough to amortise
@@ -133,9 +134,14 @@ impl Completion {
     }
 }
 
-/// One queue. Cheap to clone; all clones share the connection.
+/// One queue. Cheap to clone (the dispatcher clones it for every job it
+/// starts): all clones share one name, key set and connection.
 #[derive(Clone)]
 pub struct Queue {
+    inner: Arc<QueueInner>,
+}
+
+struct QueueInner {
     name: String,
     keys: keys::Keys,
     conn: Connection,
@@ -160,19 +166,19 @@ fn arg(s: impl ToString) -> Vec<u8> {
 impl Queue {
     pub fn new(conn: Connection, name: &str) -> Result<Queue> {
         check_queue_name(name).map_err(|e| anyhow!(e))?;
-        Ok(Queue { name: name.to_string(), keys: keys::Keys::new(name), conn })
+        Ok(Queue { inner: Arc::new(QueueInner { name: name.to_string(), keys: keys::Keys::new(name), conn }) })
     }
 
     pub fn name(&self) -> &str {
-        &self.name
+        &self.inner.name
     }
 
     pub fn connection(&self) -> &Connection {
-        &self.conn
+        &self.inner.conn
     }
 
     pub(crate) fn wake_channel(&self) -> &str {
-        &self.keys.wake_channel
+        &self.inner.keys.wake_channel
     }
 
     /// Checks a job and serialises its spec, without touching Redis.
@@ -204,7 +210,8 @@ impl Queue {
             // Ids made here (ULIDs: a millisecond clock and 80 random bits)
             // cannot exist yet, so the script need not look them up.
             let new_ids = chunk.iter().all(|(_, _, job)| job.id.is_none());
-            let mut args = vec![arg(&self.keys.wake_channel), arg(chunk.len()), arg(if new_ids { "1" } else { "0" })];
+            let mut args =
+                vec![arg(&self.inner.keys.wake_channel), arg(chunk.len()), arg(if new_ids { "1" } else { "0" })];
             for (id, spec, job) in chunk {
                 args.extend([
                     arg(id),
@@ -214,7 +221,7 @@ impl Queue {
                     arg(job.options.group.as_deref().unwrap_or("")),
                 ]);
             }
-            async move { self.conn.invoke::<Vec<Value>>(&SCRIPTS.enqueue, &self.keys.all, &args).await }
+            async move { self.inner.conn.invoke::<Vec<Value>>(&SCRIPTS.enqueue, &self.inner.keys.all, &args).await }
         });
         let replies = futures::future::try_join_all(calls).await.context("enqueue")?;
         let mut out = Vec::with_capacity(prepared.len());
@@ -239,11 +246,11 @@ impl Queue {
     async fn register(&self) -> Result<()> {
         type Seen = std::collections::HashMap<(String, String), std::time::Instant>;
         static SEEN: std::sync::LazyLock<std::sync::Mutex<Seen>> = std::sync::LazyLock::new(Default::default);
-        let key = (self.conn.target().to_string(), self.name.clone());
+        let key = (self.inner.conn.target().to_string(), self.inner.name.clone());
         if SEEN.lock().unwrap().get(&key).is_some_and(|at| at.elapsed() < Duration::from_secs(60)) {
             return Ok(());
         }
-        let _: i64 = self.conn.query(redis::cmd("SADD").arg(keys::REGISTRY).arg(&self.name)).await?;
+        let _: i64 = self.inner.conn.query(redis::cmd("SADD").arg(keys::REGISTRY).arg(&self.inner.name)).await?;
         SEEN.lock().unwrap().insert(key, std::time::Instant::now());
         Ok(())
     }
@@ -251,8 +258,9 @@ impl Queue {
     /// Takes up to `count` jobs under a lease of `lease`.
     pub async fn fetch(&self, count: usize, lease: Duration) -> Result<Fetched> {
         let args =
-            [arg(count), arg(lease.as_millis().max(1)), arg(rand::random::<f64>()), arg(&self.keys.wake_channel)];
-        let reply: Vec<Value> = self.conn.invoke(&SCRIPTS.fetch, &self.keys.all, &args).await.context("fetch")?;
+            [arg(count), arg(lease.as_millis().max(1)), arg(rand::random::<f64>()), arg(&self.inner.keys.wake_channel)];
+        let reply: Vec<Value> =
+            self.inner.conn.invoke(&SCRIPTS.fetch, &self.inner.keys.all, &args).await.context("fetch")?;
         let next: i64 = redis::from_redis_value_ref(&reply[0])?;
         let limited: i64 = redis::from_redis_value_ref(&reply[1])?;
         let stalled: u64 = redis::from_redis_value_ref(&reply[2])?;
@@ -290,7 +298,8 @@ impl Queue {
             args.push(arg(c.progress.map(i64::from).unwrap_or(-1)));
             args.push(c.log.clone().unwrap_or_default().into_bytes());
         }
-        let reply: Vec<i64> = self.conn.invoke(&SCRIPTS.complete, &self.keys.all, &args).await.context("complete")?;
+        let reply: Vec<i64> =
+            self.inner.conn.invoke(&SCRIPTS.complete, &self.inner.keys.all, &args).await.context("complete")?;
         Ok(reply.into_iter().map(|r| r == 1).collect())
     }
 
@@ -315,12 +324,12 @@ impl Queue {
             arg(delay),
             arg(message),
             arg(rand::random::<f64>()),
-            arg(&self.keys.wake_channel),
+            arg(&self.inner.keys.wake_channel),
             arg(progress.map(i64::from).unwrap_or(-1)),
             log.unwrap_or_default().into_bytes(),
         ];
         let (state, at): (String, u64) =
-            self.conn.invoke(&SCRIPTS.fail, &self.keys.all, &args).await.context("fail")?;
+            self.inner.conn.invoke(&SCRIPTS.fail, &self.inner.keys.all, &args).await.context("fail")?;
         Ok(match state.as_str() {
             "waiting" => AfterFailure::Waiting,
             "delayed" => AfterFailure::Delayed { run_at_ms: at },
@@ -339,7 +348,8 @@ impl Queue {
             args.push(arg(id));
             args.push(arg(token));
         }
-        let reply: Vec<i64> = self.conn.invoke(&SCRIPTS.extend, &self.keys.all, &args).await.context("extend")?;
+        let reply: Vec<i64> =
+            self.inner.conn.invoke(&SCRIPTS.extend, &self.inner.keys.all, &args).await.context("extend")?;
         Ok(reply.into_iter().map(|r| r == 1).collect())
     }
 
@@ -347,8 +357,9 @@ impl Queue {
     /// (graceful shutdown). False when the lease is stale.
     pub async fn release(&self, id: &str, token: &str) -> Result<bool> {
         let r: i64 = self
+            .inner
             .conn
-            .invoke(&SCRIPTS.release, &self.keys.all, &[arg(id), arg(token), arg(&self.keys.wake_channel)])
+            .invoke(&SCRIPTS.release, &self.inner.keys.all, &[arg(id), arg(token), arg(&self.inner.keys.wake_channel)])
             .await
             .context("release")?;
         Ok(r == 1)
@@ -356,18 +367,22 @@ impl Queue {
 
     /// Records a running job's progress; false when the lease is stale.
     pub async fn progress(&self, id: &str, token: &str, percent: u8) -> Result<bool> {
-        let r: i64 =
-            self.conn.invoke(&SCRIPTS.progress, &self.keys.all, &[arg(id), arg(token), arg(percent.min(100))]).await?;
+        let r: i64 = self
+            .inner
+            .conn
+            .invoke(&SCRIPTS.progress, &self.inner.keys.all, &[arg(id), arg(token), arg(percent.min(100))])
+            .await?;
         Ok(r == 1)
     }
 
     async fn admin<T: redis::FromRedisValue>(&self, op: &str, extra: &[Vec<u8>]) -> Result<T> {
-        let mut args = vec![arg(op), arg(&self.keys.wake_channel)];
+        let mut args = vec![arg(op), arg(&self.inner.keys.wake_channel)];
         args.extend_from_slice(extra);
-        self.conn
-            .invoke(&SCRIPTS.admin, &self.keys.all, &args)
+        self.inner
+            .conn
+            .invoke(&SCRIPTS.admin, &self.inner.keys.all, &args)
             .await
-            .with_context(|| format!("{op} on queue {}", self.name))
+            .with_context(|| format!("{op} on queue {}", self.inner.name))
     }
 
     /// Moves a failed job back to waiting with its attempts reset. Returns
@@ -458,11 +473,11 @@ impl Queue {
     pub async fn counts(&self) -> Result<Counts> {
         let mut pipe = redis::pipe();
         for state in State::ALL {
-            pipe.cmd("ZCARD").arg(self.keys.get(state.key_name()));
+            pipe.cmd("ZCARD").arg(self.inner.keys.get(state.key_name()));
         }
-        pipe.cmd("HGET").arg(self.keys.get("meta")).arg("paused");
+        pipe.cmd("HGET").arg(self.inner.keys.get("meta")).arg("paused");
         let (w, d, a, c, f, paused): (u64, u64, u64, u64, u64, Option<String>) =
-            self.conn.pipeline(&pipe).await.context("counts")?;
+            self.inner.conn.pipeline(&pipe).await.context("counts")?;
         Ok(Counts {
             waiting: w,
             delayed: d,
@@ -483,9 +498,13 @@ impl Queue {
         let offset = offset.min(i64::MAX as u64 / 2);
         let cmd = if matches!(state, State::Completed | State::Failed) { "ZREVRANGE" } else { "ZRANGE" };
         let ids: Vec<String> = self
+            .inner
             .conn
             .query(
-                redis::cmd(cmd).arg(self.keys.get(state.key_name())).arg(offset).arg(offset.saturating_add(limit - 1)),
+                redis::cmd(cmd)
+                    .arg(self.inner.keys.get(state.key_name()))
+                    .arg(offset)
+                    .arg(offset.saturating_add(limit - 1)),
             )
             .await
             .context("list")?;
@@ -502,7 +521,8 @@ impl Queue {
             return Ok(vec![]);
         }
         let args: Vec<Vec<u8>> = ids.iter().map(arg).collect();
-        let reply: Vec<String> = self.conn.invoke(&SCRIPTS.jobs, &self.keys.all, &args).await.context("read jobs")?;
+        let reply: Vec<String> =
+            self.inner.conn.invoke(&SCRIPTS.jobs, &self.inner.keys.all, &args).await.context("read jobs")?;
         let mut out = Vec::new();
         for (id, f) in ids.iter().zip(reply.chunks(10)) {
             let (Some(state), Ok(spec)) = (State::parse(&f[0]), serde_json::from_str::<Spec>(&f[1])) else {
@@ -512,7 +532,7 @@ impl Queue {
                 if f[4].is_empty() { None } else { serde_json::from_str(&f[4]).ok() };
             out.push(JobRecord {
                 id: id.clone(),
-                queue: self.name.clone(),
+                queue: self.inner.name.clone(),
                 state,
                 job_type: spec.job_type,
                 payload: serde_json::from_str(spec.payload.get()).unwrap_or_default(),
@@ -536,8 +556,9 @@ impl Queue {
     pub async fn events(&self, after: &str, count: usize) -> Result<Vec<(String, Vec<(String, String)>)>> {
         let start = if after == "0" { "-".to_string() } else { format!("({after}") };
         let reply: Vec<(String, Vec<(String, String)>)> = self
+            .inner
             .conn
-            .query(redis::cmd("XRANGE").arg(self.keys.get("events")).arg(start).arg("+").arg("COUNT").arg(count))
+            .query(redis::cmd("XRANGE").arg(self.inner.keys.get("events")).arg(start).arg("+").arg("COUNT").arg(count))
             .await
             .context("events")?;
         Ok(reply)
@@ -547,8 +568,9 @@ impl Queue {
     pub async fn completed_in(&self, window: Duration) -> Result<u64> {
         let since = SystemTime::now().duration_since(UNIX_EPOCH)?.saturating_sub(window).as_millis();
         let events: Vec<(String, Vec<(String, String)>)> = self
+            .inner
             .conn
-            .query(redis::cmd("XRANGE").arg(self.keys.get("events")).arg(format!("{since}-0")).arg("+"))
+            .query(redis::cmd("XRANGE").arg(self.inner.keys.get("events")).arg(format!("{since}-0")).arg("+"))
             .await
             .context("throughput")?;
         Ok(events.iter().map(|(_, f)| completions(f)).sum())
@@ -560,8 +582,9 @@ impl Queue {
         let now = SystemTime::now().duration_since(UNIX_EPOCH)?.as_millis() as u64;
         let start = now.saturating_sub(minutes * 60_000);
         let events: Vec<(String, Vec<(String, String)>)> = self
+            .inner
             .conn
-            .query(redis::cmd("XRANGE").arg(self.keys.get("events")).arg(format!("{start}-0")).arg("+"))
+            .query(redis::cmd("XRANGE").arg(self.inner.keys.get("events")).arg(format!("{start}-0")).arg("+"))
             .await
             .context("throughput")?;
         let mut buckets = vec![0u64; minutes as usize];
@@ -583,8 +606,9 @@ impl Queue {
     /// The id of the newest event, if any.
     pub async fn latest_event_id(&self) -> Result<Option<String>> {
         let last: Vec<(String, Vec<(String, String)>)> = self
+            .inner
             .conn
-            .query(redis::cmd("XREVRANGE").arg(self.keys.get("events")).arg("+").arg("-").arg("COUNT").arg(1))
+            .query(redis::cmd("XREVRANGE").arg(self.inner.keys.get("events")).arg("+").arg("-").arg("COUNT").arg(1))
             .await?;
         Ok(last.into_iter().next().map(|(id, _)| id))
     }

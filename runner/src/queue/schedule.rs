@@ -109,15 +109,16 @@ impl Queue {
         let mut pipe = redis::pipe();
         pipe.cmd("SADD").arg(crate::queue::keys::REGISTRY).arg(self.name()).ignore();
         pipe.cmd("HSET")
-            .arg(self.keys.get("schedules"))
+            .arg(self.inner.keys.get("schedules"))
             .arg(&schedule.id)
             .arg(serde_json::to_string(schedule)?)
             .ignore();
-        pipe.cmd("ZADD").arg(self.keys.get("schedule_next")).arg(next).arg(&schedule.id).ignore();
-        let () = self.conn.pipeline(&pipe).await.context("upsert schedule")?;
+        pipe.cmd("ZADD").arg(self.inner.keys.get("schedule_next")).arg(next).arg(&schedule.id).ignore();
+        let () = self.inner.conn.pipeline(&pipe).await.context("upsert schedule")?;
         let last: Option<u64> = self
+            .inner
             .conn
-            .query(redis::cmd("HGET").arg(self.keys.get("meta")).arg(format!("last_run:{}", schedule.id)))
+            .query(redis::cmd("HGET").arg(self.inner.keys.get("meta")).arg(format!("last_run:{}", schedule.id)))
             .await?;
         Ok(ScheduleInfo { schedule: schedule.clone(), next_run_ms: next, last_run_ms: last })
     }
@@ -125,24 +126,31 @@ impl Queue {
     /// Removes a schedule; false when there was none.
     pub async fn remove_schedule(&self, id: &str) -> Result<bool> {
         let mut pipe = redis::pipe();
-        pipe.cmd("ZREM").arg(self.keys.get("schedule_next")).arg(id).ignore();
-        pipe.cmd("HDEL").arg(self.keys.get("meta")).arg(format!("last_run:{id}")).ignore();
-        pipe.cmd("HDEL").arg(self.keys.get("schedules")).arg(id);
-        let (removed,): (i64,) = self.conn.pipeline(&pipe).await.context("remove schedule")?;
+        pipe.cmd("ZREM").arg(self.inner.keys.get("schedule_next")).arg(id).ignore();
+        pipe.cmd("HDEL").arg(self.inner.keys.get("meta")).arg(format!("last_run:{id}")).ignore();
+        pipe.cmd("HDEL").arg(self.inner.keys.get("schedules")).arg(id);
+        let (removed,): (i64,) = self.inner.conn.pipeline(&pipe).await.context("remove schedule")?;
         Ok(removed == 1)
     }
 
     pub async fn list_schedules(&self) -> Result<Vec<ScheduleInfo>> {
-        let all: Vec<(String, String)> =
-            self.conn.query(redis::cmd("HGETALL").arg(self.keys.get("schedules"))).await.context("list schedules")?;
+        let all: Vec<(String, String)> = self
+            .inner
+            .conn
+            .query(redis::cmd("HGETALL").arg(self.inner.keys.get("schedules")))
+            .await
+            .context("list schedules")?;
         let mut out = Vec::new();
         for (id, json) in all {
             let schedule: Schedule =
                 serde_json::from_str(&json).with_context(|| format!("schedule {id} is unreadable"))?;
             let next: Option<f64> =
-                self.conn.query(redis::cmd("ZSCORE").arg(self.keys.get("schedule_next")).arg(&id)).await?;
-            let last: Option<u64> =
-                self.conn.query(redis::cmd("HGET").arg(self.keys.get("meta")).arg(format!("last_run:{id}"))).await?;
+                self.inner.conn.query(redis::cmd("ZSCORE").arg(self.inner.keys.get("schedule_next")).arg(&id)).await?;
+            let last: Option<u64> = self
+                .inner
+                .conn
+                .query(redis::cmd("HGET").arg(self.inner.keys.get("meta")).arg(format!("last_run:{id}")))
+                .await?;
             out.push(ScheduleInfo { schedule, next_run_ms: next.unwrap_or(0.0) as u64, last_run_ms: last });
         }
         out.sort_by(|a, b| a.schedule.id.cmp(&b.schedule.id));
@@ -154,10 +162,11 @@ impl Queue {
     pub async fn fire_due_schedules(&self) -> Result<(usize, Option<Duration>)> {
         let now = now_ms();
         let due: Vec<(String, f64)> = self
+            .inner
             .conn
             .query(
                 redis::cmd("ZRANGEBYSCORE")
-                    .arg(self.keys.get("schedule_next"))
+                    .arg(self.inner.keys.get("schedule_next"))
                     .arg("-inf")
                     .arg(now)
                     .arg("WITHSCORES")
@@ -171,7 +180,7 @@ impl Queue {
         for (sid, due_ms) in due {
             let due_ms = due_ms as u64;
             let json: Option<String> =
-                self.conn.query(redis::cmd("HGET").arg(self.keys.get("schedules")).arg(&sid)).await?;
+                self.inner.conn.query(redis::cmd("HGET").arg(self.inner.keys.get("schedules")).arg(&sid)).await?;
             let Some(json) = json else { continue };
             let schedule: Schedule = match serde_json::from_str(&json) {
                 Ok(s) => s,
@@ -189,7 +198,7 @@ impl Queue {
             };
             let job_id = format!("sched:{sid}:{due_ms}");
             let args: Vec<Vec<u8>> = [
-                self.keys.wake_channel.clone(),
+                self.inner.keys.wake_channel.clone(),
                 sid.clone(),
                 due_ms.to_string(),
                 next.to_string(),
@@ -201,12 +210,18 @@ impl Queue {
             .into_iter()
             .map(String::into_bytes)
             .collect();
-            let won: i64 = self.conn.invoke(&SCRIPTS.schedule, &self.keys.all, &args).await.context("fire schedule")?;
+            let won: i64 = self
+                .inner
+                .conn
+                .invoke(&SCRIPTS.schedule, &self.inner.keys.all, &args)
+                .await
+                .context("fire schedule")?;
             fired += won as usize;
         }
         let first: Vec<(String, f64)> = self
+            .inner
             .conn
-            .query(redis::cmd("ZRANGE").arg(self.keys.get("schedule_next")).arg(0).arg(0).arg("WITHSCORES"))
+            .query(redis::cmd("ZRANGE").arg(self.inner.keys.get("schedule_next")).arg(0).arg(0).arg("WITHSCORES"))
             .await?;
         let next_due = first.first().map(|(_, at)| Duration::from_millis((*at as u64).saturating_sub(now_ms())));
         Ok((fired, next_due))
