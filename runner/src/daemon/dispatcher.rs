@@ -215,7 +215,7 @@ fn start(
     let span = tracing::info_span!("job", id = %leased.id, r#type = %leased.spec.job_type, queue = queue.name(), attempt = leased.attempt);
     // Boxed: a job's future is about 3.7 KB (the store's future inside it),
     // and tokio moves a task's future by value when it spawns it and when
-    // the task ends; those copies were a third of the runner's `memmove`
+    // the task ends; those copies were about half of the runner's `memmove`
     // per job. In a box, what moves is a pointer.
     running.spawn(Box::pin(
         async move {
