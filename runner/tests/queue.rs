@@ -512,6 +512,72 @@ async fn a_waiting_consumer_wakes_on_enqueue_and_on_a_due_delayed_job() {
     assert_eq!(jobs.len(), 1);
 }
 
+/// Waits until `n` consumers of queue `name` listen on channels of their own.
+async fn wait_for_push_channels(redis: &RedisServer, name: &str, n: usize) {
+    let pattern = format!("jr:{{{name}}}:wake:*");
+    testkit::wait_until("consumers' own channels", Duration::from_secs(10), || {
+        let channels: Vec<String> =
+            ::redis::cmd("PUBSUB").arg("CHANNELS").arg(&pattern).query(&mut redis.connection()).unwrap();
+        channels.len() == n
+    })
+    .await;
+}
+
+fn idle_registrations(redis: &RedisServer, name: &str) -> u64 {
+    ::redis::cmd("HLEN").arg(format!("jr:{{{name}}}:idle")).query(&mut redis.connection()).unwrap()
+}
+
+#[tokio::test]
+async fn an_idle_consumer_is_handed_a_new_job_with_no_fetch_and_gives_back_what_it_holds() {
+    let redis = RedisServer::start();
+    let q = queue(&redis, "handoff").await;
+    let consumer = Consumer::new(q.clone());
+    wait_for_push_channels(&redis, "handoff", 1).await;
+    // A fetch that comes back short (1 of 5) has drained the queue: the
+    // consumer is registered as idle.
+    q.enqueue(job("{}")).await.unwrap();
+    assert_eq!(consumer.next(5, LEASE, Duration::from_secs(20)).await.unwrap().len(), 1);
+    assert_eq!(idle_registrations(&redis, "handoff"), 1);
+
+    // The next job is leased to it by the enqueue itself, and reaches it
+    // without another script call.
+    let b = q.enqueue(NewJob { id: Some("b".into()), ..job(r#"{"n":2}"#) }).await.unwrap();
+    assert_eq!((b.created, b.state.as_str()), (true, "active"));
+    assert_eq!(q.get("b").await.unwrap().unwrap().state.as_str(), "active");
+    let calls = script_calls(&redis);
+    let handed = consumer.next(5, LEASE, Duration::from_secs(20)).await.unwrap();
+    assert_eq!(script_calls(&redis), calls, "no fetch was needed");
+    assert_eq!(handed.len(), 1);
+    assert_eq!((handed[0].id.as_str(), handed[0].attempt, handed[0].spec.payload.get()), ("b", 1, r#"{"n":2}"#));
+    // Its token is the lease's: it completes, and a made-up one would not.
+    let mut forged = done(&handed[0]);
+    forged.token = "1".into();
+    assert_eq!(q.complete(&[forged], KEEP_ALL).await.unwrap(), [false]);
+    assert_eq!(q.complete(&[done(&handed[0])], KEEP_ALL).await.unwrap(), [true]);
+
+    // A job handed to a consumer that has not taken it yet goes back to its
+    // caller when the consumer retires; after that, jobs wait in line.
+    q.enqueue(NewJob { id: Some("c".into()), ..job("{}") }).await.unwrap();
+    let kept = consumer.retire().await.unwrap();
+    assert_eq!(kept.iter().map(|l| l.id.as_str()).collect::<Vec<_>>(), ["c"]);
+    assert_eq!(idle_registrations(&redis, "handoff"), 0);
+    assert!(q.release(&kept[0].id, &kept[0].token).await.unwrap());
+    assert_eq!(q.enqueue(job("{}")).await.unwrap().state, "waiting");
+
+    // A consumer that went without retiring left its registration behind:
+    // nobody listens on its channel, so the next enqueue drops the
+    // registration and leaves its job waiting.
+    let other = Consumer::new(q.clone());
+    wait_for_push_channels(&redis, "handoff", 2).await;
+    assert_eq!(other.next(5, LEASE, Duration::from_secs(20)).await.unwrap().len(), 2);
+    assert_eq!(idle_registrations(&redis, "handoff"), 1);
+    drop(other);
+    wait_for_push_channels(&redis, "handoff", 1).await;
+    assert_eq!(q.enqueue(NewJob { id: Some("d".into()), ..job("{}") }).await.unwrap().state, "waiting");
+    assert_eq!(idle_registrations(&redis, "handoff"), 0);
+    assert_eq!(q.fetch(5, LEASE).await.unwrap().jobs.iter().map(|l| l.id.as_str()).collect::<Vec<_>>(), ["d"]);
+}
+
 #[tokio::test]
 async fn schedules_fire_each_tick_exactly_once_across_runners() {
     let redis = RedisServer::start();

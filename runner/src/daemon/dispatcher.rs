@@ -191,6 +191,17 @@ pub async fn run(
         let now = Instant::now();
         buffer.extend(jobs.into_iter().map(|j| (j, now)));
     }
+    // Jobs handed to this runner by enqueues while it was idle are leased
+    // to it too: its registration ends, and they go back with the rest.
+    match consumer.retire().await {
+        Ok(jobs) => {
+            let now = Instant::now();
+            buffer.extend(jobs.into_iter().map(|j| (j, now)));
+        }
+        Err(e) => {
+            tracing::warn!(queue = queue.name(), error = %format!("{e:#}"), "could not end this runner's idle registration (jobs handed to it now run again when their lease expires)")
+        }
+    }
     // Jobs fetched ahead but not started go back, unspent.
     release_all(&queue, &mut buffer).await;
     // Stop fetching; let the jobs in flight finish (or be cancelled when

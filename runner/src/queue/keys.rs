@@ -8,7 +8,7 @@
 pub const PREFIX: &str = "jr";
 
 /// The names of the fixed keys, in the order the scripts expect them.
-pub const NAMES: [&str; 24] = [
+pub const NAMES: [&str; 25] = [
     "meta",
     "wait",
     "delayed",
@@ -33,6 +33,7 @@ pub const NAMES: [&str; 24] = [
     "gvt",
     "grl",
     "gscore",
+    "idle",
 ];
 
 #[derive(Debug, Clone)]

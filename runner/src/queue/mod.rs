@@ -83,6 +83,20 @@ pub struct Enqueued {
     pub state: String,
 }
 
+/// What a consumer publishes on its own push channel when its registration
+/// has ended (no job message is one word).
+pub(crate) const END_OF_PUSHES: &str = "end";
+
+/// A consumer as `fetch_as` registers it: its id, the channel its jobs are
+/// published on, and how long a registration holds without a fetch.
+pub(crate) struct IdleConsumer {
+    pub id: String,
+    pub channel: String,
+    pub ttl: Duration,
+    /// Whether its last fetch registered it (the next one ends that).
+    pub registered: Arc<std::sync::atomic::AtomicBool>,
+}
+
 /// What a fetch returned.
 #[derive(Debug, Default)]
 pub struct Fetched {
@@ -225,12 +239,14 @@ impl Queue {
         });
         let replies = futures::future::try_join_all(calls).await.context("enqueue")?;
         let mut out = Vec::with_capacity(prepared.len());
-        // Per job: 1 created waiting, 2 created delayed, or the state of
-        // the job that had the id already.
+        // Per job: 1 created waiting, 2 created delayed, 3 created and
+        // leased at once to an idle consumer, or the state of the job that
+        // had the id already.
         for ((id, _, _), reply) in prepared.into_iter().zip(replies.iter().flatten()) {
             let (created, state) = match reply {
                 Value::Int(1) => (true, State::Waiting.as_str().to_string()),
                 Value::Int(2) => (true, State::Delayed.as_str().to_string()),
+                Value::Int(3) => (true, State::Active.as_str().to_string()),
                 other => (false, redis::from_redis_value_ref(other)?),
             };
             out.push(Enqueued { id, created, state });
@@ -257,13 +273,34 @@ impl Queue {
 
     /// Takes up to `count` jobs under a lease of `lease`.
     pub async fn fetch(&self, count: usize, lease: Duration) -> Result<Fetched> {
-        let args =
-            [arg(count), arg(lease.as_millis().max(1)), arg(rand::random::<f64>()), arg(&self.inner.keys.wake_channel)];
+        self.fetch_as(count, lease, None).await
+    }
+
+    /// As `fetch`, for a consumer that takes jobs handed off by enqueues:
+    /// if the fetch comes back short, it is registered as idle, and the
+    /// next enqueues lease their jobs to it on its push channel (see
+    /// `Consumer`), until its next fetch or the end of `idle.ttl`.
+    pub(crate) async fn fetch_as(&self, count: usize, lease: Duration, idle: Option<&IdleConsumer>) -> Result<Fetched> {
+        let mut args = vec![
+            arg(count),
+            arg(lease.as_millis().max(1)),
+            arg(rand::random::<f64>()),
+            arg(&self.inner.keys.wake_channel),
+        ];
+        if let Some(c) = idle {
+            let registered = if c.registered.load(std::sync::atomic::Ordering::Relaxed) { "1" } else { "0" };
+            args.extend([arg(&c.id), arg(&c.channel), arg(c.ttl.as_millis()), arg(registered)]);
+        }
         let reply: Vec<Value> =
             self.inner.conn.invoke(&SCRIPTS.fetch, &self.inner.keys.all, &args).await.context("fetch")?;
         let next: i64 = redis::from_redis_value_ref(&reply[0])?;
         let limited: i64 = redis::from_redis_value_ref(&reply[1])?;
-        let stalled: u64 = redis::from_redis_value_ref(&reply[2])?;
+        // Negative: the consumer was registered as idle (`-1 - stalls`).
+        let stalled: i64 = redis::from_redis_value_ref(&reply[2])?;
+        if let Some(c) = idle {
+            c.registered.store(stalled < 0, std::sync::atomic::Ordering::Relaxed);
+        }
+        let stalled = if stalled < 0 { (-1 - stalled) as u64 } else { stalled as u64 };
         let mut jobs = Vec::new();
         for j in reply[3..].chunks(4) {
             let spec: String = redis::from_redis_value_ref(&j[3])?;
@@ -279,6 +316,32 @@ impl Queue {
             next_due: (next >= 0).then(|| Duration::from_millis(next as u64)),
             rate_limited: (limited > 0).then(|| Duration::from_millis(limited as u64)),
             stalled,
+        })
+    }
+
+    /// Ends an idle consumer's registration, then publishes `END_OF_PUSHES`
+    /// on its channel: a job handed off before the registration went was
+    /// published there before that marker, so the consumer has every job
+    /// that was leased to it once it sees the marker.
+    pub(crate) async fn end_idle(&self, idle: &IdleConsumer) -> Result<()> {
+        let _: i64 = self.inner.conn.query(redis::cmd("HDEL").arg(self.inner.keys.get("idle")).arg(&idle.id)).await?;
+        let _: i64 = self.inner.conn.query(redis::cmd("PUBLISH").arg(&idle.channel).arg(END_OF_PUSHES)).await?;
+        Ok(())
+    }
+
+    /// Reads a job that `enqueue` leased to an idle consumer and published
+    /// on its channel: `token id spec`, attempt 1.
+    pub(crate) fn pushed(message: &[u8]) -> Result<Leased> {
+        let text = std::str::from_utf8(message).context("a pushed job is not UTF-8")?;
+        let mut parts = text.splitn(3, ' ');
+        let (Some(token), Some(id), Some(spec)) = (parts.next(), parts.next(), parts.next()) else {
+            bail!("a pushed job is not `token id spec`: {}", text.chars().take(80).collect::<String>());
+        };
+        Ok(Leased {
+            id: id.to_string(),
+            token: token.to_string(),
+            attempt: 1,
+            spec: serde_json::from_str(spec).context("a pushed job's spec is unreadable")?,
         })
     }
 

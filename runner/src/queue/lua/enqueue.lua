@@ -2,8 +2,10 @@
 -- ARGV: wake channel, count, new ids ('1' when the caller made every id of
 -- this call itself, just now, so that none can exist; '0' otherwise), then
 -- per job: id, spec JSON, delay ms, priority, group ('' for none).
--- Returns per job: 1 if created waiting, 2 if created delayed, or, for an
--- id that existed, its state's name (nothing was changed).
+-- Returns per job: 1 if created waiting, 2 if created delayed, 3 if created
+-- and leased at once to an idle consumer (`hand_off`, for a call of one
+-- job without a group), or, for an id that existed, its state's name
+-- (nothing was changed).
 -- The batch's reads and writes are one call each (see `call_many`): one
 -- HMGET says which ids exist (none, with new ids: most jobs' ids are made
 -- by the runner, and the check was a thirteenth of Redis's work per job),
@@ -63,8 +65,15 @@ call_many('HSET', K.created, created)
 call_many('HSET', K.prios, prios)
 call_many('HSET', K.groups, groups)
 call_many('ZADD', K.delayed, delayed)
+-- One job, and a consumer idle for it: leased to it now, so it need not
+-- wait, nor anyone wake. (A bulk call's jobs go to the line, in order.)
+if n == 1 and out[1] == 1 and ARGV[8] == '' and hand_off(ARGV[4], ARGV[5], now, tonumber(waiting[1])) then
+  out[1], woken, waiting = 3, false, {}
+end
 call_many('ZADD', K.wait, waiting)
 save_seqs()
 if n == 1 then event('added', ARGV[4]) elseif n > 1 then event('added', ARGV[4], 'count', n) end
+-- One job, and a consumer idle for it: leased to it now, so no one else
+-- need wake. (A bulk call's jobs go to the line, in their order.)
 if woken then wake(channel) end
 return out

@@ -1,10 +1,21 @@
 -- Takes up to `count` jobs under a lease. First puts back jobs whose lease
 -- expired (a stall, retried like a failure) and moves due delayed jobs to
--- waiting. ARGV: count, lease ms, random in [0,1), wake channel.
+-- waiting. ARGV: count, lease ms, random in [0,1), wake channel, then,
+-- for a consumer that takes jobs handed off by `enqueue`: its id ('' for
+-- none), its push channel, how long its registration holds (ms), and '1'
+-- if its last fetch registered it (so that a busy consumer's fetches,
+-- which never do, spend no call on ending a registration).
 -- Returns: next-due delay ms (-1: none), rate-limit wait ms (0: none),
--- stalls found, then per job: id, token, attempt, spec JSON.
+-- stalls found (as -1 - stalls when the consumer was registered), then per
+-- job: id, token, attempt, spec JSON.
+-- A consumer whose fetch comes back short of `count` (the queue is
+-- drained) is registered in `idle` with the room it has left, so that the
+-- next enqueue can lease a job to it at once (see `enqueue.lua`); any
+-- fetch of its own ends its registration first.
 local count, lease, rnd, channel = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4]
+local me, push_channel, idle_ttl = ARGV[5] or '', ARGV[6], tonumber(ARGV[7] or '0')
 local now = now_ms()
+if me ~= '' and ARGV[8] == '1' then redis.call('HDEL', K.idle, me) end
 
 local expired = redis.call('ZRANGEBYSCORE', K.active, '-inf', now, 'LIMIT', 0, 100)
 for _, id in ipairs(expired) do
@@ -114,6 +125,12 @@ if limit_max > 0 and #taken > 0 then
   if redis.call('INCRBY', K.rl, #taken) == #taken then
     redis.call('PEXPIRE', K.rl, tonumber(redis.call('HGET', K.meta, 'rl_window_ms')))
   end
+end
+-- Drained, and no limit that a hand-off would have to apply: registered.
+-- (A paused queue returned above, so it registers no one.)
+if me ~= '' and #taken < count and limit_max <= 0 and group_max <= 0 then
+  redis.call('HSET', K.idle, me, idle_entry(now + idle_ttl, count - #taken, lease, push_channel))
+  out[3] = -1 - out[3]
 end
 out[1] = next_due()
 return out

@@ -10,6 +10,7 @@ local K = {
   logs = KEYS[13], progress = KEYS[14], stalls = KEYS[15], prios = KEYS[16],
   events = KEYS[17], rl = KEYS[18], schedules = KEYS[19], schedule_next = KEYS[20],
   groups = KEYS[21], gvt = KEYS[22], grl = KEYS[23], gscore = KEYS[24],
+  idle = KEYS[25],
 }
 local ALL_STATES = { K.wait, K.delayed, K.active, K.completed, K.failed }
 local PER_JOB = { K.specs, K.attempts, K.tokens, K.created, K.results, K.errors,
@@ -110,6 +111,56 @@ local function push_wait(id)
   local score = wait_score(priority, group)
   redis.call('HSET', K.gvt, group, int(last_seq[group]))
   redis.call('ZADD', K.wait, int(score), id)
+end
+
+-- A consumer's registration in `idle` (fetch.lua): until when it holds,
+-- how many more jobs it takes, the lease it asked for, and where to send
+-- them (the channel is the last field, so it may hold spaces).
+local function idle_entry(expires, room, lease, channel)
+  return int(expires) .. ' ' .. int(room) .. ' ' .. int(lease) .. ' ' .. channel
+end
+
+-- Leases the new job `id`, about to wait with `score`, to an idle consumer
+-- instead, if one is registered and listening, by publishing it (fencing
+-- token, id, spec) on the consumer's channel: the consumer starts it
+-- without a fetch's round trip. The lease is the one a fetch would write:
+-- a token, attempt 1, a deadline in `active`, and the fair-queueing time
+-- moved on past the job. `PUBLISH` answers how many clients got the
+-- message; with none, the registration is stale (its consumer is gone)
+-- and goes. Only when nothing is waiting (else the job would jump the
+-- line) and the queue is not paused and has no rate limits (which only
+-- `fetch` applies), and when the script was given the `idle` key (a
+-- producer of another language may declare the first 24 only). Returns
+-- whether the job was handed off; if not, the caller puts it in `wait`.
+local function hand_off(id, spec, now, score)
+  if not K.idle or redis.call('ZCARD', K.wait) > 0 then return false end
+  local meta = redis.call('HMGET', K.meta, 'paused', 'rl_max', 'grl_max')
+  if meta[1] == '1' or tonumber(meta[2] or '0') > 0 or tonumber(meta[3] or '0') > 0 then
+    return false
+  end
+  local idle = redis.call('HGETALL', K.idle)
+  for i = 1, #idle, 2 do
+    local who = idle[i]
+    local expires, room, lease, channel = string.match(idle[i + 1], '^(%d+) (%d+) (%d+) (.+)$')
+    expires, room, lease = tonumber(expires), tonumber(room), tonumber(lease)
+    if expires and expires > now and room > 0 then
+      local token = redis.call('HINCRBY', K.meta, 'token', 1)
+      if redis.call('PUBLISH', channel, int(token) .. ' ' .. id .. ' ' .. spec) > 0 then
+        redis.call('HSET', K.tokens, PIN_FIELD, PIN_VALUE, id, int(token))
+        redis.call('HSET', K.attempts, id, 1)
+        redis.call('ZADD', K.active, int(now + lease), id)
+        redis.call('HSET', K.meta, 'vt', int(math.max(seq_vt or 0, score % SEQ_SPAN)))
+        if room > 1 then
+          redis.call('HSET', K.idle, who, idle_entry(expires, room - 1, lease, channel))
+        else
+          redis.call('HDEL', K.idle, who)
+        end
+        return true
+      end
+    end
+    redis.call('HDEL', K.idle, who)
+  end
+  return false
 end
 
 local function wake(channel)
