@@ -12,7 +12,7 @@ use std::time::Duration;
 
 #[derive(Clone)]
 pub enum AnyQueue {
-    // Boxed: a native queue carries its 24 keys, a BullMQ one two handles.
+    // Boxed: a native queue carries its 25 keys, a BullMQ one two handles.
     Native(Box<Queue>),
     Bull(BullQueue),
 }
