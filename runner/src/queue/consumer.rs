@@ -101,12 +101,7 @@ impl Consumer {
         let inbox = Arc::new(Inbox::default());
         let idle = (!queue.connection().is_cluster()).then(|| {
             let id = format!("{:016x}", rand::random::<u64>());
-            IdleConsumer {
-                channel: format!("{}:{id}", queue.wake_channel()),
-                id,
-                ttl: Duration::ZERO,
-                registered: Default::default(),
-            }
+            IdleConsumer { channel: format!("{}:{id}", queue.wake_channel()), id, registered: Default::default() }
         });
         let subscriber = tokio::spawn(subscribe(
             queue.connection().pubsub_client().clone(),
@@ -138,12 +133,7 @@ impl Consumer {
     /// already).
     pub async fn next(&self, count: usize, lease: Duration, max_wait: Duration) -> Result<Vec<Leased>> {
         let deadline = Instant::now() + max_wait;
-        let idle = self.idle.as_ref().map(|i| IdleConsumer {
-            id: i.id.clone(),
-            channel: i.channel.clone(),
-            ttl: max_wait + IDLE_GRACE,
-            registered: i.registered.clone(),
-        });
+        let idle = self.idle.as_ref().map(|i| (i, max_wait + IDLE_GRACE));
         loop {
             // Registered before the fetch, so a wake-up that arrives while
             // the fetch is in flight is not missed.
@@ -177,7 +167,7 @@ impl Consumer {
             }
 
             let sent = Instant::now();
-            let fetched = self.queue.fetch_as(count, lease, idle.as_ref()).await?;
+            let fetched = self.queue.fetch_as(count, lease, idle).await?;
             self.stalls.fetch_add(fetched.stalled, Ordering::Relaxed);
             if !fetched.jobs.is_empty() || !self.inbox.jobs.lock().unwrap().is_empty() {
                 // Short of what was asked, and not held back by the rate

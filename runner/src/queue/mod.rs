@@ -87,14 +87,13 @@ pub struct Enqueued {
 /// has ended (no job message is one word).
 pub(crate) const END_OF_PUSHES: &str = "end";
 
-/// A consumer as `fetch_as` registers it: its id, the channel its jobs are
-/// published on, and how long a registration holds without a fetch.
+/// A consumer as `fetch_as` registers it: its id and the channel its jobs
+/// are published on.
 pub(crate) struct IdleConsumer {
     pub id: String,
     pub channel: String,
-    pub ttl: Duration,
     /// Whether its last fetch registered it (the next one ends that).
-    pub registered: Arc<std::sync::atomic::AtomicBool>,
+    pub registered: std::sync::atomic::AtomicBool,
 }
 
 /// What a fetch returned.
@@ -279,17 +278,22 @@ impl Queue {
     /// As `fetch`, for a consumer that takes jobs handed off by enqueues:
     /// if the fetch comes back short, it is registered as idle, and the
     /// next enqueues lease their jobs to it on its push channel (see
-    /// `Consumer`), until its next fetch or the end of `idle.ttl`.
-    pub(crate) async fn fetch_as(&self, count: usize, lease: Duration, idle: Option<&IdleConsumer>) -> Result<Fetched> {
+    /// `Consumer`), until its next fetch or for `ttl`.
+    pub(crate) async fn fetch_as(
+        &self,
+        count: usize,
+        lease: Duration,
+        idle: Option<(&IdleConsumer, Duration)>,
+    ) -> Result<Fetched> {
         let mut args = vec![
             arg(count),
             arg(lease.as_millis().max(1)),
             arg(rand::random::<f64>()),
             arg(&self.inner.keys.wake_channel),
         ];
-        if let Some(c) = idle {
+        if let Some((c, ttl)) = idle {
             let registered = if c.registered.load(std::sync::atomic::Ordering::Relaxed) { "1" } else { "0" };
-            args.extend([arg(&c.id), arg(&c.channel), arg(c.ttl.as_millis()), arg(registered)]);
+            args.extend([arg(&c.id), arg(&c.channel), arg(ttl.as_millis()), arg(registered)]);
         }
         let reply: Vec<Value> =
             self.inner.conn.invoke(&SCRIPTS.fetch, &self.inner.keys.all, &args).await.context("fetch")?;
@@ -297,7 +301,7 @@ impl Queue {
         let limited: i64 = redis::from_redis_value_ref(&reply[1])?;
         // Negative: the consumer was registered as idle (`-1 - stalls`).
         let stalled: i64 = redis::from_redis_value_ref(&reply[2])?;
-        if let Some(c) = idle {
+        if let Some((c, _)) = idle {
             c.registered.store(stalled < 0, std::sync::atomic::Ordering::Relaxed);
         }
         let stalled = if stalled < 0 { (-1 - stalled) as u64 } else { stalled as u64 };

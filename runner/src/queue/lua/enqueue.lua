@@ -73,7 +73,5 @@ end
 call_many('ZADD', K.wait, waiting)
 save_seqs()
 if n == 1 then event('added', ARGV[4]) elseif n > 1 then event('added', ARGV[4], 'count', n) end
--- One job, and a consumer idle for it: leased to it now, so no one else
--- need wake. (A bulk call's jobs go to the line, in their order.)
 if woken then wake(channel) end
 return out
