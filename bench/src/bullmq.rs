@@ -35,6 +35,7 @@ struct Latency {
     p50_ms: f64,
     p99_ms: f64,
     max_ms: f64,
+    add_p50_ms: f64,
 }
 
 impl BullMq {
@@ -95,6 +96,6 @@ impl BullMq {
     pub fn timing(&self, redis: &testkit::redis::RedisServer, delayed: bool, jobs: usize) -> Result<Timing> {
         let mode = if delayed { "delayed" } else { "latency" };
         let r: Latency = self.run(redis, &[mode.into(), jobs.to_string()])?;
-        Ok(Timing { p50_ms: r.p50_ms, p99_ms: r.p99_ms, max_ms: r.max_ms })
+        Ok(Timing { p50_ms: r.p50_ms, p99_ms: r.p99_ms, max_ms: r.max_ms, enqueue_p50_ms: r.add_p50_ms })
     }
 }

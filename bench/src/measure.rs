@@ -93,6 +93,9 @@ pub struct Timing {
     pub p50_ms: f64,
     pub p99_ms: f64,
     pub max_ms: f64,
+    /// The producer's side of it: the enqueue call's own round trip (the
+    /// job starts on a publish that leaves Redis with the reply).
+    pub enqueue_p50_ms: f64,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -242,6 +245,7 @@ impl Bench {
         let dir = tempfile::tempdir()?;
         let daemon = self.daemon(&dir, 10, std::slice::from_ref(&self.noop)).await?;
         let mut due = Vec::with_capacity(jobs);
+        let mut rtt = Vec::with_capacity(jobs);
         for i in 0..jobs {
             let delay_ms = if delayed { rand::random_range(50..1500) } else { 0 };
             let id = format!("t{i}");
@@ -253,6 +257,7 @@ impl Bench {
                 options: JobOptions { delay_ms, ..Default::default() },
             })
             .await?;
+            rtt.push((now_us() - sent) as f64 / 1e3);
             due.push((id, sent + delay_ms * 1000));
             if !delayed {
                 tokio::time::sleep(Duration::from_millis(5)).await;
@@ -270,6 +275,7 @@ impl Bench {
             p50_ms: percentile(&mut samples, 50.0),
             p99_ms: percentile(&mut samples, 99.0),
             max_ms: percentile(&mut samples, 100.0),
+            enqueue_p50_ms: percentile(&mut rtt, 50.0),
         })
     }
 

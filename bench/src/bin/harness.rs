@@ -8,7 +8,7 @@
 
 use anyhow::{Context, Result, bail};
 use bench::bullmq::BullMq;
-use bench::measure::{Bench, Drain, Enqueue};
+use bench::measure::{Bench, Drain, Enqueue, Timing};
 use bench::report::{Better, Row, markdown};
 use bench::stats::Runs;
 use clap::Parser;
@@ -18,7 +18,7 @@ const MEASURES: &[&str] =
     &["enqueue", "drain", "bullmq-drain", "latency", "delayed", "overhead", "memory", "reload", "startup"];
 
 /// A percentile's name, how to read it from a run, and its bound.
-type Percentile = (&'static str, fn(&bench::measure::Timing) -> f64, Option<f64>);
+type Percentile = (&'static str, fn(&Timing) -> f64, Option<f64>);
 
 #[derive(Parser)]
 #[command(about = "Measures the runner end to end, beside BullMQ when asked")]
@@ -245,6 +245,20 @@ async fn main() -> Result<()> {
             );
             row.bullmq = ball.as_ref().map(|v| Runs::of(&v.iter().map(pick).collect::<Vec<_>>()));
             row.bound = bound;
+            rows.push(row);
+        }
+        if !delayed {
+            // How much of it the producer's own round trip is: the job
+            // leaves Redis with the enqueue's reply, so the rest is the
+            // worker's side.
+            let pick = |v: &[Timing]| Runs::of(&v.iter().map(|t| t.enqueue_p50_ms).collect::<Vec<_>>());
+            let mut row = Row::new(
+                format!("{title}: of it, the enqueue call's round trip, p50"),
+                "ms",
+                pick(&all),
+                Better::Lower,
+            );
+            row.bullmq = ball.as_deref().map(pick);
             rows.push(row);
         }
     }
