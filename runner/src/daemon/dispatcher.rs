@@ -58,9 +58,17 @@ const MAX_ERROR_LEN: usize = 8 * 1024;
 /// Jobs shorter than this on average are fetched a round ahead.
 const PREFETCH_BELOW: Duration = Duration::from_millis(20);
 /// The most jobs fetched ahead.
-const MAX_PREFETCH: usize = 256;
+const MAX_PREFETCH: usize = 1024;
 /// Fetch ahead at least this much work, by the queue's average job time.
-const PREFETCH_WORK: Duration = Duration::from_millis(5);
+/// It is one job's time, and the worker threads run jobs side by side, so
+/// the buffer drains faster than this says; and under load a fetch's
+/// round trip waits behind completions in Redis and ends with its reply
+/// parsed here. At 5 ms (and at most 256 jobs), in a drain of no-op jobs
+/// each of the runner's two threads was busy about half the time and the
+/// machine idle a sixth, the plugins waiting for the next fetch; 15 ms
+/// (and 1024) measured a fifth more jobs a second at concurrency 10 to
+/// 100, and more did not help (docs/performance.md).
+const PREFETCH_WORK: Duration = Duration::from_millis(15);
 /// The longest a job fetched ahead waits for a slot before it goes back to
 /// the queue (jobs that were short can turn long).
 const MAX_BUFFERED: Duration = Duration::from_millis(100);
