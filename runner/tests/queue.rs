@@ -117,6 +117,82 @@ async fn bulk_enqueue_in_chunks() {
     assert_ne!(out[2].id, out[3].id);
 }
 
+/// Plain jobs (no delay, priority 0, no group) go to the script in its
+/// short layout, id and spec only; a batch of them with given ids still
+/// keeps an id that exists and creates a repeated one once.
+#[tokio::test]
+async fn plain_jobs_with_given_ids_in_the_short_layout() {
+    let redis = RedisServer::start();
+    let q = queue(&redis, "short").await;
+    let named = |id: &str, payload: &str| NewJob { id: Some(id.into()), ..job(payload) };
+    q.enqueue(named("old", r#"{"v":"first"}"#)).await.unwrap();
+    let out = q
+        .enqueue_bulk(vec![named("old", r#"{"v":"second"}"#), named("new", "{}"), named("new", r#"{"v":"again"}"#)])
+        .await
+        .unwrap();
+    let seen: Vec<(&str, bool, &str)> = out.iter().map(|e| (e.id.as_str(), e.created, e.state.as_str())).collect();
+    assert_eq!(seen, [("old", false, "waiting"), ("new", true, "waiting"), ("new", false, "waiting")]);
+    let ids: Vec<(String, String)> =
+        q.fetch(10, LEASE).await.unwrap().jobs.into_iter().map(|l| (l.id, l.spec.payload.get().to_string())).collect();
+    assert_eq!(ids, [("old".to_string(), r#"{"v":"first"}"#.to_string()), ("new".to_string(), "{}".to_string())]);
+}
+
+/// A producer in another language runs `prelude.lua` and `enqueue.lua`
+/// itself, as docs/queue-protocol.md says: both layouts work, a job sent
+/// either way runs like one from Rust, and a bad flags argument is refused
+/// with a message rather than read as something else.
+#[tokio::test]
+async fn enqueue_from_another_language() {
+    let redis = RedisServer::start();
+    let q = queue(&redis, "polyglot").await;
+    let script = redis::Script::new(&format!(
+        "{}\n{}",
+        include_str!("../src/queue/lua/prelude.lua"),
+        include_str!("../src/queue/lua/enqueue.lua")
+    ));
+    let keys = runner::queue::keys::Keys::new("polyglot");
+    let mut conn = redis::Client::open(redis.url()).unwrap().get_multiplexed_async_connection().await.unwrap();
+    let spec = |n: u32| format!(r#"{{"type":"noop","payload":{{"n":{n}}},"created_at":1795324749099}}"#);
+    let call = |flags: &str, jobs: Vec<Vec<String>>| {
+        let mut inv = script.prepare_invoke();
+        for k in &keys.all {
+            inv.key(k);
+        }
+        inv.arg(&keys.wake_channel).arg(jobs.len()).arg(flags);
+        for j in &jobs {
+            for a in j {
+                inv.arg(a);
+            }
+        }
+        inv
+    };
+    let long = |id: &str, n: u32, delay: u64, priority: u32| {
+        vec![id.to_string(), spec(n), delay.to_string(), priority.to_string(), String::new()]
+    };
+    let out: Vec<redis::Value> = call("0", vec![long("l1", 1, 0, 0), long("l2", 2, 60_000, 0), long("l3", 3, 0, 7)])
+        .invoke_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(out, [redis::Value::Int(1), redis::Value::Int(2), redis::Value::Int(1)]);
+    let out: Vec<redis::Value> =
+        call("2", vec![vec!["s1".into(), spec(4)], vec!["l1".into(), spec(5)]]).invoke_async(&mut conn).await.unwrap();
+    assert_eq!(out, [redis::Value::Int(1), redis::Value::BulkString(b"waiting".to_vec())]);
+    let counts = q.counts().await.unwrap();
+    assert_eq!((counts.waiting, counts.delayed), (3, 1));
+    // Priority first, then first in, first out; the existing `l1` kept its spec.
+    let jobs: Vec<(String, String)> =
+        q.fetch(10, LEASE).await.unwrap().jobs.into_iter().map(|l| (l.id, l.spec.payload.get().to_string())).collect();
+    let want: Vec<(String, String)> =
+        [("l3", 3), ("l1", 1), ("s1", 4)].iter().map(|(i, n)| (i.to_string(), format!(r#"{{"n":{n}}}"#))).collect();
+    assert_eq!(jobs, want);
+
+    for bad in ["4", "-1", "yes", "1.5"] {
+        let e = call(bad, vec![vec!["x".into(), spec(6)]]).invoke_async::<redis::Value>(&mut conn).await.unwrap_err();
+        assert!(e.to_string().contains("the third argument (flags) must be 0, 1, 2 or 3"), "{bad}: {e}");
+    }
+    assert!(q.get("x").await.unwrap().is_none(), "a refused call writes nothing");
+}
+
 /// The scripts work on whole batches, with one Redis call for the lot
 /// rather than one per job: a batch must still come out as its jobs would
 /// one at a time (a repeated id, a stale token, a job acked twice).

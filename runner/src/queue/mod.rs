@@ -223,16 +223,24 @@ impl Queue {
             // Ids made here (ULIDs: a millisecond clock and 80 random bits)
             // cannot exist yet, so the script need not look them up.
             let new_ids = chunk.iter().all(|(_, _, job)| job.id.is_none());
-            let mut args =
-                vec![arg(&self.inner.keys.wake_channel), arg(chunk.len()), arg(if new_ids { "1" } else { "0" })];
+            // Jobs that all start now, at priority 0 and in no group go in
+            // the short layout: id and spec only (`enqueue.lua`).
+            let short = chunk.iter().all(|(_, _, job)| {
+                let o = &job.options;
+                o.delay_ms == 0 && o.priority == 0 && o.group.is_none()
+            });
+            let flags = u8::from(new_ids) + 2 * u8::from(short);
+            let mut args = Vec::with_capacity(3 + chunk.len() * if short { 2 } else { 5 });
+            args.extend([arg(&self.inner.keys.wake_channel), arg(chunk.len()), arg(flags)]);
             for (id, spec, job) in chunk {
-                args.extend([
-                    arg(id),
-                    arg(spec),
-                    arg(job.options.delay_ms),
-                    arg(job.options.priority),
-                    arg(job.options.group.as_deref().unwrap_or("")),
-                ]);
+                args.extend([arg(id), arg(spec)]);
+                if !short {
+                    args.extend([
+                        arg(job.options.delay_ms),
+                        arg(job.options.priority),
+                        arg(job.options.group.as_deref().unwrap_or("")),
+                    ]);
+                }
             }
             async move { self.inner.conn.invoke::<Vec<Value>>(&SCRIPTS.enqueue, &self.inner.keys.all, &args).await }
         });

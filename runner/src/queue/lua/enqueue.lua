@@ -1,7 +1,12 @@
 -- Enqueues jobs; an id that exists already is left as it is.
--- ARGV: wake channel, count, new ids ('1' when the caller made every id of
--- this call itself, just now, so that none can exist; '0' otherwise), then
--- per job: id, spec JSON, delay ms, priority, group ('' for none).
+-- ARGV: wake channel, count, flags, then per job: id, spec JSON, delay ms,
+-- priority, group ('' for none). The flags are a sum: 1 when the caller
+-- made every id of this call itself, just now, so that none can exist; 2
+-- for the short layout, per job only id and spec, for a call whose jobs
+-- all start now, at priority 0 and in no group (a bulk call of plain
+-- jobs: three fewer arguments a job for Redis to make into Lua strings,
+-- and none to convert, which was a tenth of the script's time). '0' and
+-- '1' are the long layout, as before the short one existed.
 -- Returns per job: 1 if created waiting, 2 if created delayed, 3 if created
 -- and leased at once to an idle consumer (`hand_off`, for a call of one
 -- job without a group), or, for an id that existed, its state's name
@@ -11,32 +16,43 @@
 -- by the runner, and the check was a thirteenth of Redis's work per job),
 -- and the new jobs' specs, sets and the groups' fair-queueing sequences
 -- (`wait_score`, `save_seqs`) are written once at the end.
-local channel, n, new_ids = ARGV[1], tonumber(ARGV[2]), ARGV[3] == '1'
+local channel, n, flags = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
+if flags == nil or flags < 0 or flags > 3 or flags % 1 ~= 0 then
+  return redis.error_reply('enqueue: the third argument (flags) must be 0, 1, 2 or 3, not ' .. tostring(ARGV[3]))
+end
+local new_ids, short = flags % 2 == 1, flags >= 2
+local stride = short and 2 or 5
 local now = now_ms()
 local now_s = int(now)
 local out, woken = {}, false
 local created, prios, groups, waiting, delayed = {}, {}, {}, {}, {}
 local earliest_new = nil
 -- Jobs created earlier in this batch: their sets are written at the end,
--- so a repeated id reads its state here.
+-- so a repeated id reads its state here (not needed with new ids, which
+-- cannot repeat).
 local fresh = {}
+-- The lengths of `specs` (and `created`) and `waiting`: Lua's `#` is a
+-- search, paid four times a job.
+local ns, nw = 0, 0
 local specs = {}
 local existing = {}
 if not new_ids then
   local ids = {}
-  for i = 0, n - 1 do ids[i + 1] = ARGV[4 + i * 5] end
+  for i = 0, n - 1 do ids[i + 1] = ARGV[4 + i * stride] end
   existing = hmget_many(K.specs, ids)
 end
 for i = 0, n - 1 do
-  local b = 4 + i * 5
+  local b = 4 + i * stride
   local id, spec = ARGV[b], ARGV[b + 1]
   if existing[i + 1] or fresh[id] then
     out[i + 1] = fresh[id] or state_of(id) or 'unknown'
   else
-    local delay, priority, group = tonumber(ARGV[b + 2]), tonumber(ARGV[b + 3]), ARGV[b + 4]
+    local delay, priority, group = 0, 0, ''
+    if not short then delay, priority, group = tonumber(ARGV[b + 2]), tonumber(ARGV[b + 3]), ARGV[b + 4] end
     local state
-    specs[#specs + 1] = id; specs[#specs + 1] = spec
-    created[#created + 1] = id; created[#created + 1] = now_s
+    specs[ns + 1] = id; specs[ns + 2] = spec
+    created[ns + 1] = id; created[ns + 2] = now_s
+    ns = ns + 2
     if priority ~= 0 then prios[#prios + 1] = id; prios[#prios + 1] = ARGV[b + 3] end
     if group ~= '' then groups[#groups + 1] = id; groups[#groups + 1] = group end
     if delay > 0 then
@@ -46,12 +62,12 @@ for i = 0, n - 1 do
       out[i + 1] = 2
     else
       -- As `push_wait`, for a new job (it has no saved place).
-      waiting[#waiting + 1] = int(wait_score(priority, group)); waiting[#waiting + 1] = id
+      waiting[nw + 1] = int(wait_score(priority, group)); waiting[nw + 2] = id; nw = nw + 2
       woken = true
       state = 'waiting'
       out[i + 1] = 1
     end
-    fresh[id] = state
+    if not new_ids then fresh[id] = state end
   end
 end
 if earliest_new ~= nil then
@@ -67,7 +83,7 @@ call_many('HSET', K.groups, groups)
 call_many('ZADD', K.delayed, delayed)
 -- One job, and a consumer idle for it: leased to it now, so it need not
 -- wait, nor anyone wake. (A bulk call's jobs go to the line, in order.)
-if n == 1 and out[1] == 1 and ARGV[8] == '' and hand_off(ARGV[4], ARGV[5], now, tonumber(waiting[1])) then
+if n == 1 and out[1] == 1 and (short or ARGV[8] == '') and hand_off(ARGV[4], ARGV[5], now, tonumber(waiting[1])) then
   out[1], woken, waiting = 3, false, {}
 end
 call_many('ZADD', K.wait, waiting)
