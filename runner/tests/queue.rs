@@ -135,6 +135,12 @@ async fn plain_jobs_with_given_ids_in_the_short_layout() {
     let ids: Vec<(String, String)> =
         q.fetch(10, LEASE).await.unwrap().jobs.into_iter().map(|l| (l.id, l.spec.payload.get().to_string())).collect();
     assert_eq!(ids, [("old".to_string(), r#"{"v":"first"}"#.to_string()), ("new".to_string(), "{}".to_string())]);
+    // The enqueue time is the spec's; the `created` hash is no longer written.
+    let record = q.get("new").await.unwrap().unwrap();
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64;
+    assert!(record.created_at <= now && now - record.created_at < 60_000, "{}", record.created_at);
+    let created: u64 = redis::cmd("HLEN").arg("jr:{short}:created").query(&mut redis.connection()).unwrap();
+    assert_eq!(created, 0);
 }
 
 /// A producer in another language runs `prelude.lua` and `enqueue.lua`
@@ -185,6 +191,7 @@ async fn enqueue_from_another_language() {
     let want: Vec<(String, String)> =
         [("l3", 3), ("l1", 1), ("s1", 4)].iter().map(|(i, n)| (i.to_string(), format!(r#"{{"n":{n}}}"#))).collect();
     assert_eq!(jobs, want);
+    assert_eq!(q.get("s1").await.unwrap().unwrap().created_at, 1795324749099, "the spec's enqueue time");
 
     for bad in ["4", "-1", "yes", "1.5"] {
         let e = call(bad, vec![vec!["x".into(), spec(6)]]).invoke_async::<redis::Value>(&mut conn).await.unwrap_err();

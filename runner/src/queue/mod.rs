@@ -613,6 +613,8 @@ impl Queue {
                 payload: serde_json::from_str(spec.payload.get()).unwrap_or_default(),
                 options: spec.opts,
                 attempts_made: f[2].parse().unwrap_or(0),
+                // The `created` hash is only there for jobs enqueued before
+                // it stopped being written (docs/queue-protocol.md).
                 created_at: f[3].parse().unwrap_or(spec.created_at),
                 state_since_or_until: f[9].parse::<f64>().ok().filter(|_| state != State::Waiting).map(|s| s as u64),
                 progress: f[7].parse().ok(),

@@ -11,6 +11,10 @@
 -- and leased at once to an idle consumer (`hand_off`, for a call of one
 -- job without a group), or, for an id that existed, its state's name
 -- (nothing was changed).
+-- A job's enqueue time is its spec's `created_at`, the producer's clock (as
+-- BullMQ's `timestamp`): the `created` hash, which held the server's clock
+-- beside it, was a fifth of a bulk call's time in Redis and is no longer
+-- written; a record still reads it for a job enqueued before.
 -- The batch's reads and writes are one call each (see `call_many`): one
 -- HMGET says which ids exist (none, with new ids: most jobs' ids are made
 -- by the runner, and the check was a thirteenth of Redis's work per job),
@@ -23,16 +27,15 @@ end
 local new_ids, short = flags % 2 == 1, flags >= 2
 local stride = short and 2 or 5
 local now = now_ms()
-local now_s = int(now)
 local out, woken = {}, false
-local created, prios, groups, waiting, delayed = {}, {}, {}, {}, {}
+local prios, groups, waiting, delayed = {}, {}, {}, {}
 local earliest_new = nil
 -- Jobs created earlier in this batch: their sets are written at the end,
 -- so a repeated id reads its state here (not needed with new ids, which
 -- cannot repeat).
 local fresh = {}
--- The lengths of `specs` (and `created`) and `waiting`: Lua's `#` is a
--- search, paid four times a job.
+-- The lengths of `specs` and `waiting`: Lua's `#` is a search, paid for
+-- every append.
 local ns, nw = 0, 0
 local specs = {}
 local existing = {}
@@ -51,7 +54,6 @@ for i = 0, n - 1 do
     if not short then delay, priority, group = tonumber(ARGV[b + 2]), tonumber(ARGV[b + 3]), ARGV[b + 4] end
     local state
     specs[ns + 1] = id; specs[ns + 2] = spec
-    created[ns + 1] = id; created[ns + 2] = now_s
     ns = ns + 2
     if priority ~= 0 then prios[#prios + 1] = id; prios[#prios + 1] = ARGV[b + 3] end
     if group ~= '' then groups[#groups + 1] = id; groups[#groups + 1] = group end
@@ -77,7 +79,6 @@ if earliest_new ~= nil then
   if not head[2] or earliest_new < tonumber(head[2]) then woken = true end
 end
 call_many('HSET', K.specs, specs)
-call_many('HSET', K.created, created)
 call_many('HSET', K.prios, prios)
 call_many('HSET', K.groups, groups)
 call_many('ZADD', K.delayed, delayed)

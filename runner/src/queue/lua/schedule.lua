@@ -12,7 +12,6 @@ redis.call('ZADD', K.schedule_next, ARGV[4], sid)
 redis.call('HSET', K.meta, 'last_run:' .. sid, ARGV[3])
 local id, spec = ARGV[5], ARGV[6]
 if redis.call('HSETNX', K.specs, id, spec) == 1 then
-  redis.call('HSET', K.created, id, now_ms())
   if tonumber(ARGV[7]) ~= 0 then redis.call('HSET', K.prios, id, ARGV[7]) end
   if ARGV[8] ~= '' then redis.call('HSET', K.groups, id, ARGV[8]) end
   push_wait(id)
