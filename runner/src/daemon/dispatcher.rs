@@ -66,8 +66,8 @@ const MAX_PREFETCH: usize = 1024;
 /// parsed here. At 5 ms (and at most 256 jobs), in a drain of no-op jobs
 /// each of the runner's two threads was busy about half the time and the
 /// machine idle a sixth, the plugins waiting for the next fetch; 15 ms
-/// (and 1024) measured a fifth more jobs a second at concurrency 10 to
-/// 100, and more did not help (docs/performance.md).
+/// (and 1024) measured a fifth more jobs a second at concurrency 10 and
+/// 50, and more did not help (docs/performance.md).
 const PREFETCH_WORK: Duration = Duration::from_millis(15);
 /// The longest a job fetched ahead waits for a slot before it goes back to
 /// the queue (jobs that were short can turn long).

@@ -5,8 +5,9 @@
 -- for the short layout, per job only id and spec, for a call whose jobs
 -- all start now, at priority 0 and in no group (a bulk call of plain
 -- jobs: three fewer arguments a job for Redis to make into Lua strings,
--- and none to convert, which was a tenth of the script's time). '0' and
--- '1' are the long layout, as before the short one existed.
+-- and none to convert; with the loop's own counts below, a tenth off the
+-- script's time). '0' and '1' are the long layout, as before the short
+-- one existed.
 -- Returns per job: 1 if created waiting, 2 if created delayed, 3 if created
 -- and leased at once to an idle consumer (`hand_off`, for a call of one
 -- job without a group), or, for an id that existed, its state's name
