@@ -252,12 +252,16 @@ async fn give_back(queue: &Queue, buffer: &mut VecDeque<(Leased, Instant)>, pace
 }
 
 /// Puts jobs fetched ahead but not started back on the queue, unspent.
+/// The calls go out together, and the multiplexed connection pipelines
+/// them: a buffer holds up to `MAX_PREFETCH` jobs, and one round trip each,
+/// in turn, kept the dispatcher from starting jobs for as many.
 async fn release_all(queue: &Queue, buffer: &mut VecDeque<(Leased, Instant)>) {
-    for (leased, _) in buffer.drain(..) {
+    let releases = buffer.drain(..).map(|(leased, _)| async move {
         if let Err(e) = queue.release(&leased.id, &leased.token).await {
             tracing::warn!(id = %leased.id, error = %format!("{e:#}"), "could not put a fetched job back (its lease will expire and it will run again)");
         }
-    }
+    });
+    futures::future::join_all(releases).await;
 }
 
 /// Runs one job. `slot` is its place under the queue's concurrency: given
