@@ -197,7 +197,16 @@ async fn enqueue_from_another_language() {
         let e = call(bad, vec![vec!["x".into(), spec(6)]]).invoke_async::<redis::Value>(&mut conn).await.unwrap_err();
         assert!(e.to_string().contains("the third argument (flags) must be 0, 1, 2 or 3"), "{bad}: {e}");
     }
-    assert!(q.get("x").await.unwrap().is_none(), "a refused call writes nothing");
+    // The long layout sent with the short layout's flag, and a wrong count.
+    let e = call("2", vec![long("y", 7, 0, 0)]).invoke_async::<redis::Value>(&mut conn).await.unwrap_err();
+    assert!(e.to_string().contains("5 arguments after the first 3 for 1 jobs in the short layout"), "{e}");
+    let mut wrong_count = call("0", vec![long("z", 8, 0, 0)]);
+    wrong_count.arg("extra");
+    let e = wrong_count.invoke_async::<redis::Value>(&mut conn).await.unwrap_err();
+    assert!(e.to_string().contains("6 arguments after the first 3 for 1 jobs in the long layout"), "{e}");
+    for id in ["x", "y", "z", "0"] {
+        assert!(q.get(id).await.unwrap().is_none(), "a refused call writes nothing ({id})");
+    }
 }
 
 /// The scripts work on whole batches, with one Redis call for the lot

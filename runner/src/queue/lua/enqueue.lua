@@ -27,6 +27,13 @@ if flags == nil or flags < 0 or flags > 3 or flags % 1 ~= 0 then
 end
 local new_ids, short = flags % 2 == 1, flags >= 2
 local stride = short and 2 or 5
+-- A layout that does not match the flags would read delays as ids and
+-- priorities as specs: refused, with nothing written.
+if n == nil or n < 0 or #ARGV ~= 3 + n * stride then
+  return redis.error_reply(string.format(
+    'enqueue: %d arguments after the first 3 for %s jobs in the %s layout (%d each)',
+    #ARGV - 3, tostring(ARGV[2]), short and 'short' or 'long', stride))
+end
 local now = now_ms()
 local out, woken = {}, false
 local prios, groups, waiting, delayed = {}, {}, {}, {}
