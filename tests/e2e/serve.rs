@@ -322,6 +322,32 @@ async fn sigterm_finishes_or_puts_back_every_job() {
     assert!(daemon.log().contains("put back on the queue"));
 }
 
+/// SIGTERM in the middle of a drain of quick jobs: jobs finish in their
+/// thousands a second, and each hands its completion to the queue's acker
+/// and ends without waiting for Redis. Every job that finished must be
+/// recorded as completed (the dispatcher closes the acker last): none is
+/// left active under a lease to run again, and none went back with an
+/// attempt spent. (The acker's task usually outlives an unclosed acker
+/// long enough to send, so this catches completions lost outright more
+/// surely than a close left out.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_mid_drain_records_every_finished_job() {
+    let (redis, _dir, mut daemon) = serve_bed("[queues.default]\nconcurrency = 50\n", &[("noop_plugin", "noop.wasm")]);
+    let q = queue(&redis.url(), "default").await;
+    q.enqueue_bulk(jobs("noop", "{}", 50_000)).await.unwrap();
+    wait_counts(&q, "the drain under way", Duration::from_secs(60), |c| c.completed >= 2_000).await;
+    let status = daemon.signal(libc::SIGTERM);
+    assert!(status.success(), "exit 0 after SIGTERM: {status:?}\n{}", daemon.log());
+    let c = q.counts().await.unwrap();
+    assert_eq!((c.active, c.failed, c.delayed), (0, 0, 0), "every finished job recorded: {c:?}\n{}", daemon.log());
+    assert_eq!(c.completed + c.waiting, 50_000, "nothing lost: {c:?}");
+    assert!(c.waiting > 0, "the SIGTERM came before the drain ended: {c:?}");
+    for r in q.list(State::Waiting, 0, 1000).await.unwrap() {
+        assert_eq!(r.attempts_made, 0, "{} kept its attempts", r.id);
+    }
+    assert!(!daemon.log().contains("could not record completions"), "{}", daemon.log());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_then_restart_completes_every_job() {
     let dir = tempfile::tempdir().unwrap();

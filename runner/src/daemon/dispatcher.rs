@@ -44,8 +44,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 use tokio::sync::Semaphore;
-use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
 /// How long an idle dispatcher waits before it looks again on its own (a
@@ -125,9 +125,11 @@ pub async fn run(
     // between them: taken in turns, every fetch left the plugins idle for
     // its round trip (at concurrency 1, 43k jobs/s then, 56k now).
     let mut fetching: Option<Fetch<'_>> = None;
-    let mut running = JoinSet::new();
+    // The jobs' tasks. A tracker, not a `JoinSet`: nothing reads a job's
+    // result (a job records its own outcome), and a `JoinSet` took a lock
+    // twice per job to keep finished tasks for `join_next`.
+    let running = TaskTracker::new();
     loop {
-        while running.try_join_next().is_some() {}
         let free = slots.available_permits();
         let ahead = tools.pace.ahead(concurrency);
         // Fetch when the buffer is down to half a round ahead (for long
@@ -157,7 +159,7 @@ pub async fn run(
                 let mut first = Some(p.expect("the semaphore is never closed"));
                 while let Some(permit) = first.take().or_else(|| slots.clone().try_acquire_owned().ok()) {
                     let Some((leased, _)) = buffer.pop_front() else { break };
-                    start(&mut running, &shared, &queue, &tools, &cancel_jobs, leased, permit);
+                    start(&running, &shared, &queue, &tools, &cancel_jobs, leased, permit);
                 }
             }
             batch = async { fetching.as_mut().expect("guarded").await }, if fetching.is_some() => {
@@ -214,7 +216,15 @@ pub async fn run(
     release_all(&queue, &mut buffer).await;
     // Stop fetching; let the jobs in flight finish (or be cancelled when
     // the daemon's grace period ends, which cancels `cancel_jobs`).
-    while running.join_next().await.is_some() {}
+    running.close();
+    running.wait().await;
+    // Every job's task has ended, and with it its hold on the tools: the
+    // completions they handed over are recorded before the daemon goes on
+    // with its shutdown.
+    match Arc::into_inner(tools) {
+        Some(tools) => tools.acker.close().await,
+        None => tracing::warn!(queue = queue.name(), "a job task outlived the dispatcher; its completion may be lost"),
+    }
 }
 
 /// A fetch of the next jobs, polled beside the running ones.
@@ -222,7 +232,7 @@ type Fetch<'a> = std::pin::Pin<Box<dyn std::future::Future<Output = anyhow::Resu
 
 /// Starts one job in its slot, in a task of its own.
 fn start(
-    running: &mut JoinSet<()>,
+    running: &TaskTracker,
     shared: &Arc<Shared>,
     queue: &Queue,
     tools: &Arc<Tools>,
@@ -297,7 +307,11 @@ async fn run_job(
     };
     let held = tools.leases.hold(&leased.id, &leased.token);
     let timeout = leased.spec.opts.timeout_ms.map(Duration::from_millis);
-    let report = tokio::select! {
+    // `biased`: polled in this order rather than a random one, which spent
+    // a random number per poll of every job (the plugin returns at once
+    // most of the time; a shutdown is still seen at the next poll).
+    let mut report = tokio::select! {
+        biased;
         r = plugin.run_with_timeout(input, timeout) => r,
         _ = cancel.cancelled() => {
             drop(held);
@@ -323,8 +337,12 @@ async fn run_job(
         serde_json::to_string(&report.log).ok()
     };
     observe(shared, queue.name(), &job_type, &plugin, &report);
-    match report.outcome.clone() {
-        Outcome::Completed { output } => complete(shared, queue, &tools.acker, &leased, &report, output, log).await,
+    // The outcome is taken out of the report rather than cloned (a
+    // completion's output can be large); what is left of the report is
+    // still read below.
+    let outcome = std::mem::replace(&mut report.outcome, Outcome::Completed { output: None });
+    match outcome {
+        Outcome::Completed { output } => complete(shared, queue, &tools.acker, leased, &report, output, log).await,
         Outcome::Retry { message } => {
             record_failure(queue, &leased, Failure::Retry(message), Some((&report, log))).await
         }
@@ -445,34 +463,31 @@ pub(crate) async fn enqueue_follow_ups(shared: &Shared, report: &Report) -> Resu
     Ok(())
 }
 
+/// Records a success: its follow-ups now, its completion through the
+/// acker, which logs what Redis says of it (the task does not wait).
 async fn complete(
     shared: &Shared,
     queue: &Queue,
     acker: &Acker,
-    leased: &Leased,
+    leased: Leased,
     report: &Report,
     output: Option<serde_json::Value>,
     log: Option<String>,
 ) {
     // Follow-ups first (at least once: their ids de-duplicate a re-run).
     if let Err(reason) = enqueue_follow_ups(shared, report).await {
-        record_failure(queue, leased, Failure::Retry(reason), None).await;
+        record_failure(queue, &leased, Failure::Retry(reason), None).await;
         return;
     }
+    let keep = leased.spec.opts.keep_completed;
     let done = Completion {
-        id: leased.id.clone(),
-        token: leased.token.clone(),
+        id: leased.id,
+        token: leased.token,
         result: output.map(|o| o.to_string()),
         progress: report.progress,
         log,
     };
-    match acker.complete(done, leased.spec.opts.keep_completed).await {
-        Ok(true) => {}
-        Ok(false) => tracing::warn!("completed, but the lease had expired: another runner owns the job now"),
-        Err(e) => {
-            tracing::warn!(error = %format!("{e:#}"), "could not record completion; the lease will expire and the job run again")
-        }
-    }
+    acker.complete(done, keep);
 }
 
 async fn record_failure(queue: &Queue, leased: &Leased, failure: Failure, report: Option<(&Report, Option<String>)>) {
