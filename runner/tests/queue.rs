@@ -276,6 +276,66 @@ async fn batches_behave_as_their_jobs_one_at_a_time() {
     assert_eq!((c.waiting, c.delayed, c.active, c.completed), (0, 1, 0, 3));
 }
 
+/// Completions with nothing to store (no result, progress or log) go in
+/// the short layout, id and token only; they must be checked and recorded
+/// as the long layout's are, and a call whose arguments do not add up is
+/// refused with a message, writing nothing.
+#[tokio::test]
+async fn plain_completions_in_the_short_layout() {
+    let redis = RedisServer::start();
+    let q = queue(&redis, "plain-acks").await;
+    q.enqueue_bulk((0..3).map(|_| job("{}")).collect()).await.unwrap();
+    let leased = q.fetch(10, LEASE).await.unwrap().jobs;
+    let plain = |l: &runner::queue::Leased| Completion {
+        id: l.id.clone(),
+        token: l.token.clone(),
+        result: None,
+        progress: None,
+        log: None,
+    };
+    let stale = Completion { token: "0".into(), ..plain(&leased[1]) };
+    let verdicts = q.complete(&[plain(&leased[0]), stale, plain(&leased[0]), plain(&leased[2])], KEEP_ALL).await;
+    assert_eq!(verdicts.unwrap(), [true, false, false, true], "a stale token and a second ack are refused");
+    for l in [&leased[0], &leased[2]] {
+        let r = q.get(&l.id).await.unwrap().unwrap();
+        assert_eq!((r.state, r.progress, r.result), (State::Completed, None, None));
+    }
+    assert_eq!(q.get(&leased[1].id).await.unwrap().unwrap().state, State::Active);
+    // One plain completion beside one with a result: the long layout, and
+    // each keeps what it had.
+    let with_result = Completion { result: Some("{\"n\":1}".into()), ..plain(&leased[1]) };
+    assert_eq!(q.complete(&[with_result], KEEP_ALL).await.unwrap(), [true]);
+    let r = q.get(&leased[1].id).await.unwrap().unwrap();
+    assert_eq!(r.result, Some(serde_json::json!({"n": 1})));
+
+    // The raw script with a count that does not match its arguments, for
+    // a job whose lease is current: refused, and the job stays active.
+    q.enqueue(job("{}")).await.unwrap();
+    let live = q.fetch(1, LEASE).await.unwrap().jobs.remove(0);
+    let script = redis::Script::new(&format!(
+        "{}\n{}",
+        include_str!("../src/queue/lua/prelude.lua"),
+        include_str!("../src/queue/lua/complete.lua")
+    ));
+    let keys = runner::queue::keys::Keys::new("plain-acks");
+    let mut conn = redis::Client::open(redis.url()).unwrap().get_multiplexed_async_connection().await.unwrap();
+    let (id, token) = (live.id.as_str(), live.token.as_str());
+    for (width, args) in [("2", vec![id, token, ""]), ("5", vec![id, token]), ("3", vec![id, token, ""])] {
+        let mut inv = script.prepare_invoke();
+        for k in &keys.all {
+            inv.key(k);
+        }
+        inv.arg(1).arg(-1).arg(0).arg(width);
+        for a in &args {
+            inv.arg(a);
+        }
+        let e = inv.invoke_async::<redis::Value>(&mut conn).await.unwrap_err();
+        assert!(e.to_string().contains(&format!("arguments for 1 jobs of {width} fields")), "{width}: {e}");
+    }
+    assert_eq!(q.get(id).await.unwrap().unwrap().state, State::Active, "a refused call writes nothing");
+    assert_eq!(q.counts().await.unwrap().completed, 3);
+}
+
 #[tokio::test]
 async fn an_expired_lease_is_a_stall_and_the_stale_token_is_refused() {
     let redis = RedisServer::start();

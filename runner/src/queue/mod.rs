@@ -313,14 +313,22 @@ impl Queue {
             c.registered.store(stalled < 0, std::sync::atomic::Ordering::Relaxed);
         }
         let stalled = if stalled < 0 { (-1 - stalled) as u64 } else { stalled as u64 };
-        let mut jobs = Vec::new();
-        for j in reply[3..].chunks(4) {
-            let spec: String = redis::from_redis_value_ref(&j[3])?;
+        // The reply's values are taken, not copied: a job's id moves into
+        // its `Leased`, and its spec is read from the reply's bytes.
+        let mut values = reply.into_iter().skip(3);
+        let mut jobs = Vec::with_capacity(values.len() / 4);
+        while let (Some(id), Some(token), Some(attempt), Some(spec)) =
+            (values.next(), values.next(), values.next(), values.next())
+        {
+            let spec = match &spec {
+                Value::BulkString(bytes) => serde_json::from_slice(bytes),
+                other => bail!("fetch: a job's spec is not a string: {other:?}"),
+            };
             jobs.push(Leased {
-                id: redis::from_redis_value_ref(&j[0])?,
-                token: redis::from_redis_value_ref::<i64>(&j[1])?.to_string(),
-                attempt: redis::from_redis_value_ref(&j[2])?,
-                spec: serde_json::from_str(&spec).context("a job's stored spec is unreadable")?,
+                id: redis::from_redis_value(id)?,
+                token: redis::from_redis_value::<i64>(token)?.to_string(),
+                attempt: redis::from_redis_value(attempt)?,
+                spec: spec.context("a job's stored spec is unreadable")?,
             });
         }
         Ok(Fetched {
@@ -364,14 +372,25 @@ impl Queue {
         if done.is_empty() {
             return Ok(vec![]);
         }
-        let mut args =
-            vec![arg(done.len()), arg(keep.count.map(|c| c as i64).unwrap_or(-1)), arg(keep.age_ms.unwrap_or(0))];
+        // The short layout (id and token) when no job of the batch has a
+        // result, progress or log to store: most jobs of a busy queue.
+        let plain = done.iter().all(|c| c.result.is_none() && c.progress.is_none() && c.log.is_none());
+        let width = if plain { 2 } else { 5 };
+        let mut args = Vec::with_capacity(4 + done.len() * width);
+        args.extend([
+            arg(done.len()),
+            arg(keep.count.map(|c| c as i64).unwrap_or(-1)),
+            arg(keep.age_ms.unwrap_or(0)),
+            arg(width),
+        ]);
         for c in done {
             args.push(arg(&c.id));
             args.push(arg(&c.token));
-            args.push(c.result.clone().unwrap_or_default().into_bytes());
-            args.push(arg(c.progress.map(i64::from).unwrap_or(-1)));
-            args.push(c.log.clone().unwrap_or_default().into_bytes());
+            if !plain {
+                args.push(c.result.clone().unwrap_or_default().into_bytes());
+                args.push(arg(c.progress.map(i64::from).unwrap_or(-1)));
+                args.push(c.log.clone().unwrap_or_default().into_bytes());
+            }
         }
         let reply: Vec<i64> =
             self.inner.conn.invoke(&SCRIPTS.complete, &self.inner.keys.all, &args).await.context("complete")?;

@@ -1,21 +1,29 @@
 -- Completes a batch of leased jobs. A job whose token is not the current
 -- one (its lease expired and it was handed to someone else, or it was
 -- removed) is refused, so a stale worker can never complete it.
--- ARGV: count, keep count, keep age ms, then per job: id, token, result
--- JSON ('' for none), progress (-1: none), log JSON ('' for none).
+-- ARGV: count, keep count, keep age ms, fields per job (5 or 2), then per
+-- job: id, token, and with 5, result JSON ('' for none), progress (-1:
+-- none), log JSON ('' for none). Two fields are the short layout, for a
+-- batch whose jobs have no result, progress or log (a no-op's): Redis makes
+-- a Lua string of every argument, and three of five per job were empty.
 -- Returns per job: 1 completed, 0 refused.
 -- The batch's reads and writes are one call each (see `call_many`), and
--- its `completed` event is one entry.
-local n, keep_count, keep_age = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+-- its `completed` event is one entry. Lists grow by counters rather than
+-- `table.insert`, a function call per element.
+local n, keep_count, keep_age, width = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
+if not n or (width ~= 5 and width ~= 2) or #ARGV ~= 4 + n * width then
+  return redis.error_reply('complete: ' .. #ARGV .. ' arguments for ' .. tostring(n) .. ' jobs of ' .. tostring(ARGV[4]) .. ' fields')
+end
 local now = now_ms()
 local now_s = int(now)
 local ids = {}
-for i = 1, n do ids[i] = ARGV[4 + (i - 1) * 5] end
+for i = 1, n do ids[i] = ARGV[5 + (i - 1) * width] end
 local current = hmget_many(K.tokens, ids)
 local out, done, seen = {}, {}, {}
 local finished, results, progress, logs = {}, {}, {}, {}
+local nd, nr, np, nl = 0, 0, 0, 0
 for i = 1, n do
-  local b = 4 + (i - 1) * 5
+  local b = 5 + (i - 1) * width
   local id = ids[i]
   -- The same job twice in one batch: the second finds its lease spent.
   if current[i] ~= ARGV[b + 1] or seen[id] then
@@ -23,14 +31,24 @@ for i = 1, n do
   else
     seen[id] = true
     out[i] = 1
-    table.insert(done, id)
-    table.insert(finished, now_s); table.insert(finished, id)
-    if ARGV[b + 2] ~= '' then table.insert(results, id); table.insert(results, ARGV[b + 2]) end
-    if ARGV[b + 3] ~= '-1' then table.insert(progress, id); table.insert(progress, ARGV[b + 3]) end
-    if ARGV[b + 4] ~= '' then table.insert(logs, id); table.insert(logs, ARGV[b + 4]) end
+    nd = nd + 1
+    done[nd] = id
+    finished[2 * nd - 1] = now_s
+    finished[2 * nd] = id
+    if width == 5 then
+      if ARGV[b + 2] ~= '' then
+        results[nr + 1] = id; results[nr + 2] = ARGV[b + 2]; nr = nr + 2
+      end
+      if ARGV[b + 3] ~= '-1' then
+        progress[np + 1] = id; progress[np + 2] = ARGV[b + 3]; np = np + 2
+      end
+      if ARGV[b + 4] ~= '' then
+        logs[nl + 1] = id; logs[nl + 2] = ARGV[b + 4]; nl = nl + 2
+      end
+    end
   end
 end
-if #done > 0 then
+if nd > 0 then
   call_many('HDEL', K.tokens, done)
   call_many('ZREM', K.active, done)
   call_many('ZADD', K.completed, finished)
@@ -38,10 +56,10 @@ if #done > 0 then
   call_many('HSET', K.progress, progress)
   call_many('HSET', K.logs, logs)
   -- One event for the batch: its ids, space-separated (an id has no space).
-  if #done == 1 then
+  if nd == 1 then
     event('completed', done[1])
   else
-    event('completed', done[1], 'count', #done, 'ids', table.concat(done, ' '))
+    event('completed', done[1], 'count', nd, 'ids', table.concat(done, ' '))
   end
 end
 retain(K.completed, keep_count, keep_age, now)

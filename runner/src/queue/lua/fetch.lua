@@ -87,49 +87,59 @@ local function group_allows(id, score)
   return true
 end
 
-local taken, vt, budget = {}, tonumber(redis.call('HGET', K.meta, 'vt') or '0'), count * 10 + 100
-while #taken < count and budget > 0 do
-  local popped = redis.call('ZPOPMIN', K.wait, count - #taken)
+-- Per job, the loops below do no more than they must: counters rather
+-- than `#` (a search) or `table.insert` (a call), and the group check
+-- only where groups are limited.
+local taken, n, vt, budget = {}, 0, tonumber(redis.call('HGET', K.meta, 'vt') or '0'), count * 10 + 100
+while n < count and budget > 0 do
+  local popped = redis.call('ZPOPMIN', K.wait, count - n)
   if #popped == 0 then break end
   for i = 1, #popped, 2 do
     local id, score = popped[i], tonumber(popped[i + 1])
     budget = budget - 1
-    vt = math.max(vt, score % SEQ_SPAN)
-    if group_allows(id, score) then table.insert(taken, id) end
+    local seq = score % SEQ_SPAN
+    if seq > vt then vt = seq end
+    if group_max <= 0 or group_allows(id, score) then
+      n = n + 1
+      taken[n] = id
+    end
   end
 end
 -- The leases of the whole batch, a handful of calls for any number of jobs:
 -- consecutive fencing tokens from one HINCRBY, attempts and specs read
 -- with one HMGET each, tokens, attempts and deadlines written with one
 -- call each.
-if #taken > 0 then
-  local n = #taken
+if n > 0 then
   local first_token = redis.call('HINCRBY', K.meta, 'token', n) - n + 1
   local attempts, specs = hmget_many(K.attempts, taken), hmget_many(K.specs, taken)
   local tokens, counts, deadlines = { PIN_FIELD, PIN_VALUE }, {}, {}
   local deadline = int(now + lease)
   for i, id in ipairs(taken) do
     local token, attempt = first_token + i - 1, (tonumber(attempts[i]) or 0) + 1
-    tokens[2 * i + 1], tokens[2 * i + 2] = id, int(token)
-    counts[2 * i - 1], counts[2 * i] = id, int(attempt)
-    deadlines[2 * i - 1], deadlines[2 * i] = deadline, id
-    local o = #out
-    out[o + 1], out[o + 2], out[o + 3], out[o + 4] = id, token, attempt, specs[i]
+    tokens[2 * i + 1] = id
+    tokens[2 * i + 2] = int(token)
+    counts[2 * i - 1] = id
+    -- Almost every job is on its first attempt.
+    counts[2 * i] = attempt == 1 and '1' or int(attempt)
+    deadlines[2 * i - 1] = deadline
+    deadlines[2 * i] = id
+    local o = 4 * i
+    out[o], out[o + 1], out[o + 2], out[o + 3] = id, token, attempt, specs[i]
   end
   call_many('HSET', K.tokens, tokens)
   call_many('HSET', K.attempts, counts)
   call_many('ZADD', K.active, deadlines)
 end
 redis.call('HSET', K.meta, 'vt', int(vt))
-if limit_max > 0 and #taken > 0 then
-  if redis.call('INCRBY', K.rl, #taken) == #taken then
+if limit_max > 0 and n > 0 then
+  if redis.call('INCRBY', K.rl, n) == n then
     redis.call('PEXPIRE', K.rl, tonumber(redis.call('HGET', K.meta, 'rl_window_ms')))
   end
 end
 -- Drained, and no limit that a hand-off would have to apply: registered.
 -- (A paused queue returned above, so it registers no one.)
-if me ~= '' and #taken < count and limit_max <= 0 and group_max <= 0 then
-  redis.call('HSET', K.idle, me, idle_entry(now + idle_ttl, count - #taken, lease, push_channel))
+if me ~= '' and n < count and limit_max <= 0 and group_max <= 0 then
+  redis.call('HSET', K.idle, me, idle_entry(now + idle_ttl, count - n, lease, push_channel))
   out[3] = -1 - out[3]
 end
 out[1] = next_due()
