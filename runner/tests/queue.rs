@@ -33,6 +33,21 @@ fn done(l: &runner::queue::Leased) -> Completion {
     }
 }
 
+/// A queue script as a program in another language runs it, as
+/// docs/queue-protocol.md says: `prelude.lua`, then the script's body.
+fn raw_script(body: &str) -> redis::Script {
+    redis::Script::new(&format!("{}\n{}", include_str!("../src/queue/lua/prelude.lua"), body))
+}
+
+/// A call of `script` on `queue`'s keys, its arguments still to add.
+fn on_keys<'a>(script: &'a redis::Script, queue: &str) -> redis::ScriptInvocation<'a> {
+    let mut inv = script.prepare_invoke();
+    for k in &runner::queue::keys::Keys::new(queue).all {
+        inv.key(k);
+    }
+    inv
+}
+
 const LEASE: Duration = Duration::from_secs(30);
 const KEEP_ALL: Keep = Keep { count: None, age_ms: None };
 
@@ -151,19 +166,12 @@ async fn plain_jobs_with_given_ids_in_the_short_layout() {
 async fn enqueue_from_another_language() {
     let redis = RedisServer::start();
     let q = queue(&redis, "polyglot").await;
-    let script = redis::Script::new(&format!(
-        "{}\n{}",
-        include_str!("../src/queue/lua/prelude.lua"),
-        include_str!("../src/queue/lua/enqueue.lua")
-    ));
+    let script = raw_script(include_str!("../src/queue/lua/enqueue.lua"));
     let keys = runner::queue::keys::Keys::new("polyglot");
     let mut conn = redis::Client::open(redis.url()).unwrap().get_multiplexed_async_connection().await.unwrap();
     let spec = |n: u32| format!(r#"{{"type":"noop","payload":{{"n":{n}}},"created_at":1795324749099}}"#);
     let call = |flags: &str, jobs: Vec<Vec<String>>| {
-        let mut inv = script.prepare_invoke();
-        for k in &keys.all {
-            inv.key(k);
-        }
+        let mut inv = on_keys(&script, "polyglot");
         inv.arg(&keys.wake_channel).arg(jobs.len()).arg(flags);
         for j in &jobs {
             for a in j {
@@ -301,8 +309,7 @@ async fn plain_completions_in_the_short_layout() {
         assert_eq!((r.state, r.progress, r.result), (State::Completed, None, None));
     }
     assert_eq!(q.get(&leased[1].id).await.unwrap().unwrap().state, State::Active);
-    // One plain completion beside one with a result: the long layout, and
-    // each keeps what it had.
+    // A completion with a result goes in the long layout and keeps it.
     let with_result = Completion { result: Some("{\"n\":1}".into()), ..plain(&leased[1]) };
     assert_eq!(q.complete(&[with_result], KEEP_ALL).await.unwrap(), [true]);
     let r = q.get(&leased[1].id).await.unwrap().unwrap();
@@ -312,19 +319,11 @@ async fn plain_completions_in_the_short_layout() {
     // a job whose lease is current: refused, and the job stays active.
     q.enqueue(job("{}")).await.unwrap();
     let live = q.fetch(1, LEASE).await.unwrap().jobs.remove(0);
-    let script = redis::Script::new(&format!(
-        "{}\n{}",
-        include_str!("../src/queue/lua/prelude.lua"),
-        include_str!("../src/queue/lua/complete.lua")
-    ));
-    let keys = runner::queue::keys::Keys::new("plain-acks");
+    let script = raw_script(include_str!("../src/queue/lua/complete.lua"));
     let mut conn = redis::Client::open(redis.url()).unwrap().get_multiplexed_async_connection().await.unwrap();
     let (id, token) = (live.id.as_str(), live.token.as_str());
     for (width, args) in [("2", vec![id, token, ""]), ("5", vec![id, token]), ("3", vec![id, token, ""])] {
-        let mut inv = script.prepare_invoke();
-        for k in &keys.all {
-            inv.key(k);
-        }
+        let mut inv = on_keys(&script, "plain-acks");
         inv.arg(1).arg(-1).arg(0).arg(width);
         for a in &args {
             inv.arg(a);
