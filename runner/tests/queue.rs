@@ -294,13 +294,7 @@ async fn plain_completions_in_the_short_layout() {
     let q = queue(&redis, "plain-acks").await;
     q.enqueue_bulk((0..3).map(|_| job("{}")).collect()).await.unwrap();
     let leased = q.fetch(10, LEASE).await.unwrap().jobs;
-    let plain = |l: &runner::queue::Leased| Completion {
-        id: l.id.clone(),
-        token: l.token.clone(),
-        result: None,
-        progress: None,
-        log: None,
-    };
+    let plain = |l: &runner::queue::Leased| Completion { result: None, progress: None, ..done(l) };
     let stale = Completion { token: "0".into(), ..plain(&leased[1]) };
     let verdicts = q.complete(&[plain(&leased[0]), stale, plain(&leased[0]), plain(&leased[2])], KEEP_ALL).await;
     assert_eq!(verdicts.unwrap(), [true, false, false, true], "a stale token and a second ack are refused");
@@ -333,6 +327,28 @@ async fn plain_completions_in_the_short_layout() {
     }
     assert_eq!(q.get(id).await.unwrap().unwrap().state, State::Active, "a refused call writes nothing");
     assert_eq!(q.counts().await.unwrap().completed, 3);
+}
+
+/// The daemon's acker takes completions without making the job wait; its
+/// `close` (the dispatcher's last step on shutdown) returns only once every
+/// completion handed to it is recorded, so none is left to run again.
+#[tokio::test]
+async fn a_closed_acker_has_recorded_every_completion_handed_to_it() {
+    let redis = RedisServer::start();
+    let q = queue(&redis, "acks").await;
+    q.enqueue_bulk((0..600).map(|_| job("{}")).collect()).await.unwrap();
+    let leased = q.fetch(600, LEASE).await.unwrap().jobs;
+    assert_eq!(leased.len(), 600);
+    let acker = runner::daemon::acker::Acker::start(q.clone());
+    for (i, l) in leased.iter().enumerate() {
+        // Plain ones first, then ones with a result: the first batch goes in
+        // the short layout, the later ones in the long.
+        let c = if i < 300 { Completion { result: None, progress: None, ..done(l) } } else { done(l) };
+        acker.complete(c, KEEP_ALL);
+    }
+    acker.close().await;
+    let c = q.counts().await.unwrap();
+    assert_eq!((c.completed, c.active), (600, 0), "every completion recorded by the time close returns");
 }
 
 #[tokio::test]

@@ -313,6 +313,13 @@ impl Queue {
             c.registered.store(stalled < 0, std::sync::atomic::Ordering::Relaxed);
         }
         let stalled = if stalled < 0 { (-1 - stalled) as u64 } else { stalled as u64 };
+        // Three numbers, then four values per job: anything else is not a
+        // reply of this script, and a job cut short would be leased unseen.
+        ensure!(
+            reply.len() >= 3 && (reply.len() - 3) % 4 == 0,
+            "fetch: a reply of {} values is not 3 plus 4 per job",
+            reply.len()
+        );
         // The reply's values are taken, not copied: a job's id moves into
         // its `Leased`, and its spec is read from the reply's bytes.
         let mut values = reply.into_iter().skip(3);
