@@ -316,7 +316,7 @@ impl Queue {
         // Three numbers, then four values per job: anything else is not a
         // reply of this script, and a job cut short would be leased unseen.
         ensure!(
-            reply.len() >= 3 && (reply.len() - 3) % 4 == 0,
+            reply.len() >= 3 && (reply.len() - 3).is_multiple_of(4),
             "fetch: a reply of {} values is not 3 plus 4 per job",
             reply.len()
         );
