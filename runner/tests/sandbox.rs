@@ -27,8 +27,11 @@ fn fault(outcome: &Outcome) -> &runner::job::Fault {
 async fn an_endless_loop_is_stopped_and_its_slot_freed() {
     // Two instance slots only: if a stopped loop kept its slot, the later
     // jobs could not be instantiated.
-    let s =
-        setup_with(LIMITS, Cache::Memory(MemoryCache::new()), EngineOptions { max_instances: 2, ..Default::default() });
+    let s = setup_with(
+        LIMITS,
+        Cache::Memory(MemoryCache::new()),
+        EngineOptions { max_instances: 2, spare_slots: 0, ..Default::default() },
+    );
     let plugin = s.load("hostile_plugin").await;
     for _ in 0..4 {
         let r = plugin.run(&job("loop", json!({}))).await;

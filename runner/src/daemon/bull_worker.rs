@@ -133,6 +133,10 @@ async fn process(
             return Err(bullmq::Error::Delayed);
         }
     };
+    // The next job's instance, made ahead of it (`host::spare`). Here it
+    // comes before the answer BullMQ's worker records, a few microseconds
+    // beside the round trips of BullMQ's own completion.
+    plugin.prepare().await;
     observe(shared, queue.name(), &job_type, &plugin, &report);
     write_progress_and_log(&mut job, &report).await;
     match report.outcome.clone() {

@@ -13,7 +13,9 @@
 //! 4. on failure, record it: retry with backoff, retry after a delay, or
 //!    fail for good; a fault is a failed attempt, retried;
 //! 5. on shutdown, stop taking jobs; jobs still running when the grace
-//!    period ends are cancelled and put back on the queue, unspent.
+//!    period ends are cancelled and put back on the queue, unspent;
+//! 6. after a job, have its plugin make the next job's instance ahead of it
+//!    (`Plugin::prepare`).
 //!
 //! Fetching: when the queue's jobs are short (under `PREFETCH_BELOW` on
 //! average, timed from start to the slot given back), a fetch takes jobs
@@ -358,6 +360,11 @@ async fn run_job(
             record_failure(queue, &leased, Failure::Retry(fault_message(&f)), Some((&report, log))).await
         }
     }
+    // The plugin's next job finds its instance made (`host::spare`): made
+    // now, on caches still warm from this job and in the pool slot it just
+    // gave back, and after its outcome was handed over, so that it delays
+    // neither.
+    plugin.prepare().await;
 }
 
 /// Counts one attempt in the metrics, and logs it (failures at `info` or

@@ -38,15 +38,19 @@ const DECOMMIT_BATCH: usize = 16;
 
 #[derive(Debug, Clone)]
 pub struct EngineOptions {
-    /// The most plugin instances alive at once.
+    /// The most plugin instances alive at once for jobs (and `describe`).
     pub max_instances: u32,
     /// The largest linear memory any plugin may have (the pool's slot size).
     pub max_memory_bytes: u64,
+    /// Slots beyond `max_instances` for instances made ahead of jobs (one
+    /// per plugin version, `host::spare`), so that those never take a job's
+    /// slot. Plugins beyond this many run without one.
+    pub spare_slots: u32,
 }
 
 impl Default for EngineOptions {
     fn default() -> Self {
-        EngineOptions { max_instances: 1000, max_memory_bytes: 4 << 30 }
+        EngineOptions { max_instances: 1000, max_memory_bytes: 4 << 30, spare_slots: 32 }
     }
 }
 
@@ -58,7 +62,7 @@ pub fn build(options: &EngineOptions) -> Result<Engine> {
     config.wasm_backtrace_max_frames(std::num::NonZeroUsize::new(64));
     config.wasm_backtrace_details(WasmBacktraceDetails::Disable);
 
-    let n = options.max_instances;
+    let n = options.max_instances.saturating_add(options.spare_slots);
     let mut pool = PoolingAllocationConfig::default();
     pool.total_component_instances(n)
         .total_core_instances(n.saturating_mul(CORE_INSTANCES_PER_COMPONENT))

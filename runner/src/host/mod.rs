@@ -5,6 +5,7 @@
 //! - `compile_cache`: compiled plugins on disk, keyed by content and engine;
 //! - `contract`: bindings of each contract version in `wit/`;
 //! - `plugin`: linking, `describe`, and running one job in a fresh store;
+//! - `spare`: a plugin's next instance, made ahead of its job;
 //! - `state`: what a job's store holds, and its limits;
 //! - `capabilities`: the host side of log, cache, queue, email and config;
 //! - `http`: the `wasi:http` gate (allowed hosts, response cap);
@@ -13,7 +14,8 @@
 //!
 //! Architecture invariant: one `Engine` and one `Linker` per `Host`; one
 //! compiled, pre-linked component per plugin version; one `Store` per job,
-//! never reused.
+//! never reused (a spare is made before its job, and serves that one job
+//! only).
 
 pub mod capabilities;
 pub mod compile_cache;
@@ -22,6 +24,7 @@ pub mod engine;
 pub mod fault;
 pub mod http;
 pub mod plugin;
+pub mod spare;
 pub mod state;
 pub mod stdio;
 
@@ -60,6 +63,7 @@ pub struct Host {
     linker: Arc<Linker<JobState>>,
     compile_cache: Option<CompileCache>,
     services: Arc<Services>,
+    spare_slots: Arc<spare::SpareSlots>,
     _ticker: engine::EpochTicker,
 }
 
@@ -77,6 +81,7 @@ impl Host {
             linker: Arc::new(linker),
             compile_cache: options.compile_cache_dir.map(CompileCache::new),
             services: Arc::new(services),
+            spare_slots: Arc::new(spare::SpareSlots::new(options.engine.spare_slots)),
         })
     }
 
@@ -120,7 +125,8 @@ impl Host {
         let description = Plugin::describe(&self.engine, &pre, probe).await?;
         let settings = settings(&description.name)?;
         let context = self.context(settings)?;
-        Ok((Plugin::new(self.engine.clone(), pre, sha256, context, description), LoadInfo { compile, compile_time }))
+        let plugin = Plugin::new(self.engine.clone(), pre, sha256, context, description, self.spare_slots.clone());
+        Ok((plugin, LoadInfo { compile, compile_time }))
     }
 
     fn context(&self, settings: PluginSettings) -> Result<Arc<PluginContext>> {

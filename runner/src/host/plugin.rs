@@ -7,14 +7,18 @@
 //! 2. ask it to `describe` itself, and validate what it says;
 //! 3. run one job under the plugin's limits and turn everything that can
 //!    happen into a `Report` (`run`). A trap, a panic, a timeout or a limit
-//!    becomes a `Fault`; none of them reaches past the store.
+//!    becomes a `Fault`; none of them reaches past the store;
+//! 4. make the next job's instance ahead of it when asked (`prepare`; see
+//!    `spare`), and hand it to that job.
 
 use crate::host::contract::v0_1::{self, HANDLER_EXPORT};
 use crate::host::fault;
+use crate::host::spare::{Spare, SpareSlots};
 use crate::host::state::{JobState, PluginContext};
 use crate::job::{Fault, FaultKind, JobInput, LogLevel, LogSource, Outcome, Report, check_job_type};
 use anyhow::{Context, Result, anyhow, bail};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use wasmtime::component::{Component, Linker};
 use wasmtime::{Engine, Store, UpdateDeadline};
@@ -40,6 +44,15 @@ pub struct Plugin {
     pub(crate) context: Arc<PluginContext>,
     engine: Engine,
     pre: v0_1::PluginPre<JobState>,
+    /// The next job's instance, made ahead of it (`prepare`).
+    spare: Mutex<Option<Spare>>,
+    /// A `prepare` is making the spare: another need not.
+    preparing: AtomicBool,
+    /// A spare failed to instantiate once: this version's jobs instantiate
+    /// their own (and report why it fails), rather than every job paying
+    /// for a spare that fails too.
+    no_spares: AtomicBool,
+    spare_slots: Arc<SpareSlots>,
 }
 
 impl std::fmt::Debug for Plugin {
@@ -74,8 +87,19 @@ impl Plugin {
         sha256: String,
         context: Arc<PluginContext>,
         description: Description,
+        spare_slots: Arc<SpareSlots>,
     ) -> Self {
-        Plugin { description, sha256, context, engine, pre }
+        Plugin {
+            description,
+            sha256,
+            context,
+            engine,
+            pre,
+            spare: Mutex::new(None),
+            preparing: AtomicBool::new(false),
+            no_spares: AtomicBool::new(false),
+            spare_slots,
+        }
     }
 
     pub fn limits(&self) -> &crate::config::Limits {
@@ -88,7 +112,8 @@ impl Plugin {
         pre: &v0_1::PluginPre<JobState>,
         context: Arc<PluginContext>,
     ) -> Result<Description> {
-        let mut store = new_store(engine, context, String::new(), DESCRIBE_TIMEOUT);
+        let mut store = new_store(engine, context, String::new());
+        arm(&mut store, DESCRIBE_TIMEOUT);
         let call = async {
             let bindings = pre.instantiate_async(&mut store).await?;
             bindings.jobrunner_plugin_handler().call_describe(&mut store).await
@@ -131,7 +156,20 @@ impl Plugin {
         if let Some(t) = job_timeout {
             limits.timeout = limits.timeout.min(t);
         }
-        let mut store = new_store(&self.engine, self.context.clone(), job.queue.clone(), limits.timeout);
+        // The spare, if one was made, else a store of its own. Either way
+        // the job's deadline runs from now.
+        let spare = self.spare.lock().unwrap().take();
+        let (mut store, mut ready) = match spare {
+            Some(Spare { mut store, bindings, instantiate, slot }) => {
+                drop(slot);
+                store.data_mut().queue = job.queue.clone();
+                (store, Some((bindings, instantiate)))
+            }
+            None => (new_store(&self.engine, self.context.clone(), job.queue.clone()), None),
+        };
+        arm(&mut store, limits.timeout);
+        // A spare's instantiation is reported as its job's, as is its time.
+        let ahead = ready.as_ref().map_or(Duration::ZERO, |(_, took)| *took);
         let wit_job = v0_1::jobrunner::plugin::types::Job {
             id: job.id,
             queue: job.queue,
@@ -144,8 +182,18 @@ impl Plugin {
         let started = Instant::now();
         let mut instantiate = Duration::ZERO;
         let call = async {
-            let bindings = self.pre.instantiate_async(&mut store).await.map_err(|e| (FaultKind::Instantiation, e))?;
-            instantiate = started.elapsed();
+            let bindings = match ready.take() {
+                Some((bindings, took)) => {
+                    instantiate = took;
+                    bindings
+                }
+                None => {
+                    let bindings =
+                        self.pre.instantiate_async(&mut store).await.map_err(|e| (FaultKind::Instantiation, e))?;
+                    instantiate = started.elapsed();
+                    bindings
+                }
+            };
             bindings
                 .jobrunner_plugin_handler()
                 .call_handle(&mut store, &wit_job)
@@ -153,7 +201,7 @@ impl Plugin {
                 .map_err(|e| (FaultKind::Trap, e))
         };
         let result = tokio::time::timeout(limits.timeout + HOST_GRACE, call).await;
-        let duration = started.elapsed();
+        let duration = started.elapsed() + ahead;
 
         let state = store.data_mut();
         let stderr = state.log.lock().unwrap().stderr_text();
@@ -203,6 +251,56 @@ impl Plugin {
     }
 }
 
+impl Plugin {
+    /// Makes the instance this plugin's next job will take, unless one is
+    /// waiting or being made, or none can be (no spare slot free, or a
+    /// spare of this version failed before). The daemon calls it after
+    /// each job, once the job's own store is gone (its pool slot, still
+    /// warm, is the one the spare takes); `runner exec`, which runs one
+    /// job, does not. Never fails: without a spare, the next job
+    /// instantiates its own, as it would have.
+    pub async fn prepare(&self) {
+        if self.no_spares.load(Ordering::Relaxed) || self.spare.lock().unwrap().is_some() {
+            return;
+        }
+        if self.preparing.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        // Cleared however this ends, dropped futures included.
+        struct Preparing<'a>(&'a AtomicBool);
+        impl Drop for Preparing<'_> {
+            fn drop(&mut self) {
+                self.0.store(false, Ordering::Release);
+            }
+        }
+        let _preparing = Preparing(&self.preparing);
+        let Some(slot) = self.spare_slots.acquire() else { return };
+        let timeout = self.context.limits.timeout;
+        let mut store = new_store(&self.engine, self.context.clone(), String::new());
+        arm(&mut store, timeout);
+        let started = Instant::now();
+        match tokio::time::timeout(timeout + HOST_GRACE, self.pre.instantiate_async(&mut store)).await {
+            Ok(Ok(bindings)) => {
+                let spare = Spare { store, bindings, instantiate: started.elapsed(), slot };
+                *self.spare.lock().unwrap() = Some(spare);
+            }
+            outcome => {
+                self.no_spares.store(true, Ordering::Relaxed);
+                let why = match outcome {
+                    Ok(Err(e)) => format!("{:#}", anyhow::Error::from(e)),
+                    _ => format!("no instance within {}", humantime::format_duration(timeout)),
+                };
+                tracing::debug!(plugin = %self.context.name, error = %why, "no instance made ahead of jobs; each job instantiates its own");
+            }
+        }
+    }
+
+    /// Whether an instance is waiting for the next job (for tests).
+    pub fn has_spare(&self) -> bool {
+        self.spare.lock().unwrap().is_some()
+    }
+}
+
 fn failure_outcome(failure: v0_1::jobrunner::plugin::types::Failure) -> Outcome {
     use v0_1::jobrunner::plugin::types::Failure;
     match failure {
@@ -212,12 +310,17 @@ fn failure_outcome(failure: v0_1::jobrunner::plugin::types::Failure) -> Outcome 
     }
 }
 
-fn new_store(engine: &Engine, context: Arc<PluginContext>, queue: String, timeout: Duration) -> Store<JobState> {
+fn new_store(engine: &Engine, context: Arc<PluginContext>, queue: String) -> Store<JobState> {
     let mut store = Store::new(engine, JobState::new(context, queue));
     store.limiter(|s| &mut s.limiter);
-    // Every tick, a running guest yields to tokio: a plugin spinning in a
-    // loop then holds a worker thread for at most a tick at a time, so the
-    // other jobs, the API and the heartbeats go on. Past its timeout it traps.
+    store
+}
+
+/// Gives a store its deadline, `timeout` from now. Every tick, a running
+/// guest yields to tokio: a plugin spinning in a loop then holds a worker
+/// thread for at most a tick at a time, so the other jobs, the API and the
+/// heartbeats go on. Past its timeout it traps.
+fn arm(store: &mut Store<JobState>, timeout: Duration) {
     let deadline = Instant::now() + timeout;
     store.set_epoch_deadline(1);
     store.epoch_deadline_callback(move |_| {
@@ -227,5 +330,4 @@ fn new_store(engine: &Engine, context: Arc<PluginContext>, queue: String, timeou
             UpdateDeadline::YieldCustom(1, Box::pin(tokio::task::yield_now()))
         })
     });
-    store
 }
