@@ -246,19 +246,22 @@ impl Bench {
         let daemon = self.daemon(&dir, 10, std::slice::from_ref(&self.noop)).await?;
         let mut due = Vec::with_capacity(jobs);
         let mut rtt = Vec::with_capacity(jobs);
-        for i in 0..jobs {
+        for _ in 0..jobs {
             let delay_ms = if delayed { rand::random_range(50..1500) } else { 0 };
-            let id = format!("t{i}");
             let sent = now_us();
-            q.enqueue(NewJob {
-                id: Some(id.clone()),
-                job_type: "clock".into(),
-                payload: "{}".into(),
-                options: JobOptions { delay_ms, ..Default::default() },
-            })
-            .await?;
+            // The runner makes the id, as BullMQ's side lets BullMQ make
+            // its own: a producer that names its jobs asks the script to
+            // look each id up first.
+            let job = q
+                .enqueue(NewJob {
+                    id: None,
+                    job_type: "clock".into(),
+                    payload: "{}".into(),
+                    options: JobOptions { delay_ms, ..Default::default() },
+                })
+                .await?;
             rtt.push((now_us() - sent) as f64 / 1e3);
-            due.push((id, sent + delay_ms * 1000));
+            due.push((job.id, sent + delay_ms * 1000));
             if !delayed {
                 tokio::time::sleep(Duration::from_millis(5)).await;
             }
