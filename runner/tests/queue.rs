@@ -742,7 +742,14 @@ async fn an_idle_consumer_is_handed_a_new_job_with_no_fetch_and_gives_back_what_
     wait_for_push_channels(&redis, "handoff", 1).await;
     assert_eq!(q.enqueue(NewJob { id: Some("d".into()), ..job("{}") }).await.unwrap().state, "waiting");
     assert_eq!(idle_registrations(&redis, "handoff"), 0);
-    assert_eq!(q.fetch(5, LEASE).await.unwrap().jobs.iter().map(|l| l.id.as_str()).collect::<Vec<_>>(), ["d"]);
+    let fetched = q.fetch(5, LEASE).await.unwrap().jobs;
+    assert_eq!(fetched.iter().map(|l| l.id.as_str()).collect::<Vec<_>>(), ["d"]);
+
+    // Fencing tokens given by hand-offs and by fetches come from the one
+    // counter: every lease so far has a token of its own, in order.
+    let tokens: Vec<u64> =
+        [&handed[0], &kept[0], &fetched[0]].iter().map(|l| l.token.parse().expect("a numeric token")).collect();
+    assert!(tokens.windows(2).all(|w| w[0] < w[1]), "{tokens:?}");
 }
 
 #[tokio::test]
