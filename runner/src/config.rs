@@ -235,11 +235,18 @@ fn default_smtp_timeout() -> Duration {
 pub struct EngineSection {
     /// The most plugin instances alive at once (sizes the pooling allocator).
     pub max_instances: u32,
+    /// Pool slots beyond `max_instances` for instances made ahead of jobs,
+    /// one per plugin version (`host::spare`); 0 turns them off.
+    pub spare_instances: u32,
 }
+
+/// More spares than this would be more plugins than a runner serves.
+const MAX_SPARE_INSTANCES: u32 = 1024;
 
 impl Default for EngineSection {
     fn default() -> Self {
-        EngineSection { max_instances: 1000 }
+        let engine = crate::host::EngineOptions::default();
+        EngineSection { max_instances: engine.max_instances, spare_instances: engine.spare_slots }
     }
 }
 
@@ -322,6 +329,12 @@ impl Config {
     fn validate(&self) -> Result<()> {
         if self.engine.max_instances == 0 {
             bail!("engine.max_instances: must be at least 1");
+        }
+        if self.engine.spare_instances > MAX_SPARE_INSTANCES {
+            bail!(
+                "engine.spare_instances: {} is more than {MAX_SPARE_INSTANCES} (one is kept per plugin version; 0 turns them off)",
+                self.engine.spare_instances
+            );
         }
         if self.runner.lease < Duration::from_secs(1) {
             bail!("runner.lease: must be at least 1s");
@@ -538,6 +551,15 @@ mod tests {
         assert!(bad("[queues.m.bullmq.types]\n\"x\" = \"has space\"\n").contains("queues.m.bullmq.types.x"));
         assert!(bad("[queues.m.bullmq]\nmax_started_attempts = 0\n").contains("max_started_attempts"));
         assert!(bad("[queues.m.bullmq]\nprefx = \"b\"\n").contains("prefx"));
+    }
+
+    #[test]
+    fn spare_instances_default_can_be_turned_off_and_are_bounded() {
+        assert_eq!(Config::parse("").unwrap().engine.spare_instances, 32);
+        let off = Config::parse("[engine]\nspare_instances = 0\n").unwrap();
+        assert_eq!((off.engine.max_instances, off.engine.spare_instances), (1000, 0));
+        let e = Config::parse("[engine]\nspare_instances = 5000\n").unwrap_err().to_string();
+        assert!(e.contains("engine.spare_instances: 5000 is more than 1024"), "{e}");
     }
 
     #[test]

@@ -87,7 +87,11 @@ pub async fn serve(config: Config, config_file: Option<PathBuf>, shutdown: impl 
     let metrics = Arc::new(crate::metrics::Metrics::new());
     let host = Host::new(
         HostOptions {
-            engine: EngineOptions { max_instances: config.engine.max_instances, ..Default::default() },
+            engine: EngineOptions {
+                max_instances: config.engine.max_instances,
+                spare_slots: config.engine.spare_instances,
+                ..Default::default()
+            },
             compile_cache_dir: config.compile_cache_dir(),
         },
         Services {
