@@ -23,6 +23,14 @@ fn with(f: impl FnOnce(&mut JobOptions)) -> NewJob {
     j
 }
 
+/// Enqueues `n` plain jobs into an empty queue and leases them all.
+async fn lease_plain(q: &Queue, n: usize) -> Vec<runner::queue::Leased> {
+    q.enqueue_bulk((0..n).map(|_| job("{}")).collect()).await.unwrap();
+    let leased = q.fetch(n, LEASE).await.unwrap().jobs;
+    assert_eq!(leased.len(), n, "every job enqueued is leased");
+    leased
+}
+
 fn done(l: &runner::queue::Leased) -> Completion {
     Completion {
         id: l.id.clone(),
@@ -292,8 +300,7 @@ async fn batches_behave_as_their_jobs_one_at_a_time() {
 async fn plain_completions_in_the_short_layout() {
     let redis = RedisServer::start();
     let q = queue(&redis, "plain-acks").await;
-    q.enqueue_bulk((0..3).map(|_| job("{}")).collect()).await.unwrap();
-    let leased = q.fetch(10, LEASE).await.unwrap().jobs;
+    let leased = lease_plain(&q, 3).await;
     let plain = |l: &runner::queue::Leased| Completion { result: None, progress: None, ..done(l) };
     let stale = Completion { token: "0".into(), ..plain(&leased[1]) };
     let verdicts = q.complete(&[plain(&leased[0]), stale, plain(&leased[0]), plain(&leased[2])], KEEP_ALL).await;
@@ -336,9 +343,7 @@ async fn plain_completions_in_the_short_layout() {
 async fn a_closed_acker_has_recorded_every_completion_handed_to_it() {
     let redis = RedisServer::start();
     let q = queue(&redis, "acks").await;
-    q.enqueue_bulk((0..600).map(|_| job("{}")).collect()).await.unwrap();
-    let leased = q.fetch(600, LEASE).await.unwrap().jobs;
-    assert_eq!(leased.len(), 600);
+    let leased = lease_plain(&q, 600).await;
     let acker = runner::daemon::acker::Acker::start(q.clone());
     for (i, l) in leased.iter().enumerate() {
         // Plain ones first, then ones with a result: the first batch goes in
@@ -586,9 +591,7 @@ async fn lease_tokens_stay_in_a_hashtable() {
     // lookup; the tokens hash, checked for every completion, must not be one.
     let redis = RedisServer::start();
     let q = queue(&redis, "pinned").await;
-    q.enqueue_bulk((0..3).map(|_| job("{}")).collect()).await.unwrap();
-    let leased = q.fetch(3, LEASE).await.unwrap().jobs;
-    assert_eq!(leased.len(), 3);
+    let leased = lease_plain(&q, 3).await;
     let mut c = redis.connection();
     let encoding: String = redis::cmd("OBJECT").arg("ENCODING").arg("jr:{pinned}:tokens").query(&mut c).unwrap();
     assert_eq!(encoding, "hashtable");

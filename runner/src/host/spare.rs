@@ -44,10 +44,6 @@ impl SpareSlots {
             .ok()
             .map(|_| SpareSlot(self.clone()))
     }
-
-    pub fn in_use(&self) -> u32 {
-        self.used.load(Ordering::Acquire)
-    }
 }
 
 /// One of the spares' slots, given back when dropped.
