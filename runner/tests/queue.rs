@@ -42,9 +42,15 @@ fn done(l: &runner::queue::Leased) -> Completion {
 }
 
 /// A queue script as a program in another language runs it, as
-/// docs/queue-protocol.md says: `prelude.lua`, then the script's body.
+/// docs/queue-protocol.md says: `common.lua`, `prelude.lua`, then the
+/// script's body.
 fn raw_script(body: &str) -> redis::Script {
-    redis::Script::new(&format!("{}\n{}", include_str!("../src/queue/lua/prelude.lua"), body))
+    redis::Script::new(&format!(
+        "{}\n{}\n{}",
+        include_str!("../src/queue/lua/common.lua"),
+        include_str!("../src/queue/lua/prelude.lua"),
+        body
+    ))
 }
 
 /// A call of `script` on `queue`'s keys, its arguments still to add.
@@ -166,8 +172,8 @@ async fn plain_jobs_with_given_ids_in_the_short_layout() {
     assert_eq!(created, 0);
 }
 
-/// A producer in another language runs `prelude.lua` and `enqueue.lua`
-/// itself, as docs/queue-protocol.md says: both layouts work, a job sent
+/// A producer in another language runs `common.lua`, `prelude.lua` and
+/// `enqueue.lua` itself, as docs/queue-protocol.md says: both layouts work, a job sent
 /// either way runs like one from Rust, and a bad flags argument is refused
 /// with a message rather than read as something else.
 #[tokio::test]
@@ -753,6 +759,92 @@ async fn an_idle_consumer_is_handed_a_new_job_with_no_fetch_and_gives_back_what_
     let tokens: Vec<u64> =
         [&handed[0], &kept[0], &fetched[0]].iter().map(|l| l.token.parse().expect("a numeric token")).collect();
     assert!(tokens.windows(2).all(|w| w[0] < w[1]), "{tokens:?}");
+}
+
+/// What one queue holds after the same story told through `Queue::enqueue`
+/// (a new job to start now in no group: the lean `push` script) or through
+/// `enqueue_bulk` of one (the `enqueue` script): the waiting scores, the
+/// queue's fair-queueing time and token counter, the groups' sequences,
+/// the attempts and leases, and the events in order. Ids differ (each
+/// call makes its own), so they are left out.
+async fn enqueue_story(redis: &RedisServer, name: &str, lean: bool) -> Vec<String> {
+    let q = queue(redis, name).await;
+    let put = |q: Queue| async move {
+        if lean {
+            q.enqueue(job("{}")).await.unwrap()
+        } else {
+            q.enqueue_bulk(vec![job("{}")]).await.unwrap().remove(0)
+        }
+    };
+    let mut states = vec![];
+    // Two wait; a consumer takes both, comes back short and idles.
+    states.push(put(q.clone()).await.state);
+    states.push(put(q.clone()).await.state);
+    let consumer = Consumer::new(q.clone());
+    wait_for_push_channels(redis, name, 1).await;
+    assert_eq!(consumer.next(5, LEASE, Duration::from_secs(20)).await.unwrap().len(), 2);
+    // The next is handed to it, with no fetch.
+    states.push(put(q.clone()).await.state);
+    let calls = script_calls(redis);
+    let handed = consumer.next(5, LEASE, Duration::from_secs(20)).await.unwrap();
+    assert_eq!(script_calls(redis), calls, "{name}: a handed-off job needs no fetch");
+    assert_eq!((handed.len(), handed[0].attempt), (1, 1), "{name}");
+    // A paused queue hands nothing off: the job waits, and no wake-up goes.
+    q.pause().await.unwrap();
+    states.push(put(q.clone()).await.state);
+    q.resume().await.unwrap();
+    assert!(consumer.retire().await.unwrap().is_empty());
+
+    let mut c = redis.connection();
+    let k = |n: &str| format!("jr:{{{name}}}:{n}");
+    let scores: Vec<(String, String)> =
+        redis::cmd("ZRANGE").arg(k("wait")).arg(0).arg(-1).arg("WITHSCORES").query(&mut c).unwrap();
+    let meta: Vec<Option<String>> = redis::cmd("HMGET").arg(k("meta")).arg("vt").arg("token").query(&mut c).unwrap();
+    let gvt: Vec<String> = redis::cmd("HGETALL").arg(k("gvt")).query(&mut c).unwrap();
+    let mut attempts: Vec<String> = redis::cmd("HVALS").arg(k("attempts")).query(&mut c).unwrap();
+    attempts.sort();
+    let active: u64 = redis::cmd("ZCARD").arg(k("active")).query(&mut c).unwrap();
+    let tokens: u64 = redis::cmd("HLEN").arg(k("tokens")).query(&mut c).unwrap();
+    let specs: u64 = redis::cmd("HLEN").arg(k("specs")).query(&mut c).unwrap();
+    let events: Vec<(String, Vec<(String, String)>)> =
+        redis::cmd("XRANGE").arg(k("events")).arg("-").arg("+").query(&mut c).unwrap();
+    let events: Vec<String> = events.into_iter().map(|(_, fields)| fields[0].1.clone()).collect();
+    vec![
+        format!("states {states:?}"),
+        format!("waiting scores {:?}", scores.iter().map(|(_, s)| s).collect::<Vec<_>>()),
+        format!("vt and token {meta:?}"),
+        format!("group sequences {gvt:?}"),
+        format!("attempts {attempts:?}, active {active}, lease tokens {tokens}, specs {specs}"),
+        format!("events {events:?}"),
+    ]
+}
+
+/// `Queue::enqueue` sends a new job to start now in no group through the
+/// lean `push` script (`common.lua` and its body, nine keys): it must
+/// leave Redis as `enqueue.lua` would, hand-off, place in line, sequences
+/// and events alike.
+#[tokio::test]
+async fn the_lean_single_enqueue_writes_what_the_enqueue_script_writes() {
+    let redis = RedisServer::start();
+    let lean = enqueue_story(&redis, "lean", true).await;
+    let full = enqueue_story(&redis, "full", false).await;
+    assert_eq!(lean, full);
+    // And the story is the one told: two waited, one was handed off, one
+    // waited behind the pause, which is the one still in line.
+    assert_eq!(lean[0], r#"states ["waiting", "waiting", "active", "waiting"]"#);
+    assert!(lean[1].starts_with("waiting scores [\""), "{}", lean[1]);
+    assert_eq!(lean[4], "attempts [\"1\", \"1\", \"1\"], active 3, lease tokens 4, specs 4");
+    assert_eq!(lean[5], r#"events ["added", "added", "added", "paused", "added", "resumed"]"#);
+    // The lean path was the one taken: Redis has run `push` (`common.lua`
+    // then `push.lua`, as `scripts.rs` puts them together).
+    let push = redis::Script::new(concat!(
+        include_str!("../src/queue/lua/common.lua"),
+        "\n",
+        include_str!("../src/queue/lua/push.lua")
+    ));
+    let loaded: Vec<bool> =
+        redis::cmd("SCRIPT").arg("EXISTS").arg(push.get_hash()).query(&mut redis.connection()).unwrap();
+    assert_eq!(loaded, [true]);
 }
 
 #[tokio::test]

@@ -36,17 +36,25 @@ pub const NAMES: [&str; 25] = [
     "idle",
 ];
 
+/// The keys of the lean one-job enqueue (`lua/push.lua`), in its order:
+/// only the ones it touches.
+pub const PUSH_NAMES: [&str; 9] = ["meta", "wait", "active", "specs", "attempts", "tokens", "events", "gvt", "idle"];
+
 #[derive(Debug, Clone)]
 pub struct Keys {
     pub all: Vec<String>,
+    /// `PUSH_NAMES`, in that order.
+    pub push: Vec<String>,
     /// The pub/sub channel that wakes idle workers of this queue.
     pub wake_channel: String,
 }
 
 impl Keys {
     pub fn new(queue: &str) -> Keys {
+        let key = |n: &&str| format!("{PREFIX}:{{{queue}}}:{n}");
         Keys {
-            all: NAMES.iter().map(|n| format!("{PREFIX}:{{{queue}}}:{n}")).collect(),
+            all: NAMES.iter().map(key).collect(),
+            push: PUSH_NAMES.iter().map(key).collect(),
             wake_channel: format!("{PREFIX}:{{{queue}}}:wake"),
         }
     }
@@ -68,6 +76,9 @@ mod tests {
         let k = super::Keys::new("emails");
         assert_eq!(k.get("wait"), "jr:{emails}:wait");
         assert!(k.all.iter().all(|key| key.contains("{emails}")));
+        // The lean enqueue's keys are some of the same keys.
+        assert!(k.push.iter().all(|key| k.all.contains(key)));
+        assert_eq!(k.push.len(), super::PUSH_NAMES.len());
         assert_eq!(k.wake_channel, "jr:{emails}:wake");
     }
 }

@@ -1,7 +1,9 @@
-//! The queue's Lua scripts, each the shared prelude followed by its body,
-//! after one generated line: the default job options as JSON
-//! (`DEFAULT_OPTS`), which a stored spec leaves out, from
-//! `JobOptions::default()` itself so that Lua and Rust cannot disagree. `redis::Script` sends them by hash
+//! The queue's Lua scripts: one generated line, the default job options as
+//! JSON (`DEFAULT_OPTS`), which a stored spec leaves out, from
+//! `JobOptions::default()` itself so that Lua and Rust cannot disagree;
+//! then `common.lua`, the shared prelude and the script's body. The lean
+//! one-job enqueue (`push`) is `common.lua` and its body alone (it reads no
+//! option). `redis::Script` sends them by hash
 //! (EVALSHA) and loads them again after a server restart (NOSCRIPT), so a
 //! restarted Redis needs nothing from us.
 
@@ -18,8 +20,9 @@ fn defaults_line() -> String {
 macro_rules! script {
     ($file:literal) => {
         redis::Script::new(&format!(
-            "{}{}\n{}",
+            "{}{}\n{}\n{}",
             defaults_line(),
+            include_str!("lua/common.lua"),
             include_str!("lua/prelude.lua"),
             include_str!(concat!("lua/", $file))
         ))
@@ -37,6 +40,8 @@ pub struct Scripts {
     pub schedule: redis::Script,
     pub jobs: redis::Script,
     pub release: redis::Script,
+    /// The lean one-job enqueue: `common.lua` and its body, no prelude.
+    pub push: redis::Script,
 }
 
 pub static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
@@ -50,4 +55,5 @@ pub static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
     schedule: script!("schedule.lua"),
     jobs: script!("jobs.lua"),
     release: script!("release.lua"),
+    push: redis::Script::new(concat!(include_str!("lua/common.lua"), "\n", include_str!("lua/push.lua"))),
 });

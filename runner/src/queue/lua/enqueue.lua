@@ -92,7 +92,8 @@ call_many('HSET', K.groups, groups)
 call_many('ZADD', K.delayed, delayed)
 -- One job, and a consumer idle for it: leased to it now, so it need not
 -- wait, nor anyone wake. (A bulk call's jobs go to the line, in order.)
-if n == 1 and out[1] == 1 and (short or ARGV[8] == '') and hand_off(ARGV[4], ARGV[5], now, tonumber(waiting[1])) then
+if n == 1 and out[1] == 1 and (short or ARGV[8] == '')
+    and hand_off(K, ARGV[4], ARGV[5], now, math.max(seq_vt or 0, tonumber(waiting[1]) % SEQ_SPAN)) then
   out[1], woken, waiting = 3, false, {}
 end
 call_many('ZADD', K.wait, waiting)

@@ -1,6 +1,6 @@
--- Shared by every queue script (concatenated in front of each one, after
--- the line `scripts.rs` writes: `DEFAULT_OPTS`, the default job options
--- as JSON).
+-- Shared by every queue script but `push` (concatenated in front of each
+-- one, after `common.lua` and the line `scripts.rs` writes: `DEFAULT_OPTS`,
+-- the default job options as JSON).
 -- KEYS are always the queue's fixed keys, in this order, so every script
 -- declares every key it may touch (Redis Cluster: one slot, via {queue}).
 local K = {
@@ -19,26 +19,8 @@ local PER_JOB = { K.specs, K.attempts, K.tokens, K.created, K.results, K.errors,
 local FINISHED = { K.specs, K.attempts, K.created, K.results, K.errors,
                    K.logs, K.progress, K.stalls, K.prios, K.groups, K.gscore }
 
--- The tokens hash holds one field no job id can be (ids have no spaces),
--- with a value too long for a listpack: Redis keeps a hash of up to 512
--- short fields as a listpack, searched end to end on every lookup, so a
--- batch of n completions checked against m live leases cost n * m string
--- comparisons. A hashtable, once made, stays one while the key exists,
--- and the field keeps the key. (With `int` below: a fifth less Redis CPU
--- per job in the drain at concurrency 50; docs/queue-protocol.md.)
-local PIN_FIELD = 'pinned encoding'
-local PIN_VALUE = 'keeps this hash a hashtable: as a listpack, every lookup of a lease token would search it end to end'
-
--- Whole numbers as strings for `redis.call`: a Lua number passed as it is
--- is printed with '%.17g', a multi-precision conversion that was a tenth
--- of Redis's work per job in a bulk enqueue; '%d' is a plain integer's.
-local function int(n) return string.format('%d', n) end
-
--- The server's clock, so runners with skewed clocks agree.
-local function now_ms()
-  local t = redis.call('TIME')
-  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-end
+local function event(name, id, ...) add_event(K.events, name, id, ...) end
+local function wake(channel) publish_wake(K.meta, channel) end
 
 -- Commands over many jobs go as one call per batch rather than one per
 -- job: a `redis.call` costs the Lua-to-command round trip whatever it
@@ -62,12 +44,6 @@ local function hmget_many(key, fields)
   return out
 end
 
--- The events stream is capped (approximately, which is O(1)).
-local EVENTS_MAXLEN = 10000
-local function event(name, id, ...)
-  redis.call('XADD', K.events, 'MAXLEN', '~', EVENTS_MAXLEN, '*', 'event', name, 'id', id, ...)
-end
-
 -- Waiting order: higher priority first; within a priority, fair between
 -- groups and first in, first out within a group. The second part of the
 -- score is a start-time fair-queueing sequence: a job gets one more than
@@ -76,8 +52,6 @@ end
 -- itself, while a job from another group starts next to the head. Jobs
 -- without a group form one group, so a queue without groups is plain FIFO.
 -- score = (MAX_PRIORITY - priority) * 2^40 + sequence, exact in a double.
-local MAX_PRIORITY = 4000
-local SEQ_SPAN = 1099511627776
 
 -- The queue's `vt` and each group's last sequence, read once per script
 -- call: a batch (`enqueue`) computes many scores and writes the groups'
@@ -111,62 +85,6 @@ local function push_wait(id)
   local score = wait_score(priority, group)
   redis.call('HSET', K.gvt, group, int(last_seq[group]))
   redis.call('ZADD', K.wait, int(score), id)
-end
-
--- A consumer's registration in `idle` (fetch.lua): until when it holds,
--- how many more jobs it takes, the lease it asked for, and where to send
--- them (the channel is the last field, so it may hold spaces).
-local function idle_entry(expires, room, lease, channel)
-  return int(expires) .. ' ' .. int(room) .. ' ' .. int(lease) .. ' ' .. channel
-end
-
--- Leases the new job `id`, about to wait with `score`, to an idle consumer
--- instead, if one is registered and listening, by publishing it (fencing
--- token, id, spec) on the consumer's channel: the consumer starts it
--- without a fetch's round trip. The lease is the one a fetch would write:
--- a token, attempt 1, a deadline in `active`, and the fair-queueing time
--- moved on past the job. `PUBLISH` answers how many clients got the
--- message; with none, the registration is stale (its consumer is gone)
--- and goes. Only when nothing is waiting (else the job would jump the
--- line) and the queue is not paused and has no rate limits (which only
--- `fetch` applies), and when the script was given the `idle` key (a
--- producer of another language may declare the first 24 only). Returns
--- whether the job was handed off; if not, the caller puts it in `wait`.
-local function hand_off(id, spec, now, score)
-  if not K.idle or redis.call('ZCARD', K.wait) > 0 then return false end
-  local meta = redis.call('HMGET', K.meta, 'paused', 'rl_max', 'grl_max')
-  if meta[1] == '1' or tonumber(meta[2] or '0') > 0 or tonumber(meta[3] or '0') > 0 then
-    return false
-  end
-  local idle = redis.call('HGETALL', K.idle)
-  for i = 1, #idle, 2 do
-    local who = idle[i]
-    local expires, room, lease, channel = string.match(idle[i + 1], '^(%d+) (%d+) (%d+) (.+)$')
-    expires, room, lease = tonumber(expires), tonumber(room), tonumber(lease)
-    if expires and expires > now and room > 0 then
-      local token = redis.call('HINCRBY', K.meta, 'token', 1)
-      if redis.call('PUBLISH', channel, int(token) .. ' ' .. id .. ' ' .. spec) > 0 then
-        redis.call('HSET', K.tokens, PIN_FIELD, PIN_VALUE, id, int(token))
-        redis.call('HSET', K.attempts, id, 1)
-        redis.call('ZADD', K.active, int(now + lease), id)
-        redis.call('HSET', K.meta, 'vt', int(math.max(seq_vt or 0, score % SEQ_SPAN)))
-        if room > 1 then
-          redis.call('HSET', K.idle, who, idle_entry(expires, room - 1, lease, channel))
-        else
-          redis.call('HDEL', K.idle, who)
-        end
-        return true
-      end
-    end
-    redis.call('HDEL', K.idle, who)
-  end
-  return false
-end
-
-local function wake(channel)
-  if redis.call('HGET', K.meta, 'paused') ~= '1' then
-    redis.call('PUBLISH', channel, '1')
-  end
 end
 
 -- Where a job is: its state's name, or false.
