@@ -81,4 +81,29 @@ mod tests {
         assert_eq!(k.push.len(), super::PUSH_NAMES.len());
         assert_eq!(k.wake_channel, "jr:{emails}:wake");
     }
+
+    /// The names a script's key table gives `KEYS[1]`, `KEYS[2]`, ... in
+    /// order (`name = KEYS[i]`, as the scripts write them).
+    fn lua_key_table(script: &str) -> Vec<String> {
+        let mut found: Vec<(usize, String)> = script
+            .split(',')
+            .flat_map(|part| part.split('{'))
+            .filter_map(|part| {
+                let (name, rest) = part.split_once("= KEYS[")?;
+                let index = rest.split(']').next()?.parse().ok()?;
+                Some((index, name.trim().to_string()))
+            })
+            .collect();
+        found.sort();
+        assert!(found.iter().enumerate().all(|(i, (n, _))| *n == i + 1), "KEYS indexes with a gap: {found:?}");
+        found.into_iter().map(|(_, name)| name).collect()
+    }
+
+    /// The scripts name their keys by position: the order Rust passes them
+    /// in (`NAMES`, `PUSH_NAMES`) is the order the Lua key tables expect.
+    #[test]
+    fn the_scripts_key_tables_are_in_the_order_rust_passes_the_keys() {
+        assert_eq!(lua_key_table(include_str!("lua/prelude.lua")), super::NAMES);
+        assert_eq!(lua_key_table(include_str!("lua/push.lua")), super::PUSH_NAMES);
+    }
 }

@@ -27,10 +27,14 @@ local function now_ms()
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
 
--- The waiting score's parts (the prelude's `wait_score` says how they
--- combine): score = (MAX_PRIORITY - priority) * SEQ_SPAN + sequence.
+-- A waiting job's score from its priority and its fair-queueing sequence
+-- (the prelude's `wait_score` says how the sequence is chosen): higher
+-- priority first, then the sequence; exact in a double.
 local MAX_PRIORITY = 4000
 local SEQ_SPAN = 1099511627776
+local function score_of(priority, seq)
+  return (MAX_PRIORITY - priority) * SEQ_SPAN + seq % SEQ_SPAN
+end
 
 -- The events stream is capped (approximately, which is O(1)).
 local EVENTS_MAXLEN = 10000

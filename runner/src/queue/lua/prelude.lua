@@ -51,7 +51,7 @@ end
 -- handed out (`vt`). A burst of 10,000 jobs from one group lines up behind
 -- itself, while a job from another group starts next to the head. Jobs
 -- without a group form one group, so a queue without groups is plain FIFO.
--- score = (MAX_PRIORITY - priority) * 2^40 + sequence, exact in a double.
+-- The score is `score_of(priority, sequence)` (common.lua).
 
 -- The queue's `vt` and each group's last sequence, read once per script
 -- call: a batch (`enqueue`) computes many scores and writes the groups'
@@ -63,7 +63,7 @@ local function wait_score(priority, group)
   if last == nil then last = tonumber(redis.call('HGET', K.gvt, group) or '0') end
   local seq = math.max(last, seq_vt) + 1
   last_seq[group] = seq
-  return (MAX_PRIORITY - priority) * SEQ_SPAN + seq % SEQ_SPAN
+  return score_of(priority, seq)
 end
 
 local function save_seqs()

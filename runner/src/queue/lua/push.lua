@@ -30,7 +30,7 @@ local out = 1
 if hand_off(K, id, spec, now, math.max(vt, seq % SEQ_SPAN)) then
   out = 3
 else
-  redis.call('ZADD', K.wait, int(MAX_PRIORITY * SEQ_SPAN + seq % SEQ_SPAN), id)
+  redis.call('ZADD', K.wait, int(score_of(0, seq)), id)
 end
 redis.call('HSET', K.gvt, '', int(seq))
 add_event(K.events, 'added', id)
