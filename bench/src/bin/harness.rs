@@ -1,10 +1,10 @@
 //! The benchmark harness: `cargo xtask bench [--bullmq]` builds what it
 //! needs and runs this. It starts a Redis of its own on a free port, runs
 //! every measure `--runs` times against the release `runner` binary (and,
-//! with `--bullmq`, against BullMQ in the same run, interleaved, so drift
-//! in the machine hits both alike), and prints one Markdown table of
-//! medians, spreads, ratios and targets, also written to
-//! `target/bench/results.md`.
+//! with `--bullmq`, against BullMQ in the same run, the two sides' runs
+//! taking turns, so drift in the machine hits both alike: `alternate`),
+//! and prints one Markdown table of medians, spreads, ratios and targets,
+//! also written to `target/bench/results.md`.
 
 use anyhow::{Context, Result, bail};
 use bench::bullmq::BullMq;
@@ -52,19 +52,49 @@ struct Args {
     out: Option<PathBuf>,
 }
 
-/// Runs `f` `runs` times and summarises a figure of each.
-async fn repeat<T, F, Fut>(runs: usize, what: &str, mut f: F, mut pick: impl FnMut(&T) -> f64) -> Result<(Runs, Vec<T>)>
+/// Runs a measure `runs` times on the runner and, given `bullmq`, as many
+/// times on BullMQ, in turns: runner, BullMQ, runner, and so on. This
+/// machine's speed drifts, by up to 2× from one stretch of minutes to the
+/// next; runs in turns see the same stretches, where all of one side's runs
+/// and then all of the other's could put the two in different ones and
+/// skew the ratio either way.
+async fn alternate<T, F, Fut, G, GFut>(
+    runs: usize,
+    mut runner: F,
+    mut bullmq: Option<G>,
+    pick: impl Fn(&T) -> f64,
+) -> Result<(Vec<T>, Option<Vec<T>>)>
 where
     F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<T>>,
+    Fut: Future<Output = Result<T>>,
+    G: FnMut() -> GFut,
+    GFut: Future<Output = Result<T>>,
 {
-    let mut all = Vec::with_capacity(runs);
+    let mut ours = Vec::with_capacity(runs);
+    let mut theirs = bullmq.as_ref().map(|_| Vec::with_capacity(runs));
     for i in 0..runs {
-        let r = f().await.with_context(|| format!("{what}, run {}", i + 1))?;
-        eprintln!("  {what} run {}: {}", i + 1, bench::stats::human(pick(&r)));
-        all.push(r);
+        let r = runner().await.with_context(|| format!("runner, run {}", i + 1))?;
+        eprintln!("  runner run {}: {}", i + 1, bench::stats::human(pick(&r)));
+        ours.push(r);
+        if let (Some(bullmq), Some(theirs)) = (bullmq.as_mut(), theirs.as_mut()) {
+            let r = bullmq().await.with_context(|| format!("bullmq, run {}", i + 1))?;
+            eprintln!("  bullmq run {}: {}", i + 1, bench::stats::human(pick(&r)));
+            theirs.push(r);
+        }
     }
-    let values: Vec<f64> = all.iter().map(&mut pick).collect();
+    Ok((ours, theirs))
+}
+
+/// Runs a measure of the runner alone `runs` times and summarises a figure
+/// of each.
+async fn repeat<T, F, Fut>(runs: usize, f: F, pick: impl Fn(&T) -> f64) -> Result<(Runs, Vec<T>)>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T>>,
+{
+    let none = None::<fn() -> std::future::Ready<Result<T>>>;
+    let (all, _) = alternate(runs, f, none, &pick).await?;
+    let values: Vec<f64> = all.iter().map(&pick).collect();
     Ok((Runs::of(&values), all))
 }
 
@@ -151,6 +181,7 @@ async fn main() -> Result<()> {
         redis,
         bullmq_metrics: !args.no_bullmq_metrics,
     };
+    let b = &b;
     let bull = if args.bullmq { Some(BullMq::prepare(&testkit::workspace_root(), &b.redis.url())?) } else { None };
     let runs = args.runs;
     let mut rows = Vec::new();
@@ -160,17 +191,11 @@ async fn main() -> Result<()> {
             let n = if bulk { 100_000 } else { 50_000 };
             let name = if bulk { "enqueue, bulk (1000 a call)" } else { "enqueue, single (32 producers)" };
             eprintln!("{name}");
-            let (runner, all) = repeat(runs, "runner", || b.enqueue(bulk, n), |e| e.jobs_per_s).await?;
-            let mut row = Row::new(name, "jobs/s", runner, Better::Higher);
-            let bull_all = match &bull {
-                Some(bull) => {
-                    let (rate, all) =
-                        repeat(runs, "bullmq", || async { bull.enqueue(&b.redis, bulk, n) }, |e| e.jobs_per_s).await?;
-                    row.bullmq = Some(rate);
-                    Some(all)
-                }
-                None => None,
-            };
+            let theirs = bull.as_ref().map(|bull| move || async move { bull.enqueue(&b.redis, bulk, n) });
+            let (all, bull_all) = alternate(runs, || b.enqueue(bulk, n), theirs, |e| e.jobs_per_s).await?;
+            let rate = |all: &[Enqueue]| Runs::of(&all.iter().map(|e| e.jobs_per_s).collect::<Vec<_>>());
+            let mut row = Row::new(name, "jobs/s", rate(&all), Better::Higher);
+            row.bullmq = bull_all.as_deref().map(rate);
             if bulk {
                 row.min_ratio = Some(7.0);
             }
@@ -202,16 +227,11 @@ async fn main() -> Result<()> {
                 ("no-op jobs", format!("drain at concurrency {c}"))
             };
             eprintln!("drain {} {what} at concurrency {c}", args.jobs);
-            let (bench, jobs) = (&b, args.jobs);
+            let (bench, jobs) = (b, args.jobs);
             let run =
                 || async move { if backed { bench.bullmq_drain(c, jobs).await } else { bench.drain(c, jobs).await } };
-            let (_, all) = repeat(runs, "runner", run, |d| d.jobs_per_s).await?;
-            let ball = match &bull {
-                Some(bull) => Some(
-                    repeat(runs, "bullmq", || async { bull.drain(&b.redis, c, args.jobs) }, |d| d.jobs_per_s).await?.1,
-                ),
-                None => None,
-            };
+            let theirs = bull.as_ref().map(|bull| move || async move { bull.drain(&bench.redis, c, jobs) });
+            let (all, ball) = alternate(runs, run, theirs, |d| d.jobs_per_s).await?;
             let title = format!("drain {}k {what}, concurrency {c}", args.jobs / 1000);
             // The 3× target is the native queue's; a BullMQ-backed queue runs
             // BullMQ's own scripts, so it is reported beside BullMQ, untargeted.
@@ -224,13 +244,8 @@ async fn main() -> Result<()> {
         }
         let title = if delayed { "delayed-job lateness, default hz" } else { "enqueue-to-start latency, light load" };
         eprintln!("{title}");
-        let (_, all) = repeat(runs, "runner", || b.timing(delayed, jobs), |t| t.p99_ms).await?;
-        let ball = match &bull {
-            Some(bull) => {
-                Some(repeat(runs, "bullmq", || async { bull.timing(&b.redis, delayed, jobs) }, |t| t.p99_ms).await?.1)
-            }
-            None => None,
-        };
+        let theirs = bull.as_ref().map(|bull| move || async move { bull.timing(&b.redis, delayed, jobs) });
+        let (all, ball) = alternate(runs, || b.timing(delayed, jobs), theirs, |t| t.p99_ms).await?;
         let percentiles: [Percentile; 2] = if delayed {
             [("p50", |t| t.p50_ms, None), ("p99", |t| t.p99_ms, Some(5.0))]
         } else {
@@ -264,14 +279,14 @@ async fn main() -> Result<()> {
     }
     if wanted("overhead") {
         eprintln!("per-job wasm overhead");
-        let (r, _) = repeat(runs, "runner", || b.wasm_overhead(20_000), |x| *x).await?;
+        let (r, _) = repeat(runs, || b.wasm_overhead(20_000), |x| *x).await?;
         let mut row = Row::new("per-job wasm overhead, no-op plugin", "µs", r, Better::Lower);
         row.bound = Some(20.0);
         rows.push(row);
     }
     if wanted("memory") {
         eprintln!("resident memory");
-        let (_, all) = repeat(runs, "runner", || b.memory(1000), |m| m.in_flight_bytes as f64 / 1e6).await?;
+        let (_, all) = repeat(runs, || b.memory(1000), |m| m.in_flight_bytes as f64 / 1e6).await?;
         let idle = Runs::of(&all.iter().map(|m| m.idle_bytes as f64 / 1e6).collect::<Vec<_>>());
         rows.push(Row::new("resident memory, idle", "MB", idle, Better::Neither));
         let busy = Runs::of(&all.iter().map(|m| m.in_flight_bytes as f64 / 1e6).collect::<Vec<_>>());
@@ -283,14 +298,14 @@ async fn main() -> Result<()> {
     }
     if wanted("reload") {
         eprintln!("hot reload");
-        let (r, _) = repeat(runs, "runner", || b.hot_reload(5), |x| *x).await?;
+        let (r, _) = repeat(runs, || b.hot_reload(5), |x| *x).await?;
         let mut row = Row::new("hot reload, write to serving (compiling)", "ms", r, Better::Lower);
         row.bound = Some(1000.0);
         rows.push(row);
     }
     if wanted("startup") {
         eprintln!("start-up");
-        let (_, all) = repeat(runs, "runner", || b.startup(), |s| s.cold_ms).await?;
+        let (_, all) = repeat(runs, || b.startup(), |s| s.cold_ms).await?;
         let cold = Runs::of(&all.iter().map(|s| s.cold_ms).collect::<Vec<_>>());
         let cached = Runs::of(&all.iter().map(|s| s.cached_ms).collect::<Vec<_>>());
         rows.push(Row::new("start-up to ready, 6 plugins, cold", "ms", cold, Better::Neither));
@@ -306,4 +321,30 @@ async fn main() -> Result<()> {
     std::fs::write(&out, &table).with_context(|| format!("writing {}", out.display()))?;
     eprintln!("written to {}", out.display());
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::cell::RefCell;
+
+    #[tokio::test]
+    async fn the_two_sides_runs_take_turns() {
+        let order = RefCell::new(String::new());
+        let side = |name: char, value: f64| {
+            let order = &order;
+            move || async move {
+                order.borrow_mut().push(name);
+                Ok(value)
+            }
+        };
+        let (ours, theirs) = alternate(3, side('r', 1.0), Some(side('b', 2.0)), |x| *x).await.unwrap();
+        assert_eq!(order.borrow().as_str(), "rbrbrb");
+        assert_eq!((ours, theirs), (vec![1.0; 3], Some(vec![2.0; 3])));
+
+        order.borrow_mut().clear();
+        let (runs, all) = repeat(2, side('r', 5.0), |x| *x).await.unwrap();
+        assert_eq!(order.borrow().as_str(), "rr");
+        assert_eq!((runs.median, all), (5.0, vec![5.0; 2]));
+    }
 }
