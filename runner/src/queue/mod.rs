@@ -205,8 +205,7 @@ impl Queue {
     }
 
     pub async fn enqueue(&self, job: NewJob) -> Result<Enqueued> {
-        let o = &job.options;
-        if job.id.is_some() || o.delay_ms != 0 || o.priority != 0 || o.group.is_some() {
+        if job.id.is_some() || !job.options.starts_now_in_line() {
             return Ok(self.enqueue_bulk(vec![job]).await?.remove(0));
         }
         // The common case, a new job to start now in no group, goes through
@@ -242,10 +241,7 @@ impl Queue {
             let new_ids = chunk.iter().all(|(_, _, job)| job.id.is_none());
             // Jobs that all start now, at priority 0 and in no group go in
             // the short layout: id and spec only (`enqueue.lua`).
-            let short = chunk.iter().all(|(_, _, job)| {
-                let o = &job.options;
-                o.delay_ms == 0 && o.priority == 0 && o.group.is_none()
-            });
+            let short = chunk.iter().all(|(_, _, job)| job.options.starts_now_in_line());
             let flags = u8::from(new_ids) + 2 * u8::from(short);
             let mut args = Vec::with_capacity(3 + chunk.len() * if short { 2 } else { 5 });
             args.extend([arg(&self.inner.keys.wake_channel), arg(chunk.len()), arg(flags)]);

@@ -88,6 +88,12 @@ impl Default for JobOptions {
 }
 
 impl JobOptions {
+    /// A job that starts now, at priority 0 and in no group: the scripts'
+    /// short layout (`enqueue.lua`) and, for one new job, the lean `push`.
+    pub(crate) fn starts_now_in_line(&self) -> bool {
+        self.delay_ms == 0 && self.priority == 0 && self.group.is_none()
+    }
+
     /// Writes only the options that differ from the defaults, for the spec
     /// stored with every job: written in full, the defaults were about 250
     /// of a no-op job's 300 bytes, copied into Lua, stored in Redis, sent
