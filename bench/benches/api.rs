@@ -81,6 +81,8 @@ fn main() {
             consumed: vec![],
             tokens: Arc::new(Tokens::new(Some(TOKEN), None)),
             bull: Default::default(),
+            redis_policy: Default::default(),
+            web: Default::default(),
         });
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());

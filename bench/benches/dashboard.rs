@@ -43,6 +43,8 @@ fn dashboard(c: &mut Criterion) {
         consumed: vec!["big".into()],
         tokens: Arc::new(Tokens::default()),
         bull: Default::default(),
+        redis_policy: Default::default(),
+        web: Default::default(),
     });
     let router = app(state, 1 << 20);
     let page = |uri: &'static str| {

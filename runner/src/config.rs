@@ -42,6 +42,9 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 pub const DEFAULT_MEMORY: u64 = 64 << 20;
 pub const DEFAULT_HTTP_RESPONSE_BYTES: u64 = 4 << 20;
 pub const DEFAULT_LOG_BYTES: u64 = 64 << 10;
+/// A job's output is stored whole as its result, and retention keeps up
+/// to a thousand of them per queue: 1 MiB each at most by default.
+pub const DEFAULT_OUTPUT_BYTES: u64 = 1 << 20;
 
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -70,6 +73,11 @@ pub struct RedisSection {
     pub url: Option<String>,
     /// The port of the embedded Redis (default 6390; a free one if taken).
     pub embedded_port: Option<u16>,
+    /// Start even though Redis's `maxmemory-policy` may evict queue keys
+    /// (`allkeys-*`), and so lose jobs without a trace. Off: such a Redis
+    /// is refused at start and makes `/ready` fail.
+    #[serde(default)]
+    pub allow_eviction: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -85,6 +93,17 @@ pub struct HttpSection {
     pub read_only_token: Option<String>,
     /// The largest request body accepted.
     pub max_body: bytesize::ByteSize,
+    /// How long a dashboard sign-in lasts.
+    #[serde(with = "humantime_serde")]
+    pub session_ttl: Duration,
+    /// Mark the session cookie `Secure`: the dashboard is served over TLS
+    /// (by a proxy in front). A request that says `X-Forwarded-Proto:
+    /// https` gets a `Secure` cookie either way.
+    pub secure_cookies: bool,
+    /// Origins, besides the runner's own address, whose pages may send
+    /// state-changing requests (`https://jobs.example.com`): the public
+    /// address of a proxy that rewrites `Host`.
+    pub origins: Vec<String>,
 }
 
 impl Default for HttpSection {
@@ -94,6 +113,9 @@ impl Default for HttpSection {
             token: None,
             read_only_token: None,
             max_body: bytesize::ByteSize::mib(16),
+            session_ttl: Duration::from_secs(12 * 3600),
+            secure_cookies: false,
+            origins: Vec::new(),
         }
     }
 }
@@ -256,11 +278,17 @@ pub struct PluginSection {
     /// Hosts outgoing HTTP may reach: `host`, `host:port`, `*.domain`, `host:*`.
     #[serde(default)]
     pub allowed_hosts: Vec<String>,
+    /// Special-purpose networks (loopback, private, link-local...) those
+    /// hosts may resolve to: CIDR blocks, addresses, or `any`. None by
+    /// default: an allowed name that resolves to 127.0.0.1 is refused.
+    #[serde(default)]
+    pub allowed_networks: Vec<String>,
     #[serde(default, with = "humantime_serde::option")]
     pub timeout: Option<Duration>,
     pub memory: Option<bytesize::ByteSize>,
     pub max_http_response_bytes: Option<bytesize::ByteSize>,
     pub max_log_bytes: Option<bytesize::ByteSize>,
+    pub max_output_bytes: Option<bytesize::ByteSize>,
     #[serde(default)]
     pub config: BTreeMap<String, String>,
     /// Plain values, or `env:NAME` to read the runner's environment.
@@ -280,6 +308,7 @@ pub struct Limits {
     pub memory_bytes: u64,
     pub http_response_bytes: u64,
     pub log_bytes: u64,
+    pub output_bytes: u64,
 }
 
 impl Default for Limits {
@@ -289,6 +318,7 @@ impl Default for Limits {
             memory_bytes: DEFAULT_MEMORY,
             http_response_bytes: DEFAULT_HTTP_RESPONSE_BYTES,
             log_bytes: DEFAULT_LOG_BYTES,
+            output_bytes: DEFAULT_OUTPUT_BYTES,
         }
     }
 }
@@ -297,6 +327,7 @@ impl Default for Limits {
 #[derive(Debug, Clone, Default)]
 pub struct Grants {
     pub allowed_hosts: Vec<String>,
+    pub allowed_networks: Vec<String>,
     pub config: BTreeMap<String, String>,
     /// Resolved values: never logged, never shown by the API.
     pub secrets: BTreeMap<String, String>,
@@ -424,9 +455,11 @@ impl Config {
                     .map(|b| b.as_u64())
                     .unwrap_or(DEFAULT_HTTP_RESPONSE_BYTES),
                 log_bytes: section.max_log_bytes.map(|b| b.as_u64()).unwrap_or(DEFAULT_LOG_BYTES),
+                output_bytes: section.max_output_bytes.map(|b| b.as_u64()).unwrap_or(DEFAULT_OUTPUT_BYTES),
             },
             grants: Grants {
                 allowed_hosts: section.allowed_hosts,
+                allowed_networks: section.allowed_networks,
                 config: section.config,
                 secrets,
                 cache_namespace: section.cache_namespace.unwrap_or_else(|| name.to_string()),

@@ -28,6 +28,8 @@ async fn api_with(tokens: Tokens, max_body: usize) -> Api {
         consumed: vec!["default".into()],
         tokens: Arc::new(tokens),
         bull: Default::default(),
+        redis_policy: Default::default(),
+        web: Default::default(),
     });
     Api { router: app(state, max_body), _redis: redis }
 }

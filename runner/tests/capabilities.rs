@@ -15,14 +15,17 @@ use testkit::http::{HttpRecorder, Reply};
 async fn http_reaches_allowed_hosts_only() {
     let server = HttpRecorder::start().await;
     server.reply("/data", Reply::json(json!({"ok": true})));
-    let allowed = setup(&format!("[plugins.hostile]\nallowed_hosts = [\"127.0.0.1:{}\"]\n", server.port));
+    let allowed = setup(&format!(
+        "[plugins.hostile]\nallowed_hosts = [\"127.0.0.1:{}\"]\nallowed_networks = [\"127.0.0.0/8\"]\n",
+        server.port
+    ));
     let plugin = allowed.load("hostile_plugin").await;
     let r = plugin.run(&job("http-get", json!({"url": server.url("/data")}))).await;
     assert_eq!(completed(&r.outcome), json!({"status": 200, "bytes": 11}));
     assert_eq!(server.requests().len(), 1);
 
     // Same server, but the plugin may only reach another port.
-    let denied = setup("[plugins.hostile]\nallowed_hosts = [\"127.0.0.1:1\"]\n");
+    let denied = setup("[plugins.hostile]\nallowed_hosts = [\"127.0.0.1:1\"]\nallowed_networks = [\"127.0.0.0/8\"]\n");
     let plugin = denied.load("hostile_plugin").await;
     let r = plugin.run(&job("http-get", json!({"url": server.url("/data")}))).await;
     let m = permanent(&r.outcome);
@@ -31,13 +34,45 @@ async fn http_reaches_allowed_hosts_only() {
     assert_eq!(server.requests().len(), 1, "a denied request never leaves the host");
 }
 
+/// An allowed name is not enough: the address it resolves to must be one
+/// the plugin may reach, and the request goes to that address. Loopback
+/// (here: `localhost`, the IP literal `2130706433` in another notation,
+/// and 127.0.0.1 itself) is refused unless `allowed_networks` grants it.
+#[tokio::test]
+async fn http_goes_only_to_addresses_the_plugin_may_reach() {
+    let server = HttpRecorder::start().await;
+    let p = server.port;
+    let hosts = format!("allowed_hosts = [\"localhost:{p}\", \"2130706433:{p}\", \"127.0.0.1:{p}\"]\n");
+    let urls =
+        [format!("http://localhost:{p}/x"), format!("http://2130706433:{p}/x"), format!("http://127.0.0.1:{p}/x")];
+    let names_only = setup(&format!("[plugins.hostile]\n{hosts}"));
+    let plugin = names_only.load("hostile_plugin").await;
+    for url in &urls {
+        let r = plugin.run(&job("http-get", json!({"url": url}))).await;
+        let m = permanent(&r.outcome);
+        assert!(m.contains("may not reach"), "{url}: {m}");
+        let denial = r.log.iter().find(|l| l.message.contains("http denied")).expect("the denial is logged");
+        assert!(denial.message.contains("127.0.0.1 (loopback)"), "{}", denial.message);
+    }
+    assert_eq!(server.requests().len(), 0, "no refused request reached the server");
+    // Granted the loopback network (IPv4 only: `localhost` may resolve to
+    // ::1 first, where nothing listens), the same requests arrive.
+    let granted = setup(&format!("[plugins.hostile]\n{hosts}allowed_networks = [\"127.0.0.0/8\"]\n"));
+    let plugin = granted.load("hostile_plugin").await;
+    for url in &urls {
+        let r = plugin.run(&job("http-get", json!({"url": url}))).await;
+        assert_eq!(completed(&r.outcome)["status"], 200, "{url}: {:?}", r.outcome);
+    }
+    assert_eq!(server.requests().len(), 3);
+}
+
 #[tokio::test]
 async fn http_responses_are_capped() {
     let server = HttpRecorder::start().await;
     server.reply("/big", Reply::status(200).body(vec![b'x'; 300_000]));
     server.reply("/small", Reply::status(200).body(vec![b'x'; 1000]));
     let s = setup(&format!(
-        "[plugins.hostile]\nallowed_hosts = [\"127.0.0.1:{}\"]\nmax_http_response_bytes = \"100KiB\"\n",
+        "[plugins.hostile]\nallowed_hosts = [\"127.0.0.1:{}\"]\nallowed_networks = [\"127.0.0.0/8\"]\nmax_http_response_bytes = \"100KiB\"\n",
         server.port
     ));
     let plugin = s.load("hostile_plugin").await;

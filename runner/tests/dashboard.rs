@@ -15,6 +15,13 @@ const ADMIN: &str = "admin-token-0123456789";
 const READER: &str = "reader-token-0123456789";
 
 async fn setup(tokens: Tokens) -> (axum::Router, Queue, testkit::redis::RedisServer) {
+    setup_with(tokens, Default::default()).await
+}
+
+async fn setup_with(
+    tokens: Tokens,
+    web: runner::api::WebOptions,
+) -> (axum::Router, Queue, testkit::redis::RedisServer) {
     let redis = testkit::redis::RedisServer::start();
     let connection = Connection::connect(&redis.url()).await.unwrap();
     let state = Arc::new(ApiState {
@@ -24,6 +31,8 @@ async fn setup(tokens: Tokens) -> (axum::Router, Queue, testkit::redis::RedisSer
         consumed: vec!["emails".into()],
         tokens: Arc::new(tokens),
         bull: Default::default(),
+        redis_policy: Default::default(),
+        web,
     });
     (app(state, 1 << 20), Queue::new(connection, "emails").unwrap(), redis)
 }
@@ -150,6 +159,120 @@ async fn signing_in_and_the_read_only_session() {
     let req =
         Request::get("/dashboard").header(header::AUTHORIZATION, format!("Basic {basic}")).body(Body::empty()).unwrap();
     assert_eq!(send(&router, req).await.0, StatusCode::OK);
+}
+
+fn session_cookie(headers: &axum::http::HeaderMap) -> String {
+    headers[header::SET_COOKIE].to_str().unwrap().split(';').next().unwrap().to_string()
+}
+
+/// Sessions are random ids kept in Redis: each sign-in its own, `Secure`
+/// behind TLS, ended by signing out, and gone when they expire.
+#[tokio::test]
+async fn sessions_are_random_expire_and_end_on_sign_out() {
+    let web = runner::api::WebOptions { session_ttl: Duration::from_secs(2), ..Default::default() };
+    let (router, _q, redis) = setup_with(Tokens::new(Some(ADMIN), None), web).await;
+    let sign_in = |proto: Option<&'static str>| {
+        let mut r = Request::post("/dashboard/login").header(header::CONTENT_TYPE, "application/x-www-form-urlencoded");
+        if let Some(p) = proto {
+            r = r.header("x-forwarded-proto", p);
+        }
+        r.body(Body::from(format!("token={ADMIN}"))).unwrap()
+    };
+    let (_, first, _) = send(&router, sign_in(None)).await;
+    let (_, second, _) = send(&router, sign_in(Some("https"))).await;
+    let (a, b) = (session_cookie(&first), session_cookie(&second));
+    assert_ne!(a, b, "each sign-in is a session of its own");
+    assert_eq!(a.len(), "jr_session=".len() + 64);
+    let set = first[header::SET_COOKIE].to_str().unwrap();
+    assert!(set.contains("HttpOnly; SameSite=Strict; Max-Age=2") && !set.contains("Secure"), "{set}");
+    assert!(second[header::SET_COOKIE].to_str().unwrap().ends_with("; Secure"), "behind TLS, Secure");
+    // Redis holds the digest of the id, not the id.
+    let keys: Vec<String> = redis::cmd("KEYS").arg("jr:session:*").query(&mut redis.connection()).unwrap();
+    assert_eq!(keys.len(), 2);
+    assert!(keys.iter().all(|k| !k.contains(&a["jr_session=".len()..])));
+
+    // Signing out ends the session; the other one lives on.
+    let (s, _, page) = send(&router, get("/dashboard", Some(&a))).await;
+    assert_eq!(s, StatusCode::OK);
+    let csrf = csrf_from(&page);
+    let (s, headers, _) = send(&router, post_form("/dashboard/logout", &format!("csrf={csrf}"), Some(&a))).await;
+    assert_eq!(s, StatusCode::SEE_OTHER);
+    assert!(headers[header::SET_COOKIE].to_str().unwrap().contains("Max-Age=0"));
+    assert_eq!(send(&router, get("/dashboard", Some(&a))).await.0, StatusCode::SEE_OTHER, "signed out");
+    assert_eq!(send(&router, get("/dashboard", Some(&b))).await.0, StatusCode::OK);
+    // A forged or made-up id signs nobody in.
+    assert_eq!(
+        send(&router, get("/dashboard", Some(&format!("jr_session={}", "0".repeat(64))))).await.0,
+        StatusCode::SEE_OTHER
+    );
+    // And the session expires.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while send(&router, get("/dashboard", Some(&b))).await.0 == StatusCode::OK {
+        assert!(std::time::Instant::now() < deadline, "the session never expired");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn with_headers(mut req: Request<Body>, headers: &[(&str, &str)]) -> Request<Body> {
+    for (k, v) in headers {
+        req.headers_mut().insert(axum::http::HeaderName::from_bytes(k.as_bytes()).unwrap(), v.parse().unwrap());
+    }
+    req
+}
+
+/// A web page of another origin cannot drive the runner in the browser's
+/// name, with its cookie, its cached Basic credentials, or (no token) by
+/// the runner's being on loopback; nor can a DNS-rebinding page.
+#[tokio::test]
+async fn cross_site_and_rebinding_requests_are_refused() {
+    // No token: loopback only, and only to loopback names.
+    let (router, q, _redis) = setup(Tokens::default()).await;
+    let pause = || Request::post("/api/v1/queues/emails/pause").body(Body::empty()).unwrap();
+    let (s, _, body) =
+        send(&router, with_headers(get("/api/v1/queues", None), &[("host", "rebound.evil.example:8080")])).await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    assert!(body.contains("loopback names"), "{body}");
+    let (s, _, _) = send(&router, with_headers(get("/api/v1/queues", None), &[("host", "127.0.0.1:8080")])).await;
+    assert_eq!(s, StatusCode::OK);
+    let (s, _, body) =
+        send(&router, with_headers(pause(), &[("host", "127.0.0.1:8080"), ("origin", "https://evil.example")])).await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "{body}");
+    assert!(body.contains("another origin"), "{body}");
+    let (s, _, _) =
+        send(&router, with_headers(pause(), &[("host", "127.0.0.1:8080"), ("sec-fetch-site", "cross-site")])).await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    assert!(!q.counts().await.unwrap().paused, "nothing refused took effect");
+    // The runner's own page, and a client that is no browser, may.
+    let (s, _, _) =
+        send(&router, with_headers(pause(), &[("host", "127.0.0.1:8080"), ("origin", "http://127.0.0.1:8080")])).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(send(&router, with_headers(pause(), &[("host", "localhost:8080")])).await.0, StatusCode::OK);
+
+    // A token: the browser's credentials change nothing through the API
+    // without a request no form can send.
+    let (router, q, _redis) = setup(Tokens::new(Some(ADMIN), None)).await;
+    let (_, headers, _) = send(&router, post_form("/dashboard/login", &format!("token={ADMIN}"), None)).await;
+    let cookie = session_cookie(&headers);
+    let (s, _, body) = send(&router, with_headers(pause(), &[("cookie", &cookie)])).await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "{body}");
+    assert!(body.contains("X-Requested-With"), "{body}");
+    use base64::Engine;
+    let basic = format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("ops:{ADMIN}")));
+    assert_eq!(send(&router, with_headers(pause(), &[("authorization", &basic)])).await.0, StatusCode::FORBIDDEN);
+    assert!(!q.counts().await.unwrap().paused);
+    let (s, _, _) = send(&router, with_headers(pause(), &[("cookie", &cookie), ("x-requested-with", "fetch")])).await;
+    assert_eq!(s, StatusCode::OK);
+    let bearer = format!("Bearer {ADMIN}");
+    let resume = Request::post("/api/v1/queues/emails/resume").body(Body::empty()).unwrap();
+    assert_eq!(send(&router, with_headers(resume, &[("authorization", &bearer)])).await.0, StatusCode::OK);
+    // A dashboard form from another origin is refused, CSRF token or not.
+    let (_, _, page) = send(&router, get("/dashboard", Some(&cookie))).await;
+    let csrf = csrf_from(&page);
+    let form = post_form("/dashboard/queues/emails/do/pause", &format!("csrf={csrf}"), Some(&cookie));
+    let (s, _, _) =
+        send(&router, with_headers(form, &[("host", "jobs.example.com"), ("origin", "https://evil.example")])).await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    assert!(!q.counts().await.unwrap().paused);
 }
 
 #[tokio::test]

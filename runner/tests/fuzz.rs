@@ -41,6 +41,8 @@ fn api() -> &'static Api {
             consumed: vec!["default".into()],
             tokens: Arc::new(Tokens::default()),
             bull: Default::default(),
+            redis_policy: Default::default(),
+            web: Default::default(),
         });
         // A small body limit, so that oversized bodies are generated too.
         Api { router: app(state, 64 * 1024), rt, _redis: redis }

@@ -12,7 +12,7 @@ use testkit::http::{HttpRecorder, Reply};
 
 fn webhook_config(port: u16) -> String {
     format!(
-        "[plugins.webhook]\nallowed_hosts = [\"127.0.0.1:{port}\"]\n[plugins.webhook.secrets]\nsigning_secret = \"whsec_test\"\n"
+        "[plugins.webhook]\nallowed_hosts = [\"127.0.0.1:{port}\"]\nallowed_networks = [\"127.0.0.0/8\"]\n[plugins.webhook.secrets]\nsigning_secret = \"whsec_test\"\n"
     )
 }
 
@@ -70,7 +70,10 @@ async fn webhook_signs_and_classifies_every_status() {
     // A URL not allowed, or no secret: permanent.
     let r = plugin.run(&job("webhook", json!({"url": "http://10.0.0.1/x", "event": "e"}))).await;
     assert!(permanent(&r.outcome).contains("allowed hosts"));
-    let s3 = setup(&format!("[plugins.webhook]\nallowed_hosts = [\"127.0.0.1:{}\"]\n", server.port));
+    let s3 = setup(&format!(
+        "[plugins.webhook]\nallowed_hosts = [\"127.0.0.1:{}\"]\nallowed_networks = [\"127.0.0.0/8\"]\n",
+        server.port
+    ));
     let p3 = s3.load("webhook_plugin").await;
     assert!(permanent(&p3.run(&send("/ok")).await.outcome).contains("signing_secret"));
 }
@@ -101,7 +104,9 @@ async fn email_renders_templates_into_the_outbox() {
     let r = plugin.run(&job("email", json!({"to": "a@example.com", "template": "welcome"}))).await;
     assert!(permanent(&r.outcome).contains("unknown template `welcome`"));
     let r = plugin.run(&job("email", json!({"to": "a@example.com", "template": "verify_email", "data": {}}))).await;
-    assert!(permanent(&r.outcome).contains("undefined"));
+    // The missing variables are named, as the plugin's README promises.
+    let m = permanent(&r.outcome);
+    assert!(m.contains("`data.verify_url`") && m.contains("which the payload lacks"), "{m}");
 }
 
 #[tokio::test]
@@ -136,7 +141,7 @@ async fn email_is_delivered_by_smtp_and_retried_when_the_server_is_down() {
 
 fn app_config(plugin: &str, port: u16, extra: &str) -> String {
     format!(
-        "[plugins.{plugin}]\nallowed_hosts = [\"127.0.0.1:{port}\"]\ncache_namespace = \"app\"\n[plugins.{plugin}.config]\napi_base_url = \"http://127.0.0.1:{port}/api\"\n{extra}\n[plugins.{plugin}.secrets]\napi_token = \"t0ken\"\n"
+        "[plugins.{plugin}]\nallowed_hosts = [\"127.0.0.1:{port}\"]\nallowed_networks = [\"127.0.0.0/8\"]\ncache_namespace = \"app\"\n[plugins.{plugin}.config]\napi_base_url = \"http://127.0.0.1:{port}/api\"\n{extra}\n[plugins.{plugin}.secrets]\napi_token = \"t0ken\"\n"
     )
 }
 
@@ -243,7 +248,7 @@ async fn cache_warmup_stores_bodies_and_lists_failures() {
     site.reply("/missing", Reply::status(404));
     site.reply("/flaky", Reply::status(502));
     let s = setup(&format!(
-        "[plugins.cache-warmup]\nallowed_hosts = [\"127.0.0.1:{}\"]\ncache_namespace = \"shared\"\n[plugins.hostile]\ncache_namespace = \"shared\"\n",
+        "[plugins.cache-warmup]\nallowed_hosts = [\"127.0.0.1:{}\"]\nallowed_networks = [\"127.0.0.0/8\"]\ncache_namespace = \"shared\"\n[plugins.hostile]\ncache_namespace = \"shared\"\n",
         site.port
     ));
     let plugin = s.load("cache_warmup_plugin").await;

@@ -115,7 +115,7 @@ async fn priority_then_fifo() {
 }
 
 #[tokio::test]
-async fn bulk_enqueue_in_chunks() {
+async fn bulk_enqueue_in_one_call() {
     let redis = RedisServer::start();
     let q = queue(&redis, "bulk").await;
     let jobs: Vec<NewJob> = (0..2500).map(|i| job(&format!("{{\"i\":{i}}}"))).collect();
@@ -123,7 +123,7 @@ async fn bulk_enqueue_in_chunks() {
     assert_eq!(out.len(), 2500);
     assert!(out.iter().all(|e| e.created));
     assert_eq!(q.counts().await.unwrap().waiting, 2500);
-    // FIFO across chunks.
+    // FIFO.
     let first = q.fetch(1, LEASE).await.unwrap().jobs.remove(0);
     assert_eq!(first.spec.payload.get(), r#"{"i":0}"#);
     // A batch mixing an id that exists, a new id, a made one and a delayed
@@ -144,6 +144,60 @@ async fn bulk_enqueue_in_chunks() {
         (existing.as_str(), "given", first.id.as_str())
     );
     assert_ne!(out[2].id, out[3].id);
+}
+
+/// A bulk enqueue lands whole or not at all: Redis refusing writes (out of
+/// memory) partway through a large one leaves none of it, where calls of a
+/// thousand jobs each left the first ones enqueued under ids the caller
+/// never saw. Past `MAX_BULK` it is refused before Redis is asked.
+#[tokio::test]
+async fn a_bulk_enqueue_lands_whole_or_not_at_all() {
+    let redis = RedisServer::start_with(&[
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+        "--maxmemory",
+        "64mb",
+        "--maxmemory-policy",
+        "noeviction",
+    ]);
+    let q = queue(&redis, "whole").await;
+    let padding = "x".repeat(1000);
+    let big = |tag: &str| -> Vec<NewJob> {
+        (0..10_000)
+            .map(|i| NewJob { id: Some(format!("{tag}-{i}")), ..job(&format!("{{\"pad\":\"{padding}\"}}")) })
+            .collect()
+    };
+    // Read with plain commands: a Redis out of memory may refuse scripts.
+    let waiting = || -> u64 { ::redis::cmd("ZCARD").arg("jr:{whole}:wait").query(&mut redis.connection()).unwrap() };
+    let has = |id: &str| -> bool {
+        ::redis::cmd("HEXISTS").arg("jr:{whole}:specs").arg(id).query(&mut redis.connection()).unwrap()
+    };
+    // Bulks of 10 MB until Redis refuses one: each before it landed whole
+    // (a script that has begun to write may finish past the limit), and
+    // the refused one left nothing.
+    let mut landed = 0;
+    let err = loop {
+        let tag = format!("t{landed}");
+        match q.enqueue_bulk(big(&tag)).await {
+            Ok(out) => {
+                assert_eq!(out.len(), 10_000);
+                landed += 1;
+                assert_eq!(waiting(), 10_000 * landed);
+                assert!(landed < 20, "Redis never ran out of memory");
+            }
+            Err(e) => {
+                assert!(!has(&format!("{tag}-0")) && !has(&format!("{tag}-9999")), "the refused bulk left jobs");
+                break e;
+            }
+        }
+    };
+    assert!(format!("{err:#}").contains("OOM"), "{err:#}");
+    assert!(landed >= 1);
+    assert_eq!(waiting(), 10_000 * landed, "nothing of the refused bulk landed");
+    let err = q.enqueue_bulk((0..10_001).map(|_| job("{}")).collect()).await.unwrap_err();
+    assert!(err.to_string().contains("at most 10000"), "{err}");
 }
 
 /// Plain jobs (no delay, priority 0, no group) go to the script in its
@@ -355,11 +409,131 @@ async fn a_closed_acker_has_recorded_every_completion_handed_to_it() {
         // Plain ones first, then ones with a result: the first batch goes in
         // the short layout, the later ones in the long.
         let c = if i < 300 { Completion { result: None, progress: None, ..done(l) } } else { done(l) };
-        acker.complete(c, KEEP_ALL);
+        acker.complete(c, KEEP_ALL, None);
     }
     acker.close().await;
     let c = q.counts().await.unwrap();
     assert_eq!((c.completed, c.active), (600, 0), "every completion recorded by the time close returns");
+}
+
+/// Completions handed over while Redis is down are kept and sent again
+/// until Redis takes them, not dropped (which left each job to stall and
+/// run again, or fail though it had succeeded).
+#[tokio::test]
+async fn the_acker_keeps_completions_while_redis_is_down() {
+    let mut redis = RedisServer::start_with(&["--appendonly", "yes", "--appendfsync", "always", "--save", ""]);
+    let q = queue(&redis, "acks-down").await;
+    let leased = lease_plain(&q, 300).await;
+    let acker = runner::daemon::acker::Acker::start(q.clone());
+    redis.stop();
+    for l in &leased {
+        acker.complete(done(l), KEEP_ALL, None);
+    }
+    // It has tried, failed, and tried again while Redis was away.
+    testkit::wait_until("the acker to fail twice", Duration::from_secs(20), || acker.failed_calls() >= 2).await;
+    assert_eq!(acker.unrecorded(), 300);
+    redis.restart();
+    acker.close().await;
+    let c = q.counts().await.unwrap();
+    assert_eq!((c.completed, c.active), (300, 0), "every completion recorded once Redis came back");
+}
+
+/// A lease counts its attempt when it is written, but until its runner says
+/// the job started (a start mark, or its outcome), a stall of that lease
+/// gives the attempt back: the job was fetched ahead or handed off and its
+/// runner died before running it. A job with one attempt that never ran
+/// therefore runs; one that ran and stalled fails, with the stall's reason.
+#[tokio::test]
+async fn a_lease_that_expires_unstarted_comes_back_unspent() {
+    let redis = RedisServer::start();
+    let q = queue(&redis, "unstarted").await;
+    let short = Duration::from_millis(40);
+    let one = |id: &str| NewJob { id: Some(id.into()), ..with(|o| o.attempts = 1) };
+    // Through bulk enqueue and the lean single enqueue (no id: its own).
+    q.enqueue_bulk(vec![one("ran"), one("buffered")]).await.unwrap();
+    let lean = q.enqueue(with(|o| o.attempts = 1)).await.unwrap().id;
+    let leased = q.fetch(3, short).await.unwrap().jobs;
+    assert_eq!(leased.len(), 3);
+    let ran = leased.iter().find(|l| l.id == "ran").unwrap();
+    q.mark_started(&[(ran.id.clone(), ran.token.clone())]).await.unwrap();
+    // A mark with a stale token changes nothing.
+    q.mark_started(&[("buffered".into(), "1".into())]).await.unwrap();
+
+    let back = wait_for_jobs(&q, 2).await;
+    let mut ids: Vec<&str> = back.iter().map(|l| l.id.as_str()).collect();
+    ids.sort();
+    let mut want = vec!["buffered", lean.as_str()];
+    want.sort();
+    assert_eq!(ids, want, "the two that never started come back");
+    assert!(back.iter().all(|l| l.attempt == 1), "on the attempt they never ran: {back:?}");
+    let r = q.get("ran").await.unwrap().unwrap();
+    assert_eq!((r.state, r.attempts_made, r.errors[0].kind.as_str()), (State::Failed, 1, "stalled"));
+    let b = q.get("buffered").await.unwrap().unwrap();
+    assert!(b.errors.is_empty(), "no error recorded for a job that did not run: {:?}", b.errors);
+    assert_eq!(q.complete(&back.iter().map(done).collect::<Vec<_>>(), KEEP_ALL).await.unwrap(), [true, true]);
+
+    // The idle hand-off: the job is leased by its enqueue, on its way to
+    // a consumer that dies before it starts it.
+    let consumer = Consumer::new(q.clone());
+    wait_for_push_channels(&redis, "unstarted", 1).await;
+    assert!(consumer.next(5, short, Duration::from_secs(20)).await.unwrap().is_empty());
+    let handed = q.enqueue(NewJob { id: Some("handed".into()), ..with(|o| o.attempts = 1) }).await.unwrap();
+    assert_eq!(handed.state, "active");
+    drop(consumer);
+    let back = wait_for_jobs(&q, 1).await;
+    assert_eq!((back[0].id.as_str(), back[0].attempt), ("handed", 1));
+    // Its start marked with its completion: completing is running.
+    assert_eq!(q.complete(&[done(&back[0])], KEEP_ALL).await.unwrap(), [true]);
+    let unstarted: u64 = ::redis::cmd("HLEN").arg("jr:{unstarted}:unstarted").query(&mut redis.connection()).unwrap();
+    assert_eq!(unstarted, 0);
+
+    // A job that takes its runner down within milliseconds of starting, so
+    // that its start is never marked, does not come back for ever: its
+    // eleventh stall spends its attempt.
+    q.enqueue(one("poison")).await.unwrap();
+    for round in 1..=10 {
+        let l = wait_for_jobs(&q, 1).await;
+        assert_eq!((l[0].id.as_str(), l[0].attempt), ("poison", 1), "round {round}");
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while q.get("poison").await.unwrap().unwrap().state != State::Failed {
+        assert!(Instant::now() < deadline, "the poison job never failed");
+        let _ = q.fetch(1, short).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(q.get("poison").await.unwrap().unwrap().stalls, 11);
+}
+
+/// Fetches (with a short lease) until `n` jobs came back.
+async fn wait_for_jobs(q: &Queue, n: usize) -> Vec<runner::queue::Leased> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut got = vec![];
+    while got.len() < n {
+        assert!(Instant::now() < deadline, "only {} of {n} jobs came back", got.len());
+        let f = q.fetch(n - got.len(), Duration::from_millis(40)).await.unwrap();
+        got.extend(f.jobs);
+        if got.len() < n {
+            tokio::time::sleep(f.next_due.unwrap_or(Duration::from_millis(5)).min(Duration::from_millis(50))).await;
+        }
+    }
+    got
+}
+
+/// The daemon's acker marks a started job in Redis within milliseconds
+/// even when no completion comes to carry the mark.
+#[tokio::test]
+async fn the_acker_sends_start_marks_on_their_own_when_no_completion_comes() {
+    let redis = RedisServer::start();
+    let q = queue(&redis, "marks").await;
+    let leased = lease_plain(&q, 3).await;
+    let unstarted =
+        || -> u64 { ::redis::cmd("HLEN").arg("jr:{marks}:unstarted").query(&mut redis.connection()).unwrap() };
+    assert_eq!(unstarted(), 3);
+    let acker = runner::daemon::acker::Acker::start(q.clone());
+    acker.started(&leased[0].id, &leased[0].token);
+    acker.started(&leased[1].id, &leased[1].token);
+    testkit::wait_until("the start marks", Duration::from_secs(5), || unstarted() == 1).await;
+    acker.close().await;
 }
 
 #[tokio::test]
@@ -806,6 +980,7 @@ async fn enqueue_story(redis: &RedisServer, name: &str, lean: bool) -> Vec<Strin
     let active: u64 = redis::cmd("ZCARD").arg(k("active")).query(&mut c).unwrap();
     let tokens: u64 = redis::cmd("HLEN").arg(k("tokens")).query(&mut c).unwrap();
     let specs: u64 = redis::cmd("HLEN").arg(k("specs")).query(&mut c).unwrap();
+    let unstarted: u64 = redis::cmd("HLEN").arg(k("unstarted")).query(&mut c).unwrap();
     let events: Vec<(String, Vec<(String, String)>)> =
         redis::cmd("XRANGE").arg(k("events")).arg("-").arg("+").query(&mut c).unwrap();
     let events: Vec<String> = events.into_iter().map(|(_, fields)| fields[0].1.clone()).collect();
@@ -814,13 +989,13 @@ async fn enqueue_story(redis: &RedisServer, name: &str, lean: bool) -> Vec<Strin
         format!("waiting scores {:?}", scores.iter().map(|(_, s)| s).collect::<Vec<_>>()),
         format!("vt and token {meta:?}"),
         format!("group sequences {gvt:?}"),
-        format!("attempts {attempts:?}, active {active}, lease tokens {tokens}, specs {specs}"),
+        format!("attempts {attempts:?}, active {active}, lease tokens {tokens}, specs {specs}, unstarted {unstarted}"),
         format!("events {events:?}"),
     ]
 }
 
 /// `Queue::enqueue` sends a new job to start now in no group through the
-/// lean `push` script (`common.lua` and its body, nine keys): it must
+/// lean `push` script (`common.lua` and its body, ten keys): it must
 /// leave Redis as `enqueue.lua` would, hand-off, place in line, sequences
 /// and events alike.
 #[tokio::test]
@@ -833,7 +1008,7 @@ async fn the_lean_single_enqueue_writes_what_the_enqueue_script_writes() {
     // waited behind the pause, which is the one still in line.
     assert_eq!(lean[0], r#"states ["waiting", "waiting", "active", "waiting"]"#);
     assert!(lean[1].starts_with("waiting scores [\""), "{}", lean[1]);
-    assert_eq!(lean[4], "attempts [\"1\", \"1\", \"1\"], active 3, lease tokens 4, specs 4");
+    assert_eq!(lean[4], "attempts [\"1\", \"1\", \"1\"], active 3, lease tokens 4, specs 4, unstarted 3");
     assert_eq!(lean[5], r#"events ["added", "added", "added", "paused", "added", "resumed"]"#);
     // The lean path was the one taken: Redis has run `push` (`common.lua`
     // then `push.lua`, as `scripts.rs` puts them together).

@@ -118,6 +118,39 @@ async fn a_host_call_that_outlives_the_timeout_is_cut() {
     assert!(f.message.contains("waiting on a host call"), "{}", f.message);
 }
 
+/// Empty lines cost their overhead, so an endless flood of them is held
+/// at the cap: what is kept, in memory and as stored, stays within it.
+#[tokio::test]
+async fn a_flood_of_empty_lines_is_held_at_the_cap() {
+    let s = setup(LIMITS);
+    let plugin = s.load("hostile_plugin").await;
+    let r = plugin.run(&job("empty-lines", json!({}))).await;
+    assert_eq!(fault(&r.outcome).kind, FaultKind::Timeout);
+    assert!(r.log_truncated);
+    let stored = serde_json::to_string(&r.log).unwrap().len();
+    assert!(stored <= 4096 + 200, "{stored} bytes of log kept for a 4 KiB cap ({} lines)", r.log.len());
+    assert!(r.log.iter().any(|l| l.message.contains("log truncated")));
+}
+
+/// An output over `max_output_bytes` fails the attempt and says why; one
+/// within it is kept.
+#[tokio::test]
+async fn an_output_over_the_cap_fails_the_attempt() {
+    let s = setup(&format!("{LIMITS}max_output_bytes = \"64KiB\"\n"));
+    let plugin = s.load("hostile_plugin").await;
+    let r = plugin.run(&job("big-output", json!({"bytes": 64 * 1024 + 1}))).await;
+    let f = fault(&r.outcome);
+    assert_eq!(f.kind, FaultKind::InvalidOutput);
+    assert!(f.message.contains("65537 bytes, over the plugin's limit of 65536"), "{}", f.message);
+    let r = plugin.run(&job("big-output", json!({"bytes": 64 * 1024}))).await;
+    assert!(r.outcome.is_success(), "{:?}", r.outcome);
+    // With no setting, the default of 1 MiB applies.
+    let s = setup(LIMITS);
+    let plugin = s.load("hostile_plugin").await;
+    let r = plugin.run(&job("big-output", json!({"bytes": 2 << 20}))).await;
+    assert!(fault(&r.outcome).message.contains("over the plugin's limit of 1048576"));
+}
+
 #[tokio::test]
 async fn output_that_is_not_json_is_an_invalid_output() {
     let s = setup(LIMITS);

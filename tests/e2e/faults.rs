@@ -299,7 +299,7 @@ async fn hostile_plugins_are_contained_while_another_queue_flows() {
         dir.path().join("runner.toml"),
         format!(
             "[queues.hostile]\nconcurrency = 16\n[queues.steady]\nconcurrency = 10\n\
-             [plugins.hostile]\ntimeout = \"20s\"\nmemory = \"32MB\"\nallowed_hosts = [\"{host}\"]\n"
+             [plugins.hostile]\ntimeout = \"20s\"\nmemory = \"32MB\"\nallowed_hosts = [\"{host}\"]\nallowed_networks = [\"127.0.0.0/8\"]\n"
         ),
     )
     .unwrap();

@@ -6,7 +6,8 @@
 //! plugins under load), `soak` (a million jobs), `browser` (the dashboard in
 //! a real headless Chromium), `parity` (the webhook in Rust, TypeScript and
 //! Python alike; the TypeScript and Python templates), `bullmq` (BullMQ-backed queues, with Node's
-//! BullMQ as producer, reader and fellow worker).
+//! BullMQ as producer, reader and fellow worker), `trust` (attempts spent only
+//! by jobs that ran; a Redis that may evict jobs refused).
 
 mod browser;
 mod bullmq;
@@ -16,6 +17,7 @@ mod parity;
 mod plugin_cmd;
 mod serve;
 mod soak;
+mod trust;
 
 use std::path::Path;
 use std::process::{Command, Output};

@@ -68,7 +68,7 @@ async fn webhook_in_rust_typescript_and_python_behaves_the_same() {
     std::fs::write(
         dir.path().join("runner.toml"),
         format!(
-            "[plugins.webhook]\nallowed_hosts = [\"127.0.0.1:{}\", \"127.0.0.1:{refused}\"]\n\
+            "[plugins.webhook]\nallowed_hosts = [\"127.0.0.1:{}\", \"127.0.0.1:{refused}\"]\nallowed_networks = [\"127.0.0.0/8\"]\n\
              [plugins.webhook.secrets]\nsigning_secret = \"{SECRET}\"\n",
             server.port
         ),
@@ -176,7 +176,7 @@ async fn template_uses_every_capability(lang: Lang, dir_name: &str) {
     std::fs::write(
         dir.path().join("runner.toml"),
         format!(
-            "[plugins.{dir_name}]\nallowed_hosts = [\"127.0.0.1:{}\"]\nsender = \"greeter@example.com\"\n[plugins.{dir_name}.config]\ngreeting = \"Hi\"\n",
+            "[plugins.{dir_name}]\nallowed_hosts = [\"127.0.0.1:{}\"]\nallowed_networks = [\"127.0.0.0/8\"]\nsender = \"greeter@example.com\"\n[plugins.{dir_name}.config]\ngreeting = \"Hi\"\n",
             server.port
         ),
     )

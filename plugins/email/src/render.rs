@@ -70,9 +70,45 @@ pub fn render(name: &str, data: &serde_json::Value, brand: Option<&str>) -> Resu
     };
     let part = |suffix: &str| -> Result<String, String> {
         let full = format!("{name}.{suffix}");
-        env.get_template(&full).and_then(|t| t.render(&ctx)).map_err(|e| format!("template `{name}` ({suffix}): {e}"))
+        env.get_template(&full).and_then(|t| t.render(&ctx)).map_err(|e| {
+            // minijinja's strict mode says "undefined value" and where, but
+            // not which variable: the names come from the template itself.
+            let missing = missing_variables(&env, &full, data);
+            if e.kind() == minijinja::ErrorKind::UndefinedError && !missing.is_empty() {
+                format!(
+                    "template `{name}` ({suffix}) needs `data.{}`, which the payload lacks",
+                    missing.join("`, `data.")
+                )
+            } else {
+                format!("template `{name}` ({suffix}): {e}")
+            }
+        })
     };
     Ok(Rendered { subject: part("subject")?.trim().to_string(), text: part("txt")?, html: part("html")? })
+}
+
+/// The variables template `full` (and the layout it extends) reads that
+/// `data` does not hold, as dotted paths (`customer.name`), outermost
+/// first; `brand` is always there.
+fn missing_variables(env: &Environment<'_>, full: &str, data: &serde_json::Value) -> Vec<String> {
+    let mut paths = std::collections::BTreeSet::new();
+    for template in [full, "layout.html"] {
+        if let Ok(t) = env.get_template(template) {
+            paths.extend(t.undeclared_variables(true));
+        }
+    }
+    let resolves = |path: &str| {
+        path == "brand" || path.split('.').try_fold(data, |value, key| value.get(key)).is_some_and(|v| !v.is_null())
+    };
+    let mut missing: Vec<String> = Vec::new();
+    for path in paths {
+        // `customer` missing says all that `customer.name` would.
+        let under_missing = missing.iter().any(|m| path.strip_prefix(m.as_str()).is_some_and(|r| r.starts_with('.')));
+        if !resolves(&path) && !under_missing {
+            missing.push(path);
+        }
+    }
+    missing
 }
 
 #[cfg(test)]
@@ -112,7 +148,13 @@ mod tests {
     #[test]
     fn missing_data_names_the_variable() {
         let err = render("verify_email", &json!({"name": "Ana"}), None).unwrap_err();
-        assert!(err.contains("verify_email") && err.contains("undefined"), "{err}");
+        assert!(err.contains("`verify_email`") && err.contains("needs `data.verify_url`"), "{err}");
+        // As the README's example: a booking confirmation without its date.
+        let mut data = sample("booking_confirmation");
+        data.as_object_mut().unwrap().remove("date");
+        data.as_object_mut().unwrap().remove("vendor_name");
+        let err = render("booking_confirmation", &data, None).unwrap_err();
+        assert!(err.contains("needs `data.date`, `data.vendor_name`, which the payload lacks"), "{err}");
     }
 
     #[test]

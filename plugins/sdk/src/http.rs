@@ -126,6 +126,9 @@ impl std::error::Error for HttpError {}
 fn classify(code: &ErrorCode, url: &str) -> HttpError {
     match code {
         ErrorCode::HttpRequestDenied => HttpError::Denied(format!("{url} is not on this plugin's allowed hosts")),
+        ErrorCode::DestinationIpProhibited => HttpError::Denied(format!(
+            "{url} resolves to an address this plugin may not reach (a loopback, private or link-local network not in its allowed_networks)"
+        )),
         ErrorCode::ConnectionTimeout
         | ErrorCode::ConnectionReadTimeout
         | ErrorCode::ConnectionWriteTimeout

@@ -14,8 +14,8 @@ use serde_json::{Value, json};
 use std::sync::Arc;
 use std::time::Duration;
 
-/// The most jobs one bulk request may carry.
-pub const MAX_BULK: usize = 10_000;
+/// The most jobs one bulk request may carry: one enqueue, whole or nothing.
+pub const MAX_BULK: usize = crate::queue::MAX_BULK;
 
 fn queue(state: &ApiState, name: &str) -> ApiResult<AnyQueue> {
     state.queue(name)

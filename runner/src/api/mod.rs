@@ -1,17 +1,21 @@
 //! The HTTP API (`/api/v1`), health, readiness and Prometheus metrics.
 //!
-//! Layout: `error` (one error type, JSON bodies), `auth` (bearer tokens),
-//! `jobs` (queues and jobs), `system` (schedules, plugins, runners, health,
-//! metrics, OpenAPI). `app()` builds the router, so tests can call it
-//! without a socket.
+//! Layout: `error` (one error type, JSON bodies), `auth` (tokens, and the
+//! cross-site and rebinding guard), `session` (the dashboard's sign-ins,
+//! in Redis), `jobs` (queues and jobs), `system` (schedules, plugins,
+//! runners, health, metrics, OpenAPI). `app()` builds the router, so tests
+//! can call it without a socket.
 //!
 //! Security: with a token configured every route but `/health` needs it;
-//! without one the server listens on loopback only and says so at start.
-//! Request bodies are size-limited. Plugins' secrets are never shown.
+//! without one the server listens on loopback only, answers only to
+//! loopback names, and says so at start. A state-changing request from a
+//! page of another origin is refused. Request bodies are size-limited.
+//! Plugins' secrets are never shown.
 
 pub mod auth;
 pub mod error;
 pub mod jobs;
+pub mod session;
 pub mod system;
 
 use crate::daemon::registry::Registry;
@@ -34,6 +38,34 @@ pub struct ApiState {
     pub tokens: Arc<auth::Tokens>,
     /// The queues the config declares as BullMQ's, shown beside the native ones.
     pub bull: Arc<crate::bull::BullQueues>,
+    /// What `/ready` and the dashboard say of Redis's durability.
+    pub redis_policy: RedisPolicy,
+    /// Sessions, cookies and the origins trusted besides the runner's own.
+    pub web: WebOptions,
+}
+
+/// The browser-facing settings (`[http]`).
+#[derive(Debug, Clone)]
+pub struct WebOptions {
+    pub session_ttl: std::time::Duration,
+    pub secure_cookies: bool,
+    pub origins: Vec<String>,
+}
+
+impl Default for WebOptions {
+    fn default() -> Self {
+        let http = crate::config::HttpSection::default();
+        WebOptions { session_ttl: http.session_ttl, secure_cookies: http.secure_cookies, origins: http.origins }
+    }
+}
+
+/// How the runner treats the Redis it uses.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RedisPolicy {
+    /// The runner started Redis itself (AOF on, no eviction).
+    pub embedded: bool,
+    /// `[redis] allow_eviction`: an evicting Redis is reported, not refused.
+    pub allow_eviction: bool,
 }
 
 impl ApiState {
@@ -49,7 +81,6 @@ impl ApiState {
 }
 
 pub fn app(state: Arc<ApiState>, max_body: usize) -> Router {
-    let tokens = state.tokens.clone();
     let api = Router::new()
         .route("/queues", get(jobs::queues))
         .route("/queues/{queue}/jobs", post(jobs::enqueue).get(jobs::list))
@@ -73,7 +104,7 @@ pub fn app(state: Arc<ApiState>, max_body: usize) -> Router {
         .route("/metrics", get(system::metrics))
         .nest("/dashboard", crate::dashboard::routes())
         .fallback(|| async { error::ApiError::NotFound("no such route; see /api/v1/openapi.json".into()) })
-        .layer(axum::middleware::from_fn_with_state(tokens, auth::require))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), auth::require))
         .layer(DefaultBodyLimit::max(max_body))
         .with_state(state)
 }

@@ -32,9 +32,37 @@ pub async fn ready(State(state): State<Arc<ApiState>>) -> impl IntoResponse {
             }
         }
     }
-    let ready = redis && plugins;
+    // A Redis that may evict jobs is not ready to hold them, unless the
+    // operator said otherwise (`[redis] allow_eviction`).
+    let durability = if redis { crate::queue::durability::read(&state.connection).await.ok() } else { None };
+    let risk = durability.as_ref().and_then(|d| d.eviction_risk());
+    let safe = risk.is_none() || state.redis_policy.allow_eviction;
+    let warnings: Vec<String> = durability
+        .iter()
+        .flat_map(|d| [d.eviction_risk(), d.eviction_note(), d.persistence_warning()])
+        .flatten()
+        .collect();
+    let ready = redis && plugins && safe;
     let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
-    (status, Json(json!({"ready": ready, "redis": redis, "plugins_loaded": plugins, "queues": queues})))
+    (
+        status,
+        Json(json!({
+            "ready": ready,
+            "redis": redis,
+            "redis_durability": durability.map(|d| json!({
+                "embedded": state.redis_policy.embedded,
+                "maxmemory_policy": d.maxmemory_policy,
+                "maxmemory": d.maxmemory,
+                "aof": d.aof,
+                "rdb": d.rdb,
+                "may_evict_jobs": risk.is_some(),
+                "eviction_allowed": state.redis_policy.allow_eviction,
+                "warnings": warnings,
+            })),
+            "plugins_loaded": plugins,
+            "queues": queues
+        })),
+    )
 }
 
 pub async fn metrics(State(state): State<Arc<ApiState>>) -> impl IntoResponse {

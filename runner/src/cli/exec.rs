@@ -41,6 +41,12 @@ pub struct ExecArgs {
     /// Allow outgoing HTTP to this host (repeatable), as in `allowed_hosts`.
     #[arg(long = "allow-host")]
     pub allow_hosts: Vec<String>,
+    /// Allow those hosts to resolve to this special-purpose network (a CIDR
+    /// block such as `127.0.0.0/8`, or `any`; repeatable), as in
+    /// `allowed_networks`: loopback and private addresses are refused
+    /// without it.
+    #[arg(long = "allow-network")]
+    pub allow_networks: Vec<String>,
     /// A config value for the plugin, KEY=VALUE (repeatable).
     #[arg(long = "set", value_parser = super::key_value)]
     pub config_values: Vec<(String, String)>,
@@ -98,6 +104,7 @@ pub async fn run(args: ExecArgs, config_path: Option<&std::path::Path>) -> Resul
     let settings = |name: &str| -> Result<PluginSettings> {
         let mut s = config.plugin_settings(name)?;
         s.grants.allowed_hosts.extend(args.allow_hosts.iter().cloned());
+        s.grants.allowed_networks.extend(args.allow_networks.iter().cloned());
         s.grants.config.extend(args.config_values.iter().cloned());
         for (k, v) in &args.secrets {
             s.grants

@@ -37,7 +37,7 @@
 use crate::any_queue::AnyQueue;
 use crate::daemon::Shared;
 use crate::daemon::acker::Acker;
-use crate::daemon::leases::Leases;
+use crate::daemon::leases::{Held, Leases};
 use crate::host::Plugin;
 use crate::job::{JobInput, Outcome, Report};
 use crate::queue::{Completion, Consumer, Failure, Leased, NewJob, Queue};
@@ -74,6 +74,9 @@ const PREFETCH_WORK: Duration = Duration::from_millis(15);
 /// The longest a job fetched ahead waits for a slot before it goes back to
 /// the queue (jobs that were short can turn long).
 const MAX_BUFFERED: Duration = Duration::from_millis(100);
+/// How long a failure that Redis does not take is tried again (a job's
+/// task, and so a shutdown, waits for it).
+const FAILURE_TRIES_FOR: Duration = Duration::from_secs(30);
 /// On shutdown, how long a fetch in flight gets to land.
 const LAST_FETCH_WAIT: Duration = Duration::from_millis(100);
 
@@ -295,6 +298,8 @@ async fn run_job(
         record_failure(queue, &leased, Failure::Retry(reason), None).await;
         return;
     };
+    // From here the job runs: its attempt is spent if its lease stalls.
+    tools.acker.started(&leased.id, &leased.token);
     // The payload moves into the job (and from there into the guest): only
     // its plugin reads it, so the dispatcher need not keep a copy.
     let payload = std::mem::replace(&mut leased.spec.payload, serde_json::value::RawValue::NULL.to_owned());
@@ -317,6 +322,7 @@ async fn run_job(
         r = plugin.run_with_timeout(input, timeout) => r,
         _ = cancel.cancelled() => {
             drop(held);
+            tools.acker.settled(&leased.token);
             match queue.release(&leased.id, &leased.token).await {
                 Ok(true) => tracing::info!("cancelled by shutdown; put back on the queue"),
                 Ok(false) => tracing::warn!("cancelled by shutdown; the lease had already expired"),
@@ -325,7 +331,8 @@ async fn run_job(
             return;
         }
     };
-    drop(held);
+    // The lease stays held (extended) until the outcome is recorded: a
+    // completion that Redis does not take at once is kept and sent again.
     drop(slot);
     // The pace is how long a job holds its slot; recording the outcome
     // overlaps the next job.
@@ -343,21 +350,22 @@ async fn run_job(
     // completion's output can be large); what is left of the report is
     // still read below.
     let outcome = std::mem::replace(&mut report.outcome, Outcome::Completed { output: None });
-    match outcome {
-        Outcome::Completed { output } => complete(shared, queue, &tools.acker, leased, &report, output, log).await,
-        Outcome::Retry { message } => {
-            record_failure(queue, &leased, Failure::Retry(message), Some((&report, log))).await
-        }
+    let failure = match outcome {
+        Outcome::Completed { output } => Err(output),
+        Outcome::Retry { message } => Ok(Failure::Retry(message)),
+        // A plugin cannot park a job longer than a producer could delay it.
         Outcome::RetryAfter { delay, message } => {
-            // A plugin cannot park a job longer than a producer could delay it.
-            let delay = delay.min(crate::queue::options::MAX_DELAY);
-            record_failure(queue, &leased, Failure::RetryAfter(delay, message), Some((&report, log))).await
+            Ok(Failure::RetryAfter(delay.min(crate::queue::options::MAX_DELAY), message))
         }
-        Outcome::Permanent { message } => {
-            record_failure(queue, &leased, Failure::Permanent(message), Some((&report, log))).await
-        }
-        Outcome::Fault(f) => {
-            record_failure(queue, &leased, Failure::Retry(fault_message(&f)), Some((&report, log))).await
+        Outcome::Permanent { message } => Ok(Failure::Permanent(message)),
+        Outcome::Fault(f) => Ok(Failure::Retry(fault_message(&f))),
+    };
+    match failure {
+        Err(output) => complete(shared, queue, &tools.acker, leased, &report, output, log, held).await,
+        Ok(failure) => {
+            record_failure(queue, &leased, failure, Some((&report, log))).await;
+            tools.acker.settled(&leased.token);
+            drop(held);
         }
     }
     // The plugin's next job finds its instance made (`host::spare`): made
@@ -471,7 +479,9 @@ pub(crate) async fn enqueue_follow_ups(shared: &Shared, report: &Report) -> Resu
 }
 
 /// Records a success: its follow-ups now, its completion through the
-/// acker, which logs what Redis says of it (the task does not wait).
+/// acker, which logs what Redis says of it (the task does not wait) and
+/// keeps the lease held until then.
+#[allow(clippy::too_many_arguments)]
 async fn complete(
     shared: &Shared,
     queue: &Queue,
@@ -480,10 +490,12 @@ async fn complete(
     report: &Report,
     output: Option<serde_json::Value>,
     log: Option<String>,
+    held: Held,
 ) {
     // Follow-ups first (at least once: their ids de-duplicate a re-run).
     if let Err(reason) = enqueue_follow_ups(shared, report).await {
         record_failure(queue, &leased, Failure::Retry(reason), None).await;
+        acker.settled(&leased.token);
         return;
     }
     let keep = leased.spec.opts.keep_completed;
@@ -494,18 +506,35 @@ async fn complete(
         progress: report.progress,
         log,
     };
-    acker.complete(done, keep);
+    acker.complete(done, keep, Some(held));
 }
 
+/// Records a failed attempt. While Redis fails the call, it is tried again
+/// (the caller still holds the lease, so it is extended meanwhile) for up
+/// to `FAILURE_TRIES_FOR`; past that the lease is left to expire, and the
+/// job goes through its retry policy as a stall.
 async fn record_failure(queue: &Queue, leased: &Leased, failure: Failure, report: Option<(&Report, Option<String>)>) {
     let (progress, log) = match report {
         Some((r, log)) => (r.progress, log),
         None => (None, None),
     };
-    match queue.fail(&leased.id, &leased.token, &failure, progress, log).await {
-        Ok(after) => tracing::debug!(?after, "failure recorded"),
-        Err(e) => {
-            tracing::warn!(error = %format!("{e:#}"), "could not record the failure; the lease will expire and the job run again")
+    let deadline = Instant::now() + FAILURE_TRIES_FOR;
+    let mut wait = ERROR_BACKOFF / 10;
+    loop {
+        match queue.fail(&leased.id, &leased.token, &failure, progress, log.clone()).await {
+            Ok(after) => {
+                tracing::debug!(?after, "failure recorded");
+                return;
+            }
+            Err(e) if Instant::now() > deadline => {
+                tracing::warn!(error = %format!("{e:#}"), "could not record the failure; the lease will expire and the job go through its retry policy as a stall");
+                return;
+            }
+            Err(e) => {
+                tracing::debug!(error = %format!("{e:#}"), "could not record the failure yet; trying again");
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(ERROR_BACKOFF * 4);
+            }
         }
     }
 }

@@ -9,6 +9,12 @@
 //! the runner lives, the runner starts it again on the same port and files
 //! (`supervise`): the append-only file brings the jobs back, and the queue
 //! connections reconnect on their own.
+//!
+//! It has a password, so that another local user cannot reach the queues
+//! (and the plugins' cache) around the API's token: random, made once and
+//! kept in `<state_dir>/redis.conf` (the server reads it from there, so it
+//! never shows in the process list), and in the URL file; both are mode
+//! 0600, readable by the runner's user only.
 
 use anyhow::{Context, Result, bail};
 use std::path::{Path, PathBuf};
@@ -38,6 +44,42 @@ fn pid_file(state_dir: &Path) -> PathBuf {
     state_dir.join("redis.pid")
 }
 
+fn conf_file(state_dir: &Path) -> PathBuf {
+    state_dir.join("redis.conf")
+}
+
+/// Writes `contents` to `path`, readable and writable by this user only.
+fn write_private(path: &Path, contents: &str) -> Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    // A file made by an older runner keeps its mode on open: set it.
+    f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    f.write_all(contents.as_bytes())?;
+    Ok(())
+}
+
+/// The embedded server's password: the one in its config file, or a new
+/// random one written there (256 bits, hex).
+fn password(state_dir: &Path) -> Result<String> {
+    let conf = conf_file(state_dir);
+    if let Ok(text) = std::fs::read_to_string(&conf)
+        && let Some(pw) = text.lines().find_map(|l| l.strip_prefix("requirepass "))
+        && !pw.trim().is_empty()
+    {
+        return Ok(pw.trim().to_string());
+    }
+    let pw = hex::encode(rand::random::<[u8; 32]>());
+    write_private(&conf, &format!("# Written by the runner: the embedded Redis's password.\nrequirepass {pw}\n"))?;
+    Ok(pw)
+}
+
 fn answers(url: &str) -> bool {
     redis::Client::open(url)
         .and_then(|c| c.get_connection_with_timeout(Duration::from_millis(500)))
@@ -60,7 +102,7 @@ impl EmbeddedRedis {
             && alive(pid)
             && answers(url.trim())
         {
-            tracing::info!(pid, url = url.trim(), "adopting the embedded Redis left by an earlier runner");
+            tracing::info!(pid, url = %crate::queue::connection::redact(url.trim()), "adopting the embedded Redis left by an earlier runner");
             let port = url.trim().trim_end_matches('/').rsplit(':').next().and_then(|p| p.parse().ok());
             return Ok(EmbeddedRedis {
                 child: None,
@@ -78,17 +120,18 @@ impl EmbeddedRedis {
             p if std::net::TcpListener::bind(("127.0.0.1", p)).is_ok() => p,
             _ => std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port(),
         };
+        let password = password(state_dir)?;
         let mut me = EmbeddedRedis {
             child: None,
             pid: 0,
-            url: format!("redis://127.0.0.1:{port}/"),
+            url: format!("redis://:{password}@127.0.0.1:{port}/"),
             port,
             state_dir: state_dir.to_path_buf(),
             stopped: false,
         };
         me.spawn()?;
-        std::fs::write(url_file(state_dir), &me.url)?;
-        tracing::info!(url = %me.url, dir = %state_dir.join("redis").display(), "started the embedded Redis");
+        write_private(&url_file(state_dir), &me.url)?;
+        tracing::info!(url = %crate::queue::connection::redact(&me.url), dir = %state_dir.join("redis").display(), "started the embedded Redis (with a password, in redis.conf)");
         Ok(me)
     }
 
@@ -98,7 +141,11 @@ impl EmbeddedRedis {
         let data = self.state_dir.join("redis");
         std::fs::create_dir_all(&data)?;
         let data = data.canonicalize()?;
+        let conf = conf_file(&self.state_dir).canonicalize()?;
         let child = Command::new("redis-server")
+            // The config file first (redis-server takes it as its first
+            // argument): it holds the password.
+            .arg(&conf)
             .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--protected-mode", "yes"])
             .args(["--appendonly", "yes", "--appendfsync", "everysec", "--save", ""])
             .arg("--dir")
@@ -151,7 +198,7 @@ impl EmbeddedRedis {
                     if redis.dead() {
                         tracing::warn!(pid = redis.pid, "the embedded Redis died; starting it again on its append-only file");
                         match redis.spawn() {
-                            Ok(()) => tracing::info!(pid = redis.pid, url = %redis.url, "the embedded Redis is back"),
+                            Ok(()) => tracing::info!(pid = redis.pid, url = %crate::queue::connection::redact(&redis.url), "the embedded Redis is back"),
                             Err(e) => tracing::error!(error = %format!("{e:#}"), "cannot restart the embedded Redis; trying again"),
                         }
                     }

@@ -82,6 +82,7 @@ pub async fn serve(config: Config, config_file: Option<PathBuf>, shutdown: impl 
     };
     let connection = Connection::connect(&url).await?;
     tracing::info!(redis = %crate::queue::connection::redact(&url), cluster = connection.is_cluster(), "connected to Redis");
+    check_durability(&connection, config.redis.allow_eviction).await?;
     let bull = Arc::new(crate::bull::open_all(&config, &url).await?);
 
     let metrics = Arc::new(crate::metrics::Metrics::new());
@@ -184,6 +185,15 @@ pub async fn serve(config: Config, config_file: Option<PathBuf>, shutdown: impl 
         consumed: consumed.clone(),
         tokens: Arc::new(tokens),
         bull: bull.clone(),
+        redis_policy: crate::api::RedisPolicy {
+            embedded: embedded.is_some(),
+            allow_eviction: config.redis.allow_eviction,
+        },
+        web: crate::api::WebOptions {
+            session_ttl: config.http.session_ttl,
+            secure_cookies: config.http.secure_cookies,
+            origins: config.http.origins.clone(),
+        },
     });
     let stop_api = CancellationToken::new();
     let app = crate::api::app(api_state, config.http.max_body.as_u64() as usize);
@@ -195,7 +205,7 @@ pub async fn serve(config: Config, config_file: Option<PathBuf>, shutdown: impl 
             }
         })
     };
-    let heartbeat = tokio::spawn(heartbeat(connection.clone(), consumed));
+    let heartbeat = tokio::spawn(heartbeat(connection.clone(), consumed, config.redis.allow_eviction));
     let stop_fetching = CancellationToken::new();
     let cancel_jobs = CancellationToken::new();
     let mut dispatchers = tokio::task::JoinSet::new();
@@ -247,6 +257,33 @@ pub async fn serve(config: Config, config_file: Option<PathBuf>, shutdown: impl 
     Ok(())
 }
 
+/// Refuses a Redis that may evict jobs (unless allowed), and says loudly
+/// when it keeps nothing on disk. A Redis that will not say (an ACL
+/// without `INFO`) is let through with a warning.
+async fn check_durability(connection: &Connection, allow_eviction: bool) -> Result<()> {
+    let d = match crate::queue::durability::read(connection).await {
+        Ok(d) => d,
+        Err(e) => {
+            tracing::warn!(error = %format!("{e:#}"), "cannot read Redis's eviction policy and persistence; make sure it does not evict keys");
+            return Ok(());
+        }
+    };
+    if let Some(risk) = d.eviction_risk() {
+        if !allow_eviction {
+            anyhow::bail!("{risk}; or set `[redis] allow_eviction = true` to run anyway");
+        }
+        tracing::error!("{risk}; running anyway, as `[redis] allow_eviction` says");
+    }
+    if let Some(note) = d.eviction_note() {
+        tracing::warn!("{note}");
+    }
+    if let Some(warning) = d.persistence_warning() {
+        tracing::error!("{warning}");
+    }
+    tracing::info!(maxmemory_policy = %d.maxmemory_policy, aof = d.aof, rdb = ?d.rdb, "Redis durability");
+    Ok(())
+}
+
 /// This process's id among the runners: host and pid.
 fn runner_id() -> String {
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
@@ -255,8 +292,11 @@ fn runner_id() -> String {
     format!("{host}:{}", std::process::id())
 }
 
-/// Records this runner in `jr:runners` every few seconds.
-async fn heartbeat(connection: Connection, queues: Vec<String>) {
+/// Records this runner in `jr:runners` every few seconds, and reads
+/// Redis's durability again: a Redis restarted (or reconfigured) with an
+/// evicting policy is logged as an error the moment it is seen (`/ready`
+/// fails then too).
+async fn heartbeat(connection: Connection, queues: Vec<String>, allow_eviction: bool) {
     let id = runner_id();
     let mut info = crate::queue::runners::RunnerInfo {
         hostname: id.rsplit_once(':').map(|(h, _)| h.to_string()).unwrap_or_default(),
@@ -270,9 +310,24 @@ async fn heartbeat(connection: Connection, queues: Vec<String>) {
         last_seen_ms: 0,
         queues,
     };
+    let mut last = None;
     loop {
         if let Err(e) = crate::queue::runners::beat(&connection, &mut info).await {
             tracing::debug!(error = %format!("{e:#}"), "heartbeat failed");
+        }
+        if let Ok(d) = crate::queue::durability::read(&connection).await
+            && last.as_ref() != Some(&d)
+        {
+            if last.is_some() {
+                tracing::warn!(maxmemory_policy = %d.maxmemory_policy, aof = d.aof, rdb = ?d.rdb, "Redis's durability changed");
+            }
+            for problem in [d.eviction_risk(), d.persistence_warning()].into_iter().flatten() {
+                if last.is_some() {
+                    let allowed = if allow_eviction { " (allowed by `[redis] allow_eviction`)" } else { "" };
+                    tracing::error!("{problem}{allowed}");
+                }
+            }
+            last = Some(d);
         }
         tokio::time::sleep(crate::queue::runners::HEARTBEAT).await;
     }

@@ -17,8 +17,9 @@ pub struct ActionForm {
     pub csrf: String,
 }
 
-fn check(form: &ActionForm) -> ApiResult<()> {
-    if form.csrf != super::csrf_token() {
+pub(crate) fn check(form: &ActionForm) -> ApiResult<()> {
+    use subtle::ConstantTimeEq;
+    if !bool::from(form.csrf.as_bytes().ct_eq(super::csrf_token().as_bytes())) {
         return Err(ApiError::Forbidden("missing or stale CSRF token: reload the page and try again".into()));
     }
     Ok(())

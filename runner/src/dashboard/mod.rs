@@ -6,9 +6,10 @@
 //! `actions` (retry, remove, promote, pause, resume, retry failed, clean),
 //! `live` (the event stream).
 //!
-//! Security: the API's authentication applies (a session cookie from the
-//! login form, or Basic auth with the token as password); every action is a
-//! POST form carrying a CSRF token that only pages of this runner know.
+//! Security: the API's authentication applies (a session from the sign-in
+//! form, kept in Redis and ended by signing out, or Basic auth with the
+//! token as password); every action is a POST form carrying a CSRF token
+//! that only pages of this runner know, and from this runner's origin.
 
 pub mod actions;
 pub mod live;
@@ -39,6 +40,7 @@ pub fn routes() -> Router<Arc<ApiState>> {
     Router::new()
         .route("/", get(pages::overview))
         .route("/login", get(pages::login_form).post(pages::login))
+        .route("/logout", post(pages::logout))
         .route("/queues/{queue}", get(pages::queue_view))
         .route("/queues/{queue}/jobs/{id}", get(pages::job))
         .route("/queues/{queue}/jobs/{id}/{action}", post(actions::job_action))
@@ -72,6 +74,7 @@ pub fn layout(title: &str, body_data: (&str, &str), content: Markup) -> impl Int
                     a href="/dashboard" { "Queues" }
                     a href="/dashboard/plugins" { "Plugins" }
                     a href="/dashboard/schedules" { "Schedules" }
+                    (action_form("/dashboard/logout", "Sign out", false))
                 }
                 main { (content) }
                 script src="/dashboard/assets/app.js" {}

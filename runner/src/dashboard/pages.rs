@@ -279,17 +279,58 @@ pub struct LoginForm {
     pub token: String,
 }
 
-pub async fn login(AxState(state): AxState<Arc<ApiState>>, axum::Form(form): axum::Form<LoginForm>) -> Response {
-    match state.tokens.session_for(&form.token) {
-        Some(cookie) => (
-            [(axum::http::header::SET_COOKIE, format!("jr_session={cookie}; Path=/; HttpOnly; SameSite=Strict"))],
-            Redirect::to("/dashboard"),
-        )
-            .into_response(),
-        None => (
+/// Whether the session cookie must be `Secure`: configured so, or the
+/// request came through a proxy that terminated TLS.
+fn secure(state: &ApiState, headers: &axum::http::HeaderMap) -> bool {
+    state.web.secure_cookies
+        || headers
+            .get("x-forwarded-proto")
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|p| p.eq_ignore_ascii_case("https"))
+}
+
+pub async fn login(
+    AxState(state): AxState<Arc<ApiState>>,
+    headers: axum::http::HeaderMap,
+    axum::Form(form): axum::Form<LoginForm>,
+) -> Response {
+    let Some(role) = state.tokens.role_of(&form.token) else {
+        return (
             axum::http::StatusCode::UNAUTHORIZED,
             layout("Sign in", ("", ""), login_markup(Some("That token is not valid."))),
         )
+            .into_response();
+    };
+    match crate::api::session::start(&state.connection, role, state.web.session_ttl).await {
+        Ok(id) => (
+            [(
+                axum::http::header::SET_COOKIE,
+                crate::api::session::cookie(&id, state.web.session_ttl, secure(&state, &headers)),
+            )],
+            Redirect::to("/dashboard"),
+        )
+            .into_response(),
+        Err(e) => (
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            layout("Sign in", ("", ""), login_markup(Some(&format!("Cannot start a session: Redis said {e:#}")))),
+        )
             .into_response(),
     }
+}
+
+/// Signs out: the session ends in Redis (on every runner) and the cookie goes.
+pub async fn logout(
+    AxState(state): AxState<Arc<ApiState>>,
+    headers: axum::http::HeaderMap,
+    axum::Form(form): axum::Form<crate::dashboard::actions::ActionForm>,
+) -> Result<Response, ApiError> {
+    crate::dashboard::actions::check(&form)?;
+    if let Some(id) = crate::api::session::from_headers(&headers) {
+        crate::api::session::end(&state.connection, &id).await.map_err(ApiError::Internal)?;
+    }
+    Ok((
+        [(axum::http::header::SET_COOKIE, crate::api::session::removal(secure(&state, &headers)))],
+        Redirect::to("/dashboard/login"),
+    )
+        .into_response())
 }

@@ -3,7 +3,10 @@
 //! Duties:
 //! 1. allow a request only to the hosts the operator listed for the plugin
 //!    (`HostPattern`); any other is refused with `HttpRequestDenied` before
-//!    a connection is made;
+//!    a connection is made; then resolve the name and connect to an address
+//!    that is not loopback, private, link-local or otherwise special unless
+//!    the plugin's `allowed_networks` grants it (`egress`): the address
+//!    checked is the one connected to;
 //! 2. cap the response body at the plugin's `max_http_response_bytes`, by
 //!    its Content-Length up front and by counting bytes as they arrive;
 //! 3. note each request and each denial in the job's log;
@@ -99,6 +102,7 @@ impl HostPattern {
 /// The `wasi:http` hooks of one job's store.
 pub struct HttpGate {
     pub allowed: Arc<Vec<HostPattern>>,
+    pub networks: Arc<crate::host::egress::NetPolicy>,
     pub max_response_bytes: u64,
     pub log: Arc<Mutex<JobLog>>,
 }
@@ -143,8 +147,25 @@ impl WasiHttpHooks for HttpGate {
         }
         self.log.lock().unwrap().push(LogLevel::Debug, LogSource::Host, format!("http {line}"));
         let cap = self.max_response_bytes;
+        let (networks, log) = (self.networks.clone(), self.log.clone());
         Box::new(async move {
-            let (response, io) = wasmtime_wasi_http::default_send_request(request, options).await?;
+            let uri = request.uri();
+            let host = uri.host().unwrap_or_default().to_string();
+            let tls = uri.scheme() == Some(&http::uri::Scheme::HTTPS);
+            let port = uri.port_u16().unwrap_or(if tls { 443 } else { 80 });
+            let addr = match crate::host::egress::resolve(&host, port, &networks).await {
+                Ok(addr) => addr,
+                Err(why) => {
+                    log.lock().unwrap().push(LogLevel::Warn, LogSource::Host, format!("http denied: {line} ({why})"));
+                    return Err(match why {
+                        crate::host::egress::Unreachable::Unresolved(_) => {
+                            HttpError::DnsError { rcode: None, info_code: None }
+                        }
+                        crate::host::egress::Unreachable::Refused(_) => HttpError::DestinationIpProhibited,
+                    });
+                }
+            };
+            let (response, io) = crate::host::egress::send(request, options, addr).await?;
             let declared = response
                 .headers()
                 .get(http::header::CONTENT_LENGTH)

@@ -20,6 +20,7 @@
 pub mod capabilities;
 pub mod compile_cache;
 pub mod contract;
+pub mod egress;
 pub mod engine;
 pub mod fault;
 pub mod http;
@@ -139,11 +140,14 @@ impl Host {
             .map(|h| http::HostPattern::parse(h))
             .collect::<Result<Vec<_>>>()
             .with_context(|| format!("plugins.{}.allowed_hosts", settings.name))?;
+        let networks = egress::NetPolicy::parse(&settings.grants.allowed_networks)
+            .with_context(|| format!("plugins.{}.allowed_networks", settings.name))?;
         Ok(Arc::new(PluginContext {
             name: settings.name,
             limits: settings.limits,
             grants: settings.grants,
             allowed_hosts: Arc::new(allowed),
+            allowed_networks: Arc::new(networks),
             services: self.services.clone(),
         }))
     }

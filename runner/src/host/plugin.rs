@@ -214,6 +214,15 @@ impl Plugin {
             }),
             Ok(Err((_, e))) => Outcome::Fault(fault::classify(&e, limits.timeout, &stderr)),
             Ok(Ok(Ok(None))) => Outcome::Completed { output: None },
+            Ok(Ok(Ok(Some(text)))) if text.len() as u64 > limits.output_bytes => Outcome::Fault(Fault {
+                kind: FaultKind::InvalidOutput,
+                message: format!(
+                    "the output is {} bytes, over the plugin's limit of {} (max_output_bytes)",
+                    text.len(),
+                    limits.output_bytes
+                ),
+                backtrace: None,
+            }),
             Ok(Ok(Ok(Some(text)))) => match serde_json::from_str(&text) {
                 Ok(value) => Outcome::Completed { output: Some(value) },
                 Err(e) => Outcome::Fault(Fault {

@@ -36,6 +36,8 @@ pub struct PluginContext {
     pub limits: Limits,
     pub grants: Grants,
     pub allowed_hosts: Arc<Vec<HostPattern>>,
+    /// The special-purpose networks its HTTP may reach (`host::egress`).
+    pub allowed_networks: Arc<crate::host::egress::NetPolicy>,
     pub services: Arc<Services>,
 }
 
@@ -92,6 +94,7 @@ impl JobState {
             http: WasiHttpCtx::new(),
             gate: HttpGate {
                 allowed: plugin.allowed_hosts.clone(),
+                networks: plugin.allowed_networks.clone(),
                 max_response_bytes: plugin.limits.http_response_bytes,
                 log: log.clone(),
             },

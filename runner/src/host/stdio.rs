@@ -15,6 +15,12 @@ use wasmtime_wasi::p2::{OutputStream, Pollable, StreamResult};
 
 /// A partial line longer than this is logged as it is rather than held.
 const MAX_PARTIAL_LINE: usize = 16 * 1024;
+/// What a line costs beyond its message: its fields as stored (about
+/// `{"at_ms":12345,"level":"info","source":"stdout","message":""},`) and,
+/// within that, its size in memory here. Charged to every line, so that
+/// empty lines cannot grow the log without bound (a plugin printing
+/// newlines in a loop once stored 72 MiB in a 2-second attempt).
+pub const LINE_OVERHEAD: u64 = 64;
 
 #[derive(Debug)]
 pub struct JobLog {
@@ -41,7 +47,7 @@ impl JobLog {
     }
 
     pub fn push(&mut self, level: LogLevel, source: LogSource, message: String) {
-        let len = message.len() as u64;
+        let len = json_len(&message) + LINE_OVERHEAD;
         if self.bytes + len > self.cap {
             if !self.truncated {
                 self.truncated = true;
@@ -109,6 +115,20 @@ impl JobLog {
         text.push_str(&String::from_utf8_lossy(&self.partial_stderr));
         text
     }
+}
+
+/// The length of `s` as a JSON string's contents: what storing it costs,
+/// escapes included (a line of quotes or control characters stores up to
+/// six times its length). Counted rather than serialised, to allocate
+/// nothing per line.
+fn json_len(s: &str) -> u64 {
+    s.bytes()
+        .map(|b| match b {
+            b'"' | b'\\' | b'\n' | b'\r' | b'\t' | 0x08 | 0x0c => 2,
+            0..0x20 => 6,
+            _ => 1,
+        })
+        .sum()
 }
 
 /// stdout or stderr of one job, writing into its log.
@@ -186,7 +206,8 @@ mod tests {
 
     #[test]
     fn stream_output_is_split_into_lines_and_capped() {
-        let mut log = JobLog::new(20);
+        // Room for two short lines with their overhead, not a third.
+        let mut log = JobLog::new(2 * LINE_OVERHEAD + 20);
         log.write_stream(LogSource::Stdout, b"hello\nwor");
         log.write_stream(LogSource::Stdout, b"ld\n");
         log.write_stream(LogSource::Stdout, b"this line is far too long for the cap\n");
@@ -198,6 +219,36 @@ mod tests {
         assert_eq!(texts[1], "world");
         assert!(texts[2].starts_with("log truncated"));
         assert_eq!(lines.len(), 3);
+    }
+
+    /// Empty lines cost their overhead: a flood of them is cut at the cap,
+    /// in what is kept in memory as in what would be stored.
+    #[test]
+    fn empty_lines_are_charged_and_capped() {
+        let cap = 64 * 1024;
+        let mut log = JobLog::new(cap);
+        for _ in 0..100_000 {
+            log.write_stream(LogSource::Stdout, b"\n\n\n\n");
+            log.push(LogLevel::Info, LogSource::Plugin, String::new());
+        }
+        let (lines, truncated) = log.finish();
+        assert!(truncated);
+        assert!(lines.len() as u64 <= cap / LINE_OVERHEAD + 1, "{} lines kept", lines.len());
+        let stored = serde_json::to_string(&lines).unwrap().len() as u64;
+        assert!(stored <= cap + 200, "{stored} bytes stored for a {cap} byte cap");
+    }
+
+    /// Escapes count: a line of quotes stores twice its length.
+    #[test]
+    fn escaped_lines_are_charged_what_they_store() {
+        let cap = 16 * 1024;
+        let mut log = JobLog::new(cap);
+        for _ in 0..1000 {
+            log.push(LogLevel::Info, LogSource::Plugin, "\"\u{1}".repeat(50));
+        }
+        let (lines, _) = log.finish();
+        let stored = serde_json::to_string(&lines).unwrap().len() as u64;
+        assert!(stored <= cap + 200, "{stored} bytes stored for a {cap} byte cap");
     }
 
     #[test]

@@ -8,7 +8,7 @@
 pub const PREFIX: &str = "jr";
 
 /// The names of the fixed keys, in the order the scripts expect them.
-pub const NAMES: [&str; 25] = [
+pub const NAMES: [&str; 26] = [
     "meta",
     "wait",
     "delayed",
@@ -34,11 +34,13 @@ pub const NAMES: [&str; 25] = [
     "grl",
     "gscore",
     "idle",
+    "unstarted",
 ];
 
 /// The keys of the lean one-job enqueue (`lua/push.lua`), in its order:
 /// only the ones it touches.
-pub const PUSH_NAMES: [&str; 9] = ["meta", "wait", "active", "specs", "attempts", "tokens", "events", "gvt", "idle"];
+pub const PUSH_NAMES: [&str; 10] =
+    ["meta", "wait", "active", "specs", "attempts", "tokens", "events", "gvt", "idle", "unstarted"];
 
 #[derive(Debug, Clone)]
 pub struct Keys {

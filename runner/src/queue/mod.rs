@@ -15,6 +15,7 @@
 //! - `scripts` and `lua/`: every state change, as one atomic script;
 //! - `options`, `record`: what producers ask for, and what the queue says;
 //! - `consumer`: waiting for work without polling, waking on time;
+//! - `durability`: whether the server may evict jobs or lose them on restart;
 //! - `schedule`: recurring jobs (cron with a time zone, or intervals).
 //!
 //! Architecture invariant: nothing outside this module builds a Redis
@@ -22,6 +23,7 @@
 
 pub mod connection;
 pub mod consumer;
+pub mod durability;
 pub mod keys;
 pub mod options;
 pub mod record;
@@ -42,9 +44,13 @@ use scripts::SCRIPTS;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-/// Jobs per enqueue script call in a bulk enqueue: large enough to amortise
-/// the round trip, small enough that one call does not stall Redis.
-pub const BULK_CHUNK: usize = 1000;
+/// The most jobs one bulk enqueue takes. A bulk enqueue is one script call,
+/// so that it lands whole or not at all (a failure midway through calls of
+/// a thousand each left the earlier ones enqueued under ids the caller
+/// never saw); at about 5 µs a job in Redis, 10,000 hold it for about
+/// 50 ms. Larger loads go in several calls (as `runner enqueue --file`
+/// does), each whole.
+pub const MAX_BULK: usize = 10_000;
 
 /// A job to enqueue.
 #[derive(Debug, Clone)]
@@ -224,45 +230,51 @@ impl Queue {
         Ok(Enqueued { id, created: true, state: state.as_str().to_string() })
     }
 
-    /// Enqueues many jobs, `BULK_CHUNK` per script call, all chunks in one
-    /// round trip. Every job is checked before any is written.
+    /// Enqueues up to `MAX_BULK` jobs in one script call: every job is
+    /// checked before any is written, and they land together or not at all.
+    /// An error therefore means none landed, but for one case no client can
+    /// tell apart: the connection lost after Redis ran the call, when all
+    /// did. Jobs with ids of the caller's make a retry safe either way (an
+    /// id that exists is left as it is, and answered `created: false`).
     pub async fn enqueue_bulk(&self, jobs: Vec<NewJob>) -> Result<Vec<Enqueued>> {
+        if jobs.len() > MAX_BULK {
+            bail!("{} jobs in one bulk enqueue; at most {MAX_BULK}: split the load into several", jobs.len());
+        }
+        if jobs.is_empty() {
+            return Ok(vec![]);
+        }
         let prepared: Vec<(String, String, &NewJob)> = jobs
             .iter()
             .enumerate()
             .map(|(i, j)| self.prepare(j).map(|(id, spec)| (id, spec, j)).with_context(|| format!("job {i}")))
             .collect::<Result<_>>()?;
         self.register().await?;
-        // One script call per chunk, issued together: the multiplexed
-        // connection pipelines them into one round trip.
-        let calls = prepared.chunks(BULK_CHUNK).map(|chunk| {
-            // Ids made here (ULIDs: a millisecond clock and 80 random bits)
-            // cannot exist yet, so the script need not look them up.
-            let new_ids = chunk.iter().all(|(_, _, job)| job.id.is_none());
-            // Jobs that all start now, at priority 0 and in no group go in
-            // the short layout: id and spec only (`enqueue.lua`).
-            let short = chunk.iter().all(|(_, _, job)| job.options.starts_now_in_line());
-            let flags = u8::from(new_ids) + 2 * u8::from(short);
-            let mut args = Vec::with_capacity(3 + chunk.len() * if short { 2 } else { 5 });
-            args.extend([arg(&self.inner.keys.wake_channel), arg(chunk.len()), arg(flags)]);
-            for (id, spec, job) in chunk {
-                args.extend([arg(id), arg(spec)]);
-                if !short {
-                    args.extend([
-                        arg(job.options.delay_ms),
-                        arg(job.options.priority),
-                        arg(job.options.group.as_deref().unwrap_or("")),
-                    ]);
-                }
+        // Ids made here (ULIDs: a millisecond clock and 80 random bits)
+        // cannot exist yet, so the script need not look them up.
+        let new_ids = prepared.iter().all(|(_, _, job)| job.id.is_none());
+        // Jobs that all start now, at priority 0 and in no group go in the
+        // short layout: id and spec only (`enqueue.lua`).
+        let short = prepared.iter().all(|(_, _, job)| job.options.starts_now_in_line());
+        let flags = u8::from(new_ids) + 2 * u8::from(short);
+        let mut args = Vec::with_capacity(3 + prepared.len() * if short { 2 } else { 5 });
+        args.extend([arg(&self.inner.keys.wake_channel), arg(prepared.len()), arg(flags)]);
+        for (id, spec, job) in &prepared {
+            args.extend([arg(id), arg(spec)]);
+            if !short {
+                args.extend([
+                    arg(job.options.delay_ms),
+                    arg(job.options.priority),
+                    arg(job.options.group.as_deref().unwrap_or("")),
+                ]);
             }
-            async move { self.inner.conn.invoke::<Vec<Value>>(&SCRIPTS.enqueue, &self.inner.keys.all, &args).await }
-        });
-        let replies = futures::future::try_join_all(calls).await.context("enqueue")?;
+        }
+        let replies: Vec<Value> =
+            self.inner.conn.invoke(&SCRIPTS.enqueue, &self.inner.keys.all, &args).await.context("enqueue")?;
         let mut out = Vec::with_capacity(prepared.len());
         // Per job: 1 created waiting, 2 created delayed, 3 created and
         // leased at once to an idle consumer, or the state of the job that
         // had the id already.
-        for ((id, _, _), reply) in prepared.into_iter().zip(replies.iter().flatten()) {
+        for ((id, _, _), reply) in prepared.into_iter().zip(replies.iter()) {
             let (created, state) = match reply {
                 Value::Int(1) => (true, State::Waiting.as_str().to_string()),
                 Value::Int(2) => (true, State::Delayed.as_str().to_string()),
@@ -389,7 +401,27 @@ impl Queue {
     /// `keep`. Returns, per job, whether its lease was still current (false:
     /// refused; the lease expired and the job is someone else's now).
     pub async fn complete(&self, done: &[Completion], keep: Keep) -> Result<Vec<bool>> {
-        if done.is_empty() {
+        self.complete_marking(done, keep, &[]).await
+    }
+
+    /// Records that leased jobs have started (id and token each), so that
+    /// a stall of their leases spends their attempts: until then, a lease
+    /// that expires goes back unspent, since its job never ran (a runner
+    /// killed with jobs fetched ahead; `lua/common.lua`). Completing or
+    /// failing a job marks it too. A mark with a stale token is ignored.
+    pub async fn mark_started(&self, started: &[(String, String)]) -> Result<()> {
+        self.complete_marking(&[], options::DEFAULT_KEEP_COMPLETED, started).await.map(drop)
+    }
+
+    /// `complete` and `mark_started` in one call: the runner sends its
+    /// start marks with the completions it sends anyway.
+    pub async fn complete_marking(
+        &self,
+        done: &[Completion],
+        keep: Keep,
+        started: &[(String, String)],
+    ) -> Result<Vec<bool>> {
+        if done.is_empty() && started.is_empty() {
             return Ok(vec![]);
         }
         // The short layout (id and token) when no job of the batch has a
@@ -410,6 +442,13 @@ impl Queue {
                 args.push(c.result.clone().unwrap_or_default().into_bytes());
                 args.push(arg(c.progress.map(i64::from).unwrap_or(-1)));
                 args.push(c.log.clone().unwrap_or_default().into_bytes());
+            }
+        }
+        if !started.is_empty() {
+            args.reserve(1 + 2 * started.len());
+            args.push(arg(started.len()));
+            for (id, token) in started {
+                args.extend([arg(id), arg(token)]);
             }
         }
         let reply: Vec<i64> =

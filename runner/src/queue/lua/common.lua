@@ -49,6 +49,15 @@ local function publish_wake(meta, channel)
   end
 end
 
+-- Leases start *unstarted*: a lease's attempt is counted when it is
+-- written (so a job's `attempts` is the attempt it is on), but the job is
+-- in `unstarted` (id -> token) until the runner says it started it (a
+-- start mark, sent with its next `complete` call or on its own within a
+-- few milliseconds) or finishes it. A lease that expires unstarted was
+-- fetched ahead and never run (its runner died with it in a buffer, or
+-- with a hand-off in flight): `fetch` puts it back with the attempt given
+-- back, as a release does, instead of spending it as a stall.
+
 -- A consumer's registration in `idle` (fetch.lua): until when it holds,
 -- how many more jobs it takes, the lease it asked for, and where to send
 -- them (the channel is the last field, so it may hold spaces).
@@ -65,13 +74,15 @@ end
 -- message; with none, the registration is stale (its consumer is gone)
 -- and goes. Only when nothing is waiting (else the job would jump the
 -- line) and the queue is not paused and has no rate limits (which only
--- `fetch` applies), and when the script was given the `idle` key (a
--- producer of another language may declare the first 24 only). `K` is
+-- `fetch` applies), and when the script was given the `idle` and
+-- `unstarted` keys (a producer of another language may declare the first
+-- 24 only). The lease is marked unstarted, as a fetch's are (see
+-- `mark_unstarted`). `K` is
 -- the caller's key table; `vt`, the queue's fair-queueing time once the
 -- job is out (the larger of the queue's and the job's sequence). Returns
 -- whether the job was handed off; if not, the caller puts it in `wait`.
 local function hand_off(K, id, spec, now, vt)
-  if not K.idle or redis.call('ZCARD', K.wait) > 0 then return false end
+  if not K.idle or not K.unstarted or redis.call('ZCARD', K.wait) > 0 then return false end
   local meta = redis.call('HMGET', K.meta, 'paused', 'rl_max', 'grl_max')
   if meta[1] == '1' or tonumber(meta[2] or '0') > 0 or tonumber(meta[3] or '0') > 0 then
     return false
@@ -86,6 +97,7 @@ local function hand_off(K, id, spec, now, vt)
       if redis.call('PUBLISH', channel, int(token) .. ' ' .. id .. ' ' .. spec) > 0 then
         redis.call('HSET', K.tokens, PIN_FIELD, PIN_VALUE, id, int(token))
         redis.call('HSET', K.attempts, id, 1)
+        redis.call('HSET', K.unstarted, id, int(token))
         redis.call('ZADD', K.active, int(now + lease), id)
         redis.call('HSET', K.meta, 'vt', int(vt))
         if room > 1 then

@@ -6,13 +6,31 @@
 -- none), log JSON ('' for none). Two fields are the short layout, for a
 -- batch whose jobs have no result, progress or log (a no-op's): Redis makes
 -- a Lua string of every argument, and three of five per job were empty.
+-- After the jobs, optionally: a count of start marks, then id, token
+-- pairs: jobs of the same runner that started and have not finished (see
+-- `common.lua`; a batch of marks alone has a count of 0 jobs).
 -- Returns per job: 1 completed, 0 refused.
 -- The batch's reads and writes are one call each (see `call_many`), and
 -- its `completed` event is one entry. Lists grow by counters rather than
 -- `table.insert`, a function call per element.
 local n, keep_count, keep_age, width = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
-if not n or (width ~= 5 and width ~= 2) or #ARGV ~= 4 + n * width then
-  return redis.error_reply('complete: ' .. #ARGV .. ' arguments for ' .. tostring(n) .. ' jobs of ' .. tostring(ARGV[4]) .. ' fields')
+local marks_at = 5 + (n or 0) * (width or 0)
+local marks = tonumber(ARGV[marks_at] or '0')
+if not n or (width ~= 5 and width ~= 2) or not marks
+    or (#ARGV ~= 4 + n * width and #ARGV ~= marks_at + 2 * marks) then
+  return redis.error_reply('complete: ' .. #ARGV .. ' arguments for ' .. tostring(n) .. ' jobs of ' .. tostring(ARGV[4]) .. ' fields and ' .. tostring(ARGV[marks_at]) .. ' start marks')
+end
+-- The start marks: a mark whose lease is current clears the job's
+-- unstarted mark, so that a stall of its lease now spends its attempt.
+if marks > 0 and redis.call('HLEN', K.unstarted) > 0 then
+  local ids = {}
+  for i = 1, marks do ids[i] = ARGV[marks_at + 2 * i - 1] end
+  local held = hmget_many(K.tokens, ids)
+  local started, ns = {}, 0
+  for i = 1, marks do
+    if held[i] == ARGV[marks_at + 2 * i] then ns = ns + 1; started[ns] = ids[i] end
+  end
+  call_many('HDEL', K.unstarted, started)
 end
 local now = now_ms()
 local now_s = int(now)
@@ -50,6 +68,7 @@ for i = 1, n do
 end
 if nd > 0 then
   call_many('HDEL', K.tokens, done)
+  if redis.call('HLEN', K.unstarted) > 0 then call_many('HDEL', K.unstarted, done) end
   call_many('ZREM', K.active, done)
   call_many('ZADD', K.completed, finished)
   call_many('HSET', K.results, results)
@@ -62,5 +81,6 @@ if nd > 0 then
     event('completed', done[1], 'count', nd, 'ids', table.concat(done, ' '))
   end
 end
-retain(K.completed, keep_count, keep_age, now)
+-- A batch of marks alone finished no job: nothing to trim.
+if n > 0 then retain(K.completed, keep_count, keep_age, now) end
 return out

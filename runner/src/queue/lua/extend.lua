@@ -1,15 +1,20 @@
--- Extends the leases of jobs still held with their current token.
+-- Extends the leases of jobs still held with their current token. A job
+-- whose lease is held is running, so its unstarted mark goes too (for a
+-- long job, this call may be the first to say it started).
 -- ARGV: lease ms, count, then id, token pairs. Returns per job: 1 or 0 (lost).
 local lease, n = tonumber(ARGV[1]), tonumber(ARGV[2])
 local now = now_ms()
-local out = {}
+local out, held, nh = {}, {}, 0
 for i = 0, n - 1 do
   local id, token = ARGV[3 + i * 2], ARGV[4 + i * 2]
   if redis.call('HGET', K.tokens, id) == token then
     redis.call('ZADD', K.active, 'XX', now + lease, id)
-    table.insert(out, 1)
+    nh = nh + 1
+    held[nh] = id
+    out[i + 1] = 1
   else
-    table.insert(out, 0)
+    out[i + 1] = 0
   end
 end
+if nh > 0 and redis.call('HLEN', K.unstarted) > 0 then call_many('HDEL', K.unstarted, held) end
 return out

@@ -8,6 +8,7 @@ local delay, message, rnd, channel = tonumber(ARGV[4]), ARGV[5], tonumber(ARGV[6
 if redis.call('HGET', K.tokens, id) ~= token then return { 'stale', 0 } end
 local now = now_ms()
 redis.call('HDEL', K.tokens, id)
+redis.call('HDEL', K.unstarted, id)
 redis.call('ZREM', K.active, id)
 if ARGV[8] ~= '-1' then redis.call('HSET', K.progress, id, ARGV[8]) end
 if ARGV[9] ~= '' then redis.call('HSET', K.logs, id, ARGV[9]) end

@@ -17,14 +17,27 @@ local me, push_channel, idle_ttl = ARGV[5] or '', ARGV[6], tonumber(ARGV[7] or '
 local now = now_ms()
 if me ~= '' and ARGV[8] == '1' then redis.call('HDEL', K.idle, me) end
 
+-- A lease that expired unstarted (see `common.lua`) goes back unspent, as
+-- a release does: its runner died before running it. Up to
+-- `MAX_UNSTARTED_STALLS` times per job: a job that takes its runner down
+-- before its start mark lands (within milliseconds of starting) would
+-- otherwise come back for ever; past that, its stalls spend attempts.
+local MAX_UNSTARTED_STALLS = 10
 local expired = redis.call('ZRANGEBYSCORE', K.active, '-inf', now, 'LIMIT', 0, 100)
 for _, id in ipairs(expired) do
   redis.call('ZREM', K.active, id)
   redis.call('HDEL', K.tokens, id)
-  redis.call('HINCRBY', K.stalls, id, 1)
+  local stalls = redis.call('HINCRBY', K.stalls, id, 1)
   local attempts = tonumber(redis.call('HGET', K.attempts, id) or '0')
-  event('stalled', id, 'attempts', attempts)
-  retry_or_fail(id, attempts, 'stalled', 0, 'stalled: the lease expired before the job finished (worker lost or too slow)', now, rnd, channel)
+  if redis.call('HDEL', K.unstarted, id) == 1 and stalls <= MAX_UNSTARTED_STALLS then
+    redis.call('HSET', K.attempts, id, int(math.max(0, attempts - 1)))
+    push_wait(id)
+    event('stalled', id, 'attempts', attempts - 1, 'started', 0)
+    wake(channel)
+  else
+    event('stalled', id, 'attempts', attempts)
+    retry_or_fail(id, attempts, 'stalled', 0, 'stalled: the lease expired before the job finished (worker lost or too slow)', now, rnd, channel)
+  end
 end
 
 local due = redis.call('ZRANGEBYSCORE', K.delayed, '-inf', now, 'LIMIT', 0, 1000)
@@ -107,12 +120,12 @@ while n < count and budget > 0 do
 end
 -- The leases of the whole batch, a handful of calls for any number of jobs:
 -- consecutive fencing tokens from one HINCRBY, attempts and specs read
--- with one HMGET each, tokens, attempts and deadlines written with one
--- call each.
+-- with one HMGET each, tokens, attempts, deadlines and the unstarted marks
+-- (`common.lua`) written with one call each.
 if n > 0 then
   local first_token = redis.call('HINCRBY', K.meta, 'token', n) - n + 1
   local attempts, specs = hmget_many(K.attempts, taken), hmget_many(K.specs, taken)
-  local tokens, counts, deadlines = { PIN_FIELD, PIN_VALUE }, {}, {}
+  local tokens, counts, deadlines, unstarted = { PIN_FIELD, PIN_VALUE }, {}, {}, {}
   local deadline = int(now + lease)
   for i, id in ipairs(taken) do
     local token, attempt = first_token + i - 1, (tonumber(attempts[i]) or 0) + 1
@@ -123,12 +136,15 @@ if n > 0 then
     counts[2 * i] = attempt == 1 and '1' or int(attempt)
     deadlines[2 * i - 1] = deadline
     deadlines[2 * i] = id
+    unstarted[2 * i - 1] = id
+    unstarted[2 * i] = int(token)
     local o = 4 * i
     out[o], out[o + 1], out[o + 2], out[o + 3] = id, token, attempt, specs[i]
   end
   call_many('HSET', K.tokens, tokens)
   call_many('HSET', K.attempts, counts)
   call_many('ZADD', K.active, deadlines)
+  call_many('HSET', K.unstarted, unstarted)
 end
 redis.call('HSET', K.meta, 'vt', int(vt))
 if limit_max > 0 and n > 0 then

@@ -10,11 +10,11 @@ local K = {
   logs = KEYS[13], progress = KEYS[14], stalls = KEYS[15], prios = KEYS[16],
   events = KEYS[17], rl = KEYS[18], schedules = KEYS[19], schedule_next = KEYS[20],
   groups = KEYS[21], gvt = KEYS[22], grl = KEYS[23], gscore = KEYS[24],
-  idle = KEYS[25],
+  idle = KEYS[25], unstarted = KEYS[26],
 }
 local ALL_STATES = { K.wait, K.delayed, K.active, K.completed, K.failed }
 local PER_JOB = { K.specs, K.attempts, K.tokens, K.created, K.results, K.errors,
-                  K.logs, K.progress, K.stalls, K.prios, K.groups, K.gscore }
+                  K.logs, K.progress, K.stalls, K.prios, K.groups, K.gscore, K.unstarted }
 -- What a finished job may still have: its lease token went when it finished.
 local FINISHED = { K.specs, K.attempts, K.created, K.results, K.errors,
                    K.logs, K.progress, K.stalls, K.prios, K.groups, K.gscore }

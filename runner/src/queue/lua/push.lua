@@ -1,7 +1,7 @@
 -- Enqueues one new job that starts now, at priority 0 and in no group,
 -- with an id the caller made just now (the runner's ULIDs): the common
 -- single enqueue, which `enqueue` covers too. This one runs after
--- `common.lua` alone, without the prelude, and declares only the nine keys
+-- `common.lua` alone, without the prelude, and declares only the ten keys
 -- it touches (`keys::PUSH_NAMES`, in this order), because at light load a
 -- job's wait from enqueue to start is mostly fixed costs paid on cold
 -- caches: Redis making Lua strings of 25 keys and running the prelude came
@@ -15,10 +15,10 @@
 -- consumer (as `enqueue`).
 local K = {
   meta = KEYS[1], wait = KEYS[2], active = KEYS[3], specs = KEYS[4], attempts = KEYS[5],
-  tokens = KEYS[6], events = KEYS[7], gvt = KEYS[8], idle = KEYS[9],
+  tokens = KEYS[6], events = KEYS[7], gvt = KEYS[8], idle = KEYS[9], unstarted = KEYS[10],
 }
-if #KEYS ~= 9 or #ARGV ~= 3 then
-  return redis.error_reply(string.format('push: 9 keys and 3 arguments (channel, id, spec), not %d and %d', #KEYS, #ARGV))
+if #KEYS ~= 10 or #ARGV ~= 3 then
+  return redis.error_reply(string.format('push: 10 keys and 3 arguments (channel, id, spec), not %d and %d', #KEYS, #ARGV))
 end
 local channel, id, spec = ARGV[1], ARGV[2], ARGV[3]
 local now = now_ms()

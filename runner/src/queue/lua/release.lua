@@ -3,6 +3,7 @@
 -- ARGV: id, token, wake channel. Returns 1, or 0 if the token is stale.
 if redis.call('HGET', K.tokens, ARGV[1]) ~= ARGV[2] then return 0 end
 redis.call('HDEL', K.tokens, ARGV[1])
+redis.call('HDEL', K.unstarted, ARGV[1])
 redis.call('ZREM', K.active, ARGV[1])
 local attempts = tonumber(redis.call('HGET', K.attempts, ARGV[1]) or '1')
 redis.call('HSET', K.attempts, ARGV[1], math.max(0, attempts - 1))

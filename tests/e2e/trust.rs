@@ -1,0 +1,264 @@
+//! The edges where a runner must keep its promises (issue: trust):
+//! - a job with one attempt whose runner is killed before it ran is run,
+//!   not failed: over bulk enqueues, lean single enqueues and hand-offs
+//!   to an idle runner;
+//! - a Redis that may evict jobs is refused at start, and `/ready` says
+//!   what Redis does with data.
+
+use crate::serve::{Daemon, install, queue};
+use runner::queue::{JobOptions, Keep, NewJob, Queue, State};
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use testkit::http::HttpRecorder;
+
+/// Options of a job with one attempt, kept whatever its end.
+fn one_attempt() -> JobOptions {
+    JobOptions {
+        attempts: 1,
+        keep_completed: Keep { count: None, age_ms: None },
+        keep_failed: Keep { count: None, age_ms: None },
+        ..Default::default()
+    }
+}
+
+/// An `http-get` job that tells `recorder` it ran, under its own path.
+fn reporting(recorder: &HttpRecorder, tag: &str) -> NewJob {
+    NewJob {
+        id: None,
+        job_type: "http-get".into(),
+        payload: serde_json::json!({"url": recorder.url(&format!("/ran/{tag}"))}).to_string(),
+        options: one_attempt(),
+    }
+}
+
+async fn wait_done(q: &Queue, total: u64) -> runner::queue::Counts {
+    let deadline = Instant::now() + Duration::from_secs(240);
+    loop {
+        let c = q.counts().await.unwrap();
+        if c.completed + c.failed >= total && c.active == 0 && c.waiting == 0 {
+            return c;
+        }
+        assert!(Instant::now() < deadline, "not every job ended: {c:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// `kill -9` under load, jobs with `attempts: 1`: each job either
+/// completed, or failed with "stalled" after a run that really happened
+/// (its plugin reported to the recorder before its runner died). Jobs the
+/// runner had fetched ahead, or that an enqueue had handed to it while it
+/// was idle, and that it never started, come back and run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_killed_before_it_ran_spends_no_attempt() {
+    const BULK: usize = 6000;
+    const KILLS: usize = 3;
+    let redis = testkit::redis::RedisServer::start();
+    let recorder = HttpRecorder::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("runner.toml"),
+        format!(
+            "[runner]\nlease = \"2s\"\n[queues.default]\nconcurrency = 20\n[plugins.hostile]\nallowed_hosts = [\"127.0.0.1:{}\"]\nallowed_networks = [\"127.0.0.0/8\"]\n",
+            recorder.port
+        ),
+    )
+    .unwrap();
+    install(dir.path(), "hostile_plugin", "hostile.wasm");
+    let q = queue(&redis.url(), "default").await;
+
+    // Bulk: ids given, so the recorder's path names each job.
+    let bulk: Vec<NewJob> = (0..BULK)
+        .map(|i| {
+            let id = format!("bulk-{i:05}");
+            NewJob { id: Some(id.clone()), ..reporting(&recorder, &id) }
+        })
+        .collect();
+    for chunk in bulk.chunks(1000) {
+        q.enqueue_bulk(chunk.to_vec()).await.unwrap();
+    }
+    // Single enqueues throughout (the lean `push`; handed off at once when
+    // the runner is idle): their ids are the ones `push` makes.
+    let singles = Arc::new(Mutex::new(Vec::<(String, String)>::new()));
+    let stop = tokio_util::sync::CancellationToken::new();
+    let producer = {
+        let (q, singles, stop) = (q.clone(), singles.clone(), stop.clone());
+        let template = reporting(&recorder, "single");
+        tokio::spawn(async move {
+            let mut n = 0;
+            while !stop.is_cancelled() {
+                // The tag in the path is the enqueue's own order: the id
+                // comes back from the enqueue, after the job may have run.
+                let tag = format!("single-{n:05}");
+                let job = NewJob {
+                    payload: template.payload.replace("/ran/single", &format!("/ran/{tag}")),
+                    ..template.clone()
+                };
+                if let Ok(e) = q.enqueue(job).await {
+                    singles.lock().unwrap().push((e.id, tag));
+                }
+                n += 1;
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+        })
+    };
+
+    // Two kills while the bulk drains (jobs fetched ahead), then one while
+    // only the singles come, each handed off to the idle runner.
+    let mut targets = [1500u64, 3500].into_iter();
+    for kill in 0..KILLS {
+        let mut daemon = Daemon::start(dir.path(), Some(&redis.url()));
+        let target = match targets.next() {
+            Some(t) => t,
+            None => {
+                wait_done(&q, BULK as u64).await;
+                let c = q.counts().await.unwrap();
+                c.completed + c.failed + 200
+            }
+        };
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            let c = q.counts().await.unwrap();
+            if c.completed + c.failed >= target {
+                println!("kill {}: SIGKILL with {} active, {} done", kill + 1, c.active, c.completed + c.failed);
+                break;
+            }
+            assert!(Instant::now() < deadline, "no progress before kill {}: {c:?}", kill + 1);
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        daemon.kill_9();
+    }
+    let _daemon = Daemon::start(dir.path(), Some(&redis.url()));
+    let c = q.counts().await.unwrap();
+    let more = c.completed + c.failed + 200;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while {
+        let c = q.counts().await.unwrap();
+        c.completed + c.failed < more
+    } {
+        assert!(Instant::now() < deadline, "the singles stopped after the last restart");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    stop.cancel();
+    producer.await.unwrap();
+    let singles = singles.lock().unwrap().clone();
+    let c = wait_done(&q, (BULK + singles.len()) as u64).await;
+
+    let ran: HashSet<String> =
+        recorder.requests().into_iter().filter_map(|r| r.path.strip_prefix("/ran/").map(str::to_string)).collect();
+    let all = bulk.iter().map(|j| (j.id.clone().unwrap(), j.id.clone().unwrap())).chain(singles.iter().cloned());
+    let (mut completed, mut failed, mut came_back) = (0, 0, 0);
+    for (id, tag) in all {
+        let r = q.get(&id).await.unwrap().unwrap_or_else(|| panic!("job {id} is lost"));
+        match r.state {
+            State::Completed => {
+                completed += 1;
+                // A lease that expired unstarted, given back.
+                came_back += u64::from(r.stalls > 0);
+            }
+            State::Failed => {
+                failed += 1;
+                assert_eq!(r.errors.len(), 1, "{id}: {:?}", r.errors);
+                assert_eq!(r.errors[0].kind, "stalled", "{id}: {:?}", r.errors);
+                assert!(ran.contains(&tag), "job {id} failed `stalled` but never ran");
+            }
+            other => panic!("job {id} ended {other:?}"),
+        }
+    }
+    println!(
+        "{} jobs ({} single), {KILLS} kills: {completed} completed ({came_back} after a lease that expired unstarted), {failed} failed after a run, 0 failed without running",
+        BULK + singles.len(),
+        singles.len()
+    );
+    assert_eq!(completed + failed, c.completed + c.failed);
+    assert!(came_back > 0, "no kill caught a job fetched ahead: the test did not test the path");
+}
+
+/// A Redis whose `maxmemory-policy` may evict queue keys is refused at
+/// start with the reason and the way out; allowed, it runs, and `/ready`
+/// reports the risk. The embedded Redis is safe, and `/ready` says so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_that_may_evict_jobs_is_refused_or_reported() {
+    let redis = testkit::redis::RedisServer::start_with(&[
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+        "--maxmemory",
+        "64mb",
+        "--maxmemory-policy",
+        "allkeys-lru",
+    ]);
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("runner.toml"), "").unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_runner"))
+        .current_dir(dir.path())
+        .args(["serve", "--config", "runner.toml"])
+        .env("REDIS_URL", redis.url())
+        .env("RUNNER_HTTP_BIND", "127.0.0.1:0")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("maxmemory-policy is `allkeys-lru`") && err.contains("allow_eviction = true"),
+        "the refusal names the policy and the override: {err}"
+    );
+
+    std::fs::write(dir.path().join("runner.toml"), "[redis]\nallow_eviction = true\n").unwrap();
+    let daemon = Daemon::start(dir.path(), Some(&redis.url()));
+    assert!(daemon.log().contains("running anyway"), "{}", daemon.log());
+    assert!(daemon.log().contains("keeps nothing on disk"), "{}", daemon.log());
+    let ready: serde_json::Value =
+        reqwest::get(format!("{}/ready", daemon.http_url())).await.unwrap().json().await.unwrap();
+    let d = &ready["redis_durability"];
+    assert_eq!((d["maxmemory_policy"].as_str(), d["may_evict_jobs"].as_bool()), (Some("allkeys-lru"), Some(true)));
+    assert_eq!(d["aof"], false);
+    assert!(d["warnings"].as_array().unwrap().len() >= 2, "{d}");
+    drop(daemon);
+
+    // The embedded Redis: AOF on, no eviction.
+    let dir = tempfile::tempdir().unwrap();
+    crate::serve::embedded_config(dir.path(), "30s", 1);
+    let daemon = Daemon::start(dir.path(), None);
+    let r = reqwest::get(format!("{}/ready", daemon.http_url())).await.unwrap();
+    assert_eq!(r.status(), 200);
+    let ready: serde_json::Value = r.json().await.unwrap();
+    let d = &ready["redis_durability"];
+    assert_eq!((d["embedded"].as_bool(), d["aof"].as_bool()), (Some(true), Some(true)), "{d}");
+    assert_eq!((d["maxmemory_policy"].as_str(), d["may_evict_jobs"].as_bool()), (Some("noeviction"), Some(false)));
+    assert_eq!(d["warnings"], serde_json::json!([]));
+}
+
+/// The embedded Redis has a password, kept where only the runner's user
+/// can read it, and found there by the CLI; a client without it is
+/// refused, and it shows neither in the log nor in the process list.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_embedded_redis_has_a_password_only_the_runners_user_reads() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    crate::serve::embedded_config(dir.path(), "30s", 1);
+    let daemon = Daemon::start(dir.path(), None);
+    let state = dir.path().join(".runner");
+    for file in ["redis.url", "redis.conf"] {
+        let mode = std::fs::metadata(state.join(file)).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "{file} is readable by its owner only");
+    }
+    let url = std::fs::read_to_string(state.join("redis.url")).unwrap();
+    let parsed = url::Url::parse(url.trim()).unwrap();
+    let password = parsed.password().expect("the URL carries the password").to_string();
+    assert_eq!(password.len(), 64, "256 random bits");
+    let bare = format!("redis://127.0.0.1:{}/", parsed.port().unwrap());
+    let mut conn = redis::Client::open(bare).unwrap().get_connection().unwrap();
+    let err = redis::cmd("PING").query::<String>(&mut conn).unwrap_err();
+    assert!(err.to_string().contains("NOAUTH"), "{err}");
+    let mut conn = redis::Client::open(url.trim()).unwrap().get_connection().unwrap();
+    assert_eq!(redis::cmd("PING").query::<String>(&mut conn).unwrap(), "PONG");
+    // The CLI finds it.
+    let out = crate::runner(dir.path(), &["queues"]);
+    assert!(out.status.success(), "{}", crate::stderr(&out));
+    assert!(!daemon.log().contains(&password), "the password is not logged");
+    let pid = std::fs::read_to_string(state.join("redis.pid")).unwrap();
+    let cmdline = std::fs::read(format!("/proc/{}/cmdline", pid.trim())).unwrap();
+    assert!(!String::from_utf8_lossy(&cmdline).contains(&password), "the password is not in the process list");
+}
