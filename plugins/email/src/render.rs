@@ -68,31 +68,27 @@ pub fn render(name: &str, data: &serde_json::Value, brand: Option<&str>) -> Resu
         brand => brand.unwrap_or("Our team"),
         ..minijinja::Value::from_serialize(data)
     };
+    // minijinja's strict mode would say "undefined value" and where, but
+    // not which variable, and only the first: every variable any part of
+    // the template reads is checked first, and all that are missing named.
+    let missing = missing_variables(&env, name, data);
+    if !missing.is_empty() {
+        return Err(format!("template `{name}` needs `data.{}`, which the payload lacks", missing.join("`, `data.")));
+    }
     let part = |suffix: &str| -> Result<String, String> {
         let full = format!("{name}.{suffix}");
-        env.get_template(&full).and_then(|t| t.render(&ctx)).map_err(|e| {
-            // minijinja's strict mode says "undefined value" and where, but
-            // not which variable: the names come from the template itself.
-            let missing = missing_variables(&env, &full, data);
-            if e.kind() == minijinja::ErrorKind::UndefinedError && !missing.is_empty() {
-                format!(
-                    "template `{name}` ({suffix}) needs `data.{}`, which the payload lacks",
-                    missing.join("`, `data.")
-                )
-            } else {
-                format!("template `{name}` ({suffix}): {e}")
-            }
-        })
+        env.get_template(&full).and_then(|t| t.render(&ctx)).map_err(|e| format!("template `{name}` ({suffix}): {e}"))
     };
     Ok(Rendered { subject: part("subject")?.trim().to_string(), text: part("txt")?, html: part("html")? })
 }
 
-/// The variables template `full` (and the layout it extends) reads that
-/// `data` does not hold, as dotted paths (`customer.name`), outermost
-/// first; `brand` is always there.
-fn missing_variables(env: &Environment<'_>, full: &str, data: &serde_json::Value) -> Vec<String> {
+/// The variables template `name`'s parts (and the layout they extend) read
+/// that `data` does not hold, as dotted paths (`customer.name`), sorted,
+/// outermost first; `brand` is always there.
+fn missing_variables(env: &Environment<'_>, name: &str, data: &serde_json::Value) -> Vec<String> {
     let mut paths = std::collections::BTreeSet::new();
-    for template in [full, "layout.html"] {
+    let parts = ["subject", "txt", "html"].map(|suffix| format!("{name}.{suffix}"));
+    for template in parts.iter().map(String::as_str).chain(["layout.html"]) {
         if let Ok(t) = env.get_template(template) {
             paths.extend(t.undeclared_variables(true));
         }
@@ -148,7 +144,7 @@ mod tests {
     #[test]
     fn missing_data_names_the_variable() {
         let err = render("verify_email", &json!({"name": "Ana"}), None).unwrap_err();
-        assert!(err.contains("`verify_email`") && err.contains("needs `data.verify_url`"), "{err}");
+        assert_eq!(err, "template `verify_email` needs `data.verify_url`, which the payload lacks");
         // As the README's example: a booking confirmation without its date.
         let mut data = sample("booking_confirmation");
         data.as_object_mut().unwrap().remove("date");
