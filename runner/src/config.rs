@@ -298,7 +298,23 @@ pub struct PluginSection {
     pub cache_namespace: Option<String>,
     /// The default sender for this plugin's email.
     pub sender: Option<String>,
+    /// The From addresses it may choose (`name@example.com`, or
+    /// `*@example.com`); none: it sends as `sender` only.
+    #[serde(default)]
+    pub senders: Vec<String>,
+    /// The domains (and their subdomains) it may mail; none: any.
+    #[serde(default)]
+    pub recipient_domains: Vec<String>,
+    /// The most emails one attempt may send (default 100).
+    pub max_emails: Option<usize>,
+    /// Follow-up jobs it may enqueue besides its own job types into the
+    /// queue of the job it handles: `QUEUE:TYPE`, either side `*`.
+    #[serde(default)]
+    pub may_enqueue: Vec<String>,
 }
+
+/// The most emails one attempt sends unless the operator says otherwise.
+pub const DEFAULT_MAX_EMAILS: usize = 100;
 
 /// The limits one plugin runs under.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
@@ -333,6 +349,10 @@ pub struct Grants {
     pub secrets: BTreeMap<String, String>,
     pub cache_namespace: String,
     pub sender: Option<String>,
+    pub senders: Vec<String>,
+    pub recipient_domains: Vec<String>,
+    pub max_emails: usize,
+    pub may_enqueue: Vec<String>,
 }
 
 /// The resolved settings of one plugin.
@@ -464,6 +484,10 @@ impl Config {
                 secrets,
                 cache_namespace: section.cache_namespace.unwrap_or_else(|| name.to_string()),
                 sender: section.sender.or_else(|| self.mail.sender.clone()),
+                senders: section.senders,
+                recipient_domains: section.recipient_domains,
+                max_emails: section.max_emails.unwrap_or(DEFAULT_MAX_EMAILS),
+                may_enqueue: section.may_enqueue,
             },
         })
     }

@@ -84,7 +84,7 @@ async fn http_responses_are_capped() {
 
 #[tokio::test]
 async fn follow_ups_are_kept_only_when_the_attempt_succeeds() {
-    let s = setup("");
+    let s = setup("[plugins.hostile]\nmay_enqueue = [\"emails:noop\"]\n");
     let plugin = s.load("hostile_plugin").await;
     let r =
         plugin.run(&job("enqueue", json!({"count": 3, "queue": "emails", "delay_ms": 500, "id_prefix": "f-"}))).await;
@@ -144,6 +144,64 @@ async fn cache_in_redis_is_namespaced() {
     let _: () = redis::cmd("SET").arg("jr:cache:{hostile-ns}:k:from-app").arg("hello").query(&mut c).unwrap();
     let r = plugin.run(&job("cache", json!({"key": "from-app"}))).await;
     assert_eq!(completed(&r.outcome)["value"], "hello");
+}
+
+/// A plugin enqueues its own job types into the queue of the job it
+/// handles; anything else takes a `may_enqueue` grant, so that no plugin
+/// reaches another's capabilities (a webhook's HTTP) through its job type.
+#[tokio::test]
+async fn follow_ups_need_a_grant_beyond_the_plugins_own_types_and_queue() {
+    let s = setup("");
+    let plugin = s.load("hostile_plugin").await;
+    // `noop` is one of the hostile plugin's own types; "" is the job's queue.
+    let r = plugin.run(&job("enqueue", json!({"count": 1}))).await;
+    assert_eq!(r.follow_ups.len(), 1, "{:?}", r.outcome);
+    let r = plugin.run(&job("enqueue", json!({"queue": "emails"}))).await;
+    let m = permanent(&r.outcome);
+    assert!(m.contains("may not enqueue `noop` jobs to queue `emails`") && m.contains("may_enqueue"), "{m}");
+    assert!(r.log.iter().any(|l| l.message.starts_with("follow-up refused")));
+    // A grant with a wildcard.
+    let s = setup("[plugins.hostile]\nmay_enqueue = [\"*:noop\"]\n");
+    let plugin = s.load("hostile_plugin").await;
+    let r = plugin.run(&job("enqueue", json!({"queue": "emails"}))).await;
+    assert_eq!(r.follow_ups.len(), 1, "{:?}", r.outcome);
+    // A grant that is not QUEUE:TYPE is refused when the plugin loads.
+    let s = setup("[plugins.hostile]\nmay_enqueue = [\"emails\"]\n");
+    let path = testkit::wasm::path("hostile_plugin");
+    let e = s.host.load_file(&path, |n| s.config.plugin_settings(n)).await.err().expect("refused");
+    assert!(format!("{e:#}").contains("plugins.hostile.may_enqueue"), "{e:#}");
+}
+
+/// The From address is the operator's: a plugin sends as its `sender`, or
+/// as one of `senders`; `recipient_domains` bounds where mail goes, and
+/// `max_emails` how much of it one attempt sends.
+#[tokio::test]
+async fn email_senders_recipients_and_count_are_granted() {
+    let s = setup("[plugins.hostile]\nsender = \"Jobs <jobs@example.com>\"\n");
+    let plugin = s.load("hostile_plugin").await;
+    let r = plugin.run(&job("email", json!({"to": "ana@example.com", "from": "ceo@example.com"}))).await;
+    assert!(permanent(&r.outcome).contains("may not send as `ceo@example.com`"), "{:?}", r.outcome);
+    let r = plugin.run(&job("email", json!({"to": "ana@example.com", "from": "Jobs <JOBS@example.com>"}))).await;
+    completed(&r.outcome);
+    let s = setup(
+        "[plugins.hostile]\nsenders = [\"*@mail.example.com\"]\nrecipient_domains = [\"example.com\"]\nmax_emails = 1\n",
+    );
+    let plugin = s.load("hostile_plugin").await;
+    let r = plugin.run(&job("email", json!({"to": "ana@eu.example.com", "from": "bot@mail.example.com"}))).await;
+    completed(&r.outcome);
+    let r = plugin.run(&job("email", json!({"to": "eve@elsewhere.test", "from": "bot@mail.example.com"}))).await;
+    assert!(permanent(&r.outcome).contains("may not mail `eve@elsewhere.test`"), "{:?}", r.outcome);
+    assert!(r.emails.is_empty());
+    // `max_emails = 0`: no email at all.
+    let s = setup("[plugins.hostile]\nsender = \"jobs@example.com\"\nmax_emails = 0\n");
+    let plugin = s.load("hostile_plugin").await;
+    let r = plugin.run(&job("email", json!({"to": "ana@example.com"}))).await;
+    assert!(permanent(&r.outcome).contains("at most 0 emails per attempt (max_emails)"), "{:?}", r.outcome);
+    // No sender, no senders: a plugin may not pick a From of its own.
+    let s = setup("");
+    let plugin = s.load("hostile_plugin").await;
+    let r = plugin.run(&job("email", json!({"to": "ana@example.com", "from": "me@example.com"}))).await;
+    assert!(permanent(&r.outcome).contains("may not choose its From address"), "{:?}", r.outcome);
 }
 
 #[tokio::test]

@@ -141,7 +141,7 @@ async fn email_is_delivered_by_smtp_and_retried_when_the_server_is_down() {
 
 fn app_config(plugin: &str, port: u16, extra: &str) -> String {
     format!(
-        "[plugins.{plugin}]\nallowed_hosts = [\"127.0.0.1:{port}\"]\nallowed_networks = [\"127.0.0.0/8\"]\ncache_namespace = \"app\"\n[plugins.{plugin}.config]\napi_base_url = \"http://127.0.0.1:{port}/api\"\n{extra}\n[plugins.{plugin}.secrets]\napi_token = \"t0ken\"\n"
+        "[plugins.{plugin}]\nallowed_hosts = [\"127.0.0.1:{port}\"]\nallowed_networks = [\"127.0.0.0/8\"]\ncache_namespace = \"app\"\nmay_enqueue = [\"*:email\", \"*:webhook\"]\n[plugins.{plugin}.config]\napi_base_url = \"http://127.0.0.1:{port}/api\"\n{extra}\n[plugins.{plugin}.secrets]\napi_token = \"t0ken\"\n"
     )
 }
 

@@ -334,7 +334,9 @@ async fn sigterm_finishes_or_puts_back_every_job() {
 async fn sigterm_mid_drain_records_every_finished_job() {
     let (redis, _dir, mut daemon) = serve_bed("[queues.default]\nconcurrency = 50\n", &[("noop_plugin", "noop.wasm")]);
     let q = queue(&redis.url(), "default").await;
-    q.enqueue_bulk(jobs("noop", "{}", 50_000)).await.unwrap();
+    for chunk in jobs("noop", "{}", 50_000).chunks(runner::queue::MAX_BULK) {
+        q.enqueue_bulk(chunk.to_vec()).await.unwrap();
+    }
     wait_counts(&q, "the drain under way", Duration::from_secs(60), |c| c.completed >= 2_000).await;
     let status = daemon.signal(libc::SIGTERM);
     assert!(status.success(), "exit 0 after SIGTERM: {status:?}\n{}", daemon.log());

@@ -299,6 +299,9 @@ async fn run_job(
         return;
     };
     // From here the job runs: its attempt is spent if its lease stalls.
+    // (Logged first, at debug: the fault tests read it as the runner's word
+    // that the job started.)
+    tracing::debug!("started");
     tools.acker.started(&leased.id, &leased.token);
     // The payload moves into the job (and from there into the guest): only
     // its plugin reads it, so the dispatcher need not keep a copy.

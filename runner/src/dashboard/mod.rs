@@ -58,8 +58,9 @@ pub fn routes() -> Router<Arc<ApiState>> {
         )
 }
 
-/// The frame of every page.
-pub fn layout(title: &str, body_data: (&str, &str), content: Markup) -> impl IntoResponse {
+/// The frame of every page; `sign_out` shows the sign-out button (pages
+/// behind a token; not the sign-in page itself).
+pub fn layout(title: &str, body_data: (&str, &str), sign_out: bool, content: Markup) -> impl IntoResponse {
     maud::html! {
         (DOCTYPE)
         html lang="en" {
@@ -74,7 +75,7 @@ pub fn layout(title: &str, body_data: (&str, &str), content: Markup) -> impl Int
                     a href="/dashboard" { "Queues" }
                     a href="/dashboard/plugins" { "Plugins" }
                     a href="/dashboard/schedules" { "Schedules" }
-                    (action_form("/dashboard/logout", "Sign out", false))
+                    @if sign_out { (action_form("/dashboard/logout", "Sign out", false)) }
                 }
                 main { (content) }
                 script src="/dashboard/assets/app.js" {}

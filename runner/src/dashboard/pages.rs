@@ -70,7 +70,7 @@ pub async fn overview(AxState(state): AxState<Arc<ApiState>>) -> ApiResult<Respo
             }
         }
     };
-    Ok(layout("Queues", ("", ""), content).into_response())
+    Ok(layout("Queues", ("", ""), state.tokens.required(), content).into_response())
 }
 
 #[derive(Deserialize)]
@@ -143,7 +143,7 @@ pub async fn queue_page(state: &ApiState, name: &str, q: QueueQuery) -> ApiResul
             a href=(format!("/dashboard/queues/{name}?state={st}&cursor={}", offset + PAGE)) { "Next page" }
         }
     };
-    Ok(layout(name, (name, ""), content).into_response())
+    Ok(layout(name, (name, ""), state.tokens.required(), content).into_response())
 }
 
 pub async fn queue_view(
@@ -199,7 +199,7 @@ pub async fn job(
         @if let Some(log) = &j.log { h2 { "Log of the last attempt" } pre { (pretty(log)) } }
         @if let Some(b) = &j.bullmq { h2 { "BullMQ" } pre { (pretty(b)) } }
     };
-    Ok(layout(&format!("Job {id}"), (&name, &id), content).into_response())
+    Ok(layout(&format!("Job {id}"), (&name, &id), state.tokens.required(), content).into_response())
 }
 
 pub async fn plugins(AxState(state): AxState<Arc<ApiState>>) -> impl IntoResponse {
@@ -225,7 +225,7 @@ pub async fn plugins(AxState(state): AxState<Arc<ApiState>>) -> impl IntoRespons
             }
         }
     };
-    layout("Plugins", ("", ""), content)
+    layout("Plugins", ("", ""), state.tokens.required(), content)
 }
 
 pub async fn schedules(AxState(state): AxState<Arc<ApiState>>) -> ApiResult<Response> {
@@ -256,11 +256,11 @@ pub async fn schedules(AxState(state): AxState<Arc<ApiState>>) -> ApiResult<Resp
         }
         @if all.is_empty() { p.muted { "No schedules." } }
     };
-    Ok(layout("Schedules", ("", ""), content).into_response())
+    Ok(layout("Schedules", ("", ""), state.tokens.required(), content).into_response())
 }
 
 pub async fn login_form() -> impl IntoResponse {
-    layout("Sign in", ("", ""), login_markup(None))
+    layout("Sign in", ("", ""), false, login_markup(None))
 }
 
 fn login_markup(error: Option<&str>) -> Markup {
@@ -297,7 +297,7 @@ pub async fn login(
     let Some(role) = state.tokens.role_of(&form.token) else {
         return (
             axum::http::StatusCode::UNAUTHORIZED,
-            layout("Sign in", ("", ""), login_markup(Some("That token is not valid."))),
+            layout("Sign in", ("", ""), false, login_markup(Some("That token is not valid."))),
         )
             .into_response();
     };
@@ -312,7 +312,12 @@ pub async fn login(
             .into_response(),
         Err(e) => (
             axum::http::StatusCode::SERVICE_UNAVAILABLE,
-            layout("Sign in", ("", ""), login_markup(Some(&format!("Cannot start a session: Redis said {e:#}")))),
+            layout(
+                "Sign in",
+                ("", ""),
+                false,
+                login_markup(Some(&format!("Cannot start a session: Redis said {e:#}"))),
+            ),
         )
             .into_response(),
     }

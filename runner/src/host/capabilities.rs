@@ -2,8 +2,10 @@
 //! and config, for one job's store.
 //!
 //! Every call is checked: a plugin can only reach its own cache namespace,
-//! its own config and secrets, and bounded numbers of follow-ups and emails.
-//! A refused call returns an error value to the plugin; nothing here traps.
+//! its own config and secrets, the queues and job types its grant names
+//! (`host::grants`), the senders and recipients its email grant allows,
+//! and bounded numbers of follow-ups and emails. A refused call returns an
+//! error value to the plugin; nothing here traps.
 
 use crate::host::contract::v0_1::jobrunner::plugin::{cache, config, email, log, queue, types};
 use crate::host::state::JobState;
@@ -14,8 +16,6 @@ use wasmtime::Result;
 
 /// The most follow-up jobs one attempt may enqueue.
 pub const MAX_FOLLOW_UPS: usize = 1000;
-/// The most emails one attempt may send.
-pub const MAX_EMAILS: usize = 100;
 
 impl types::Host for JobState {}
 
@@ -98,6 +98,10 @@ impl JobState {
         let queue_name = if queue_name.is_empty() { self.queue.clone() } else { queue_name };
         check_queue_name(&queue_name)?;
         check_job_type(&job_type)?;
+        if let Some(refusal) = self.plugin.rules.refuses_follow_up(&self.queue, &queue_name, &job_type) {
+            self.log.lock().unwrap().push(LogLevel::Warn, LogSource::Host, format!("follow-up refused: {refusal}"));
+            return Err(refusal);
+        }
         if payload.len() > MAX_PAYLOAD_BYTES {
             return Err(format!("payload of {} bytes is over the {MAX_PAYLOAD_BYTES} byte limit", payload.len()));
         }
@@ -130,8 +134,19 @@ impl JobState {
 
 impl email::Host for JobState {
     async fn send(&mut self, message: email::Message) -> Result<Result<String, email::SendError>> {
-        if self.emails.len() >= MAX_EMAILS {
-            return Ok(Err(email::SendError::Invalid(format!("at most {MAX_EMAILS} emails per attempt"))));
+        let rules = &self.plugin.rules;
+        if self.emails.len() >= rules.max_emails {
+            return Ok(Err(email::SendError::Invalid(format!(
+                "at most {} emails per attempt (max_emails)",
+                rules.max_emails
+            ))));
+        }
+        let refusal = message.from.as_deref().and_then(|f| rules.refuses_sender(f)).or_else(|| {
+            message.to.iter().chain(&message.cc).chain(&message.bcc).find_map(|r| rules.refuses_recipient(r))
+        });
+        if let Some(refusal) = refusal {
+            self.log.lock().unwrap().push(LogLevel::Warn, LogSource::Host, format!("email refused: {refusal}"));
+            return Ok(Err(email::SendError::Invalid(refusal)));
         }
         let outgoing = OutgoingEmail {
             from: message.from,

@@ -23,6 +23,7 @@ pub mod contract;
 pub mod egress;
 pub mod engine;
 pub mod fault;
+pub mod grants;
 pub mod http;
 pub mod plugin;
 pub mod spare;
@@ -122,15 +123,15 @@ impl Host {
         let compile_time = started.elapsed();
         let pre = plugin::link(&self.engine, &self.linker, &component)?;
 
-        let probe = self.context(settings_for_describe())?;
+        let probe = self.context(settings_for_describe(), &[])?;
         let description = Plugin::describe(&self.engine, &pre, probe).await?;
         let settings = settings(&description.name)?;
-        let context = self.context(settings)?;
+        let context = self.context(settings, &description.job_types)?;
         let plugin = Plugin::new(self.engine.clone(), pre, sha256, context, description, self.spare_slots.clone());
         Ok((plugin, LoadInfo { compile, compile_time }))
     }
 
-    fn context(&self, settings: PluginSettings) -> Result<Arc<PluginContext>> {
+    fn context(&self, settings: PluginSettings, job_types: &[String]) -> Result<Arc<PluginContext>> {
         crate::cache::check_namespace(&settings.grants.cache_namespace)
             .with_context(|| format!("plugins.{}.cache_namespace", settings.name))?;
         let allowed = settings
@@ -142,15 +143,58 @@ impl Host {
             .with_context(|| format!("plugins.{}.allowed_hosts", settings.name))?;
         let networks = egress::NetPolicy::parse(&settings.grants.allowed_networks)
             .with_context(|| format!("plugins.{}.allowed_networks", settings.name))?;
+        let rules = resolve_grants(&settings, job_types)?;
         Ok(Arc::new(PluginContext {
             name: settings.name,
             limits: settings.limits,
             grants: settings.grants,
             allowed_hosts: Arc::new(allowed),
             allowed_networks: Arc::new(networks),
+            rules,
             services: self.services.clone(),
         }))
     }
+}
+
+/// The follow-up and email grants of `settings`, checked and resolved
+/// (`grants`): a sender list that is not addresses or `*@domain`, or an
+/// enqueue grant that is not `QUEUE:TYPE`, is a load error naming the key.
+fn resolve_grants(settings: &PluginSettings, job_types: &[String]) -> Result<grants::PluginGrants> {
+    let g = &settings.grants;
+    let name = &settings.name;
+    let may_enqueue = g
+        .may_enqueue
+        .iter()
+        .map(|e| grants::EnqueueGrant::parse(e))
+        .collect::<Result<Vec<_>>>()
+        .with_context(|| format!("plugins.{name}.may_enqueue"))?;
+    let mut senders = Vec::new();
+    for s in &g.senders {
+        let s = s.trim().to_ascii_lowercase();
+        let ok = match s.strip_prefix("*@") {
+            Some(domain) => !domain.is_empty() && !domain.contains(['@', '*']),
+            None => crate::mail::address_of(&s).is_some_and(|a| a == s),
+        };
+        anyhow::ensure!(ok, "plugins.{name}.senders: `{s}` is not an address or `*@domain`");
+        senders.push(s);
+    }
+    // With no list, the plugin may name only its default sender.
+    if senders.is_empty()
+        && let Some(address) = g.sender.as_deref().and_then(crate::mail::address_of)
+    {
+        senders.push(address);
+    }
+    Ok(grants::PluginGrants {
+        own_types: job_types.to_vec(),
+        may_enqueue,
+        senders,
+        recipient_domains: g
+            .recipient_domains
+            .iter()
+            .map(|d| d.trim().trim_start_matches('.').to_ascii_lowercase())
+            .collect(),
+        max_emails: g.max_emails,
+    })
 }
 
 /// `describe` runs before the plugin's name, hence its settings, is known:

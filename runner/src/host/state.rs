@@ -38,6 +38,8 @@ pub struct PluginContext {
     pub allowed_hosts: Arc<Vec<HostPattern>>,
     /// The special-purpose networks its HTTP may reach (`host::egress`).
     pub allowed_networks: Arc<crate::host::egress::NetPolicy>,
+    /// What its follow-ups and email may do (`host::grants`).
+    pub rules: crate::host::grants::PluginGrants,
     pub services: Arc<Services>,
 }
 

@@ -101,6 +101,12 @@ impl Mailer {
     }
 }
 
+/// The bare address of `Name <address>` (or of an address), lowercased;
+/// None if it is not one (the mailer then refuses it, saying why).
+pub fn address_of(text: &str) -> Option<String> {
+    text.parse::<Mailbox>().ok().map(|m| m.email.to_string().to_ascii_lowercase())
+}
+
 fn mailbox(field: &str, address: &str) -> Result<Mailbox, SendError> {
     address.parse::<Mailbox>().map_err(|e| SendError::Invalid(format!("`{field}` address `{address}`: {e}")))
 }
