@@ -168,7 +168,9 @@ async fn follow_ups_need_a_grant_beyond_the_plugins_own_types_and_queue() {
     // A grant that is not QUEUE:TYPE is refused when the plugin loads.
     let s = setup("[plugins.hostile]\nmay_enqueue = [\"emails\"]\n");
     let path = testkit::wasm::path("hostile_plugin");
-    let e = s.host.load_file(&path, |n| s.config.plugin_settings(n)).await.err().expect("refused");
+    let Err(e) = s.host.load_file(&path, |n| s.config.plugin_settings(n)).await else {
+        panic!("a bad may_enqueue grant loaded")
+    };
     assert!(format!("{e:#}").contains("plugins.hostile.may_enqueue"), "{e:#}");
 }
 
