@@ -128,11 +128,15 @@ pub struct QueueSection {
     /// Set: the queue is a BullMQ queue that BullMQ producers fill, read
     /// and written through BullMQ's own protocol (see `bull`).
     pub bullmq: Option<BullmqSection>,
+    /// The most jobs waiting, delayed or running at once; an enqueue past
+    /// it is refused (producers get 429, a plugin's follow-ups fail its
+    /// attempt), so that a runaway cannot fill Redis. None: no bound.
+    pub max_waiting: Option<u64>,
 }
 
 impl Default for QueueSection {
     fn default() -> Self {
-        QueueSection { concurrency: DEFAULT_CONCURRENCY, bullmq: None }
+        QueueSection { concurrency: DEFAULT_CONCURRENCY, bullmq: None, max_waiting: None }
     }
 }
 
@@ -395,6 +399,9 @@ impl Config {
             if q.concurrency == 0 || q.concurrency > 10_000 {
                 bail!("queues.{name}.concurrency: must be from 1 to 10000");
             }
+            if q.bullmq.is_some() && q.max_waiting.is_some() {
+                bail!("queues.{name}.max_waiting: BullMQ has no such bound, so a BullMQ-backed queue cannot take one");
+            }
             if let Some(b) = &q.bullmq {
                 // BullMQ builds its keys as `prefix:name:…`, so neither may hold a `:`.
                 if b.prefix.is_empty() || b.prefix.contains(':') {
@@ -533,9 +540,10 @@ impl Config {
             if concurrency == 0 {
                 bail!("`{item}`: concurrency must be at least 1");
             }
-            // A queue declared as BullMQ's in the file stays BullMQ's.
-            let bullmq = self.queues.get(name).and_then(|q| q.bullmq.clone());
-            queues.insert(name.to_string(), QueueSection { concurrency, bullmq });
+            // A queue declared in the file keeps what the file says of it
+            // (BullMQ's, its bound) but for its concurrency.
+            let declared = self.queues.get(name).cloned().unwrap_or_default();
+            queues.insert(name.to_string(), QueueSection { concurrency, ..declared });
         }
         self.queues = queues;
         Ok(())

@@ -200,6 +200,39 @@ async fn a_bulk_enqueue_lands_whole_or_not_at_all() {
     assert!(err.to_string().contains("at most 10000"), "{err}");
 }
 
+/// `max_waiting` bounds the jobs not yet started: single, lean and bulk
+/// enqueues past it are refused whole with `QueueFull`, and none of it is
+/// written; delayed jobs count; 0 lifts the bound.
+#[tokio::test]
+async fn a_full_queue_refuses_enqueues_whole() {
+    let redis = RedisServer::start();
+    let q = queue(&redis, "bounded").await;
+    q.set_max_waiting(5).await.unwrap();
+    for _ in 0..4 {
+        q.enqueue(job("{}")).await.unwrap();
+    }
+    q.enqueue(with(|o| o.delay_ms = 60_000)).await.unwrap();
+    let full = |e: anyhow::Error| e.downcast::<runner::queue::QueueFull>().expect("a QueueFull");
+    let e = full(q.enqueue(job("{}")).await.unwrap_err());
+    assert_eq!((e.waiting, e.max, e.adding), (5, 5, 1));
+    assert!(e.to_string().contains("queue `bounded` is full"), "{e}");
+    let e = full(q.enqueue(NewJob { id: Some("given".into()), ..job("{}") }).await.unwrap_err());
+    assert_eq!(e.adding, 1);
+    // A leased job still counts; finished, it makes room for one, and a
+    // bulk of two is refused whole.
+    let leased = q.fetch(1, LEASE).await.unwrap().jobs;
+    assert!(q.enqueue(job("{}")).await.is_err());
+    q.complete(&[done(&leased[0])], KEEP_ALL).await.unwrap();
+    let e = full(q.enqueue_bulk(vec![job("{}"), job("{}")]).await.unwrap_err());
+    assert_eq!((e.waiting, e.adding), (4, 2));
+    let c = q.counts().await.unwrap();
+    assert_eq!((c.waiting, c.delayed), (3, 1), "nothing of the refused bulk was written");
+    q.enqueue_bulk(vec![job("{}")]).await.unwrap();
+    q.set_max_waiting(0).await.unwrap();
+    q.enqueue_bulk((0..10).map(|_| job("{}")).collect()).await.unwrap();
+    assert_eq!(q.counts().await.unwrap().waiting, 14);
+}
+
 /// Plain jobs (no delay, priority 0, no group) go to the script in its
 /// short layout, id and spec only; a batch of them with given ids still
 /// keeps an id that exists and creates a repeated one once.

@@ -189,6 +189,78 @@ async fn a_job_killed_before_it_ran_spends_no_attempt() {
     assert!(came_back > 0, "no kill caught a job fetched ahead: the test did not test the path");
 }
 
+/// A plugin that enqueues two copies of itself on every run (each run well
+/// within its limits) cannot grow its queue without end: with
+/// `max_waiting`, its follow-ups are refused once the queue is full, its
+/// attempts fail saying so, and producers get a 429 with the reason.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fork_bomb_is_held_at_max_waiting() {
+    const MAX: u64 = 200;
+    let redis = testkit::redis::RedisServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("runner.toml"), format!("[queues.default]\nconcurrency = 4\nmax_waiting = {MAX}\n"))
+        .unwrap();
+    install(dir.path(), "hostile_plugin", "hostile.wasm");
+    let daemon = Daemon::start(dir.path(), Some(&redis.url()));
+    let q = queue(&redis.url(), "default").await;
+    let mut opts = one_attempt();
+    opts.attempts = 2;
+    opts.backoff = runner::queue::Backoff::Fixed { delay_ms: 10 };
+    q.enqueue(NewJob { id: Some("fork-0".into()), job_type: "fork".into(), payload: "{}".into(), options: opts })
+        .await
+        .unwrap();
+    // Jobs not finished, read in one transaction (a job moving between
+    // states between two reads would be counted twice).
+    let unfinished = || -> u64 {
+        let (w, d, a): (u64, u64, u64) = redis::pipe()
+            .atomic()
+            .cmd("ZCARD")
+            .arg("jr:{default}:wait")
+            .cmd("ZCARD")
+            .arg("jr:{default}:delayed")
+            .cmd("ZCARD")
+            .arg("jr:{default}:active")
+            .query(&mut redis.connection())
+            .unwrap();
+        w + d + a
+    };
+    // Until some runs have been refused, the queue never passes its bound.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let n = unfinished();
+        assert!(n <= MAX, "past the bound: {n}");
+        let c = q.counts().await.unwrap();
+        if c.failed >= 20 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no run was refused: {c:?}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let failed = q.list(State::Failed, 0, 5).await.unwrap();
+    let reason = &failed[0].errors.last().unwrap().error;
+    assert!(reason.contains("queue `default` is full") && reason.contains("max_waiting is 200"), "{reason}");
+    // A producer is told the same, with 429, once the queue is full.
+    let http = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let r = http
+            .post(format!("{}/api/v1/queues/default/jobs", daemon.http_url()))
+            .json(&serde_json::json!({"type": "noop", "payload": {}}))
+            .send()
+            .await
+            .unwrap();
+        if r.status() == 429 {
+            let body: serde_json::Value = r.json().await.unwrap();
+            assert_eq!(body["error"], "queue_full");
+            assert!(body["detail"].as_str().unwrap().contains("is full"), "{body}");
+            break;
+        }
+        assert_eq!(r.status(), 201);
+        assert!(Instant::now() < deadline, "the queue never filled up");
+    }
+    assert!(unfinished() <= MAX);
+}
+
 /// A Redis whose `maxmemory-policy` may evict queue keys is refused at
 /// start with the reason and the way out; allowed, it runs, and `/ready`
 /// reports the risk. The embedded Redis is safe, and `/ready` says so.

@@ -17,6 +17,8 @@ pub enum ApiError {
     NotFound(String),
     Conflict(String),
     TooLarge(String),
+    /// The queue is at its `max_waiting`: try again later.
+    QueueFull(String),
     Unavailable(String),
     Internal(anyhow::Error),
 }
@@ -29,6 +31,9 @@ impl ApiError {
     /// For operations whose every error is the caller's (a bad name, option,
     /// payload or schedule) unless Redis itself failed.
     pub fn from_input(e: anyhow::Error) -> Self {
+        if let Some(full) = e.downcast_ref::<crate::queue::QueueFull>() {
+            return ApiError::QueueFull(full.to_string());
+        }
         if crate::bull::is_redis_error(&e) { ApiError::Internal(e) } else { ApiError::BadRequest(format!("{e:#}")) }
     }
 }
@@ -67,6 +72,7 @@ impl IntoResponse for ApiError {
             ApiError::NotFound(d) => (StatusCode::NOT_FOUND, "not_found", d),
             ApiError::Conflict(d) => (StatusCode::CONFLICT, "conflict", d),
             ApiError::TooLarge(d) => (StatusCode::PAYLOAD_TOO_LARGE, "too_large", d),
+            ApiError::QueueFull(d) => (StatusCode::TOO_MANY_REQUESTS, "queue_full", d),
             ApiError::Unavailable(d) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable", d),
             ApiError::Internal(e) => {
                 tracing::error!(error = %format!("{e:#}"), "API request failed");

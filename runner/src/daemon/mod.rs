@@ -223,7 +223,13 @@ pub async fn serve(config: Config, config_file: Option<PathBuf>, shutdown: impl 
             continue;
         }
         let queue = Queue::new(connection.clone(), &name)?;
-        tracing::info!(queue = %name, concurrency = q.concurrency, "consuming");
+        // The bound lives in Redis, so producers meet it too; every runner
+        // of the queue writes the same value from the same config.
+        queue
+            .set_max_waiting(q.max_waiting.unwrap_or(0))
+            .await
+            .with_context(|| format!("queues.{name}.max_waiting"))?;
+        tracing::info!(queue = %name, concurrency = q.concurrency, max_waiting = ?q.max_waiting, "consuming");
         dispatchers.spawn(dispatcher::run(
             shared.clone(),
             queue.clone(),

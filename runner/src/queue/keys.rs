@@ -39,8 +39,8 @@ pub const NAMES: [&str; 26] = [
 
 /// The keys of the lean one-job enqueue (`lua/push.lua`), in its order:
 /// only the ones it touches.
-pub const PUSH_NAMES: [&str; 10] =
-    ["meta", "wait", "active", "specs", "attempts", "tokens", "events", "gvt", "idle", "unstarted"];
+pub const PUSH_NAMES: [&str; 11] =
+    ["meta", "wait", "active", "specs", "attempts", "tokens", "events", "gvt", "idle", "unstarted", "delayed"];
 
 #[derive(Debug, Clone)]
 pub struct Keys {

@@ -80,6 +80,39 @@ impl NewJob {
     }
 }
 
+/// An enqueue refused because the queue holds `max_waiting` jobs not yet
+/// started (see `Queue::set_max_waiting`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueueFull {
+    pub queue: String,
+    pub waiting: u64,
+    pub max: u64,
+    pub adding: u64,
+}
+
+impl std::fmt::Display for QueueFull {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "queue `{}` is full: {} jobs are waiting, delayed or running, its max_waiting is {}, and this would add {}",
+            self.queue, self.waiting, self.max, self.adding
+        )
+    }
+}
+
+impl std::error::Error for QueueFull {}
+
+/// A script's refusal as `QueueFull`, or the error as it is.
+fn full_or(queue: &str, e: redis::RedisError) -> anyhow::Error {
+    if e.code() == Some("QUEUE_FULL") {
+        let n: Vec<u64> = e.detail().unwrap_or("").split_whitespace().filter_map(|w| w.parse().ok()).collect();
+        if let [waiting, max, adding, ..] = n[..] {
+            return QueueFull { queue: queue.to_string(), waiting, max, adding }.into();
+        }
+    }
+    anyhow::Error::from(e).context("enqueue")
+}
+
 /// What enqueueing one job did.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Enqueued {
@@ -220,8 +253,12 @@ impl Queue {
         let (id, spec) = self.prepare(&job)?;
         self.register().await?;
         let args = [arg(&self.inner.keys.wake_channel), arg(&id), arg(&spec)];
-        let reply: i64 =
-            self.inner.conn.invoke(&SCRIPTS.push, &self.inner.keys.push, &args).await.context("enqueue")?;
+        let reply: i64 = self
+            .inner
+            .conn
+            .invoke(&SCRIPTS.push, &self.inner.keys.push, &args)
+            .await
+            .map_err(|e| full_or(&self.inner.name, e))?;
         let state = match reply {
             1 => State::Waiting,
             3 => State::Active,
@@ -268,8 +305,12 @@ impl Queue {
                 ]);
             }
         }
-        let replies: Vec<Value> =
-            self.inner.conn.invoke(&SCRIPTS.enqueue, &self.inner.keys.all, &args).await.context("enqueue")?;
+        let replies: Vec<Value> = self
+            .inner
+            .conn
+            .invoke(&SCRIPTS.enqueue, &self.inner.keys.all, &args)
+            .await
+            .map_err(|e| full_or(&self.inner.name, e))?;
         let mut out = Vec::with_capacity(prepared.len());
         // Per job: 1 created waiting, 2 created delayed, 3 created and
         // leased at once to an idle consumer, or the state of the job that
@@ -605,6 +646,13 @@ impl Queue {
             }
         }
         Ok(total)
+    }
+
+    /// At most `max` jobs are waiting, delayed or running at once: an
+    /// enqueue that would pass it is refused whole (`QueueFull`), from
+    /// producers and plugins alike. 0 removes the bound.
+    pub async fn set_max_waiting(&self, max: u64) -> Result<()> {
+        self.admin::<String>("max_waiting", &[arg(max)]).await.map(drop)
     }
 
     /// At most `max` jobs start per `window` (a `max` of 0 removes the limit).

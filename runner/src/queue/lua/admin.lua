@@ -9,6 +9,7 @@
 --   clean SET AGE LIMIT removes up to LIMIT completed or failed jobs finished AGE ms ago or more
 --   rate_limit MAX WINDOW_MS   at most MAX jobs per window (MAX 0: no limit)
 --   group_rate_limit MAX WINDOW_MS   the same, per group
+--   max_waiting MAX     enqueues refused past MAX jobs waiting, delayed or leased (0: no bound)
 local op, channel = ARGV[1], ARGV[2]
 local now = now_ms()
 
@@ -72,6 +73,9 @@ elseif op == 'clean' then
   return #ids
 elseif op == 'rate_limit' then
   redis.call('HSET', K.meta, 'rl_max', ARGV[3], 'rl_window_ms', ARGV[4])
+  return 'ok'
+elseif op == 'max_waiting' then
+  redis.call('HSET', K.meta, 'max_waiting', ARGV[3])
   return 'ok'
 elseif op == 'group_rate_limit' then
   redis.call('HSET', K.meta, 'grl_max', ARGV[3], 'grl_window_ms', ARGV[4])

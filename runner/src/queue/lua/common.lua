@@ -42,6 +42,23 @@ local function add_event(events, name, id, ...)
   redis.call('XADD', events, 'MAXLEN', '~', EVENTS_MAXLEN, '*', 'event', name, 'id', id, ...)
 end
 
+-- The queue's bound on jobs not finished (`max_waiting` in meta; 0 or
+-- none: no bound): waiting, delayed and leased, so that a retry, which
+-- moves a job between those, never takes the queue past it. An error
+-- reply when `adding` more jobs would pass it, else nil. Checked before
+-- anything is written, so a refused call writes nothing. The reply starts
+-- with `QUEUE_FULL` and the counts, which the runner reads back into a
+-- clear error.
+local function over_bound(meta, wait, delayed, active, adding)
+  local cap = tonumber(redis.call('HGET', meta, 'max_waiting') or '0')
+  if cap <= 0 then return nil end
+  local have = redis.call('ZCARD', wait) + redis.call('ZCARD', delayed) + redis.call('ZCARD', active)
+  if have + adding > cap then
+    return redis.error_reply(string.format('QUEUE_FULL %d %d %d', have, cap, adding))
+  end
+  return nil
+end
+
 -- Wakes the queue's consumers, unless it is paused.
 local function publish_wake(meta, channel)
   if redis.call('HGET', meta, 'paused') ~= '1' then

@@ -8,6 +8,8 @@
 -- and none to convert; with the loop's own counts below, a tenth off the
 -- script's time). '0' and '1' are the long layout, as before the short
 -- one existed.
+-- A queue with `max_waiting` refuses the whole call when its jobs would
+-- take the jobs not finished past it (`over_bound`).
 -- Returns per job: 1 if created waiting, 2 if created delayed, 3 if created
 -- and leased at once to an idle consumer (`hand_off`, for a call of one
 -- job without a group), or, for an id that existed, its state's name
@@ -34,6 +36,8 @@ if n == nil or n < 0 or #ARGV ~= 3 + n * stride then
     'enqueue: %d arguments after the first 3 for %s jobs in the %s layout (%d each)',
     #ARGV - 3, tostring(ARGV[2]), short and 'short' or 'long', stride))
 end
+local full = over_bound(K.meta, K.wait, K.delayed, K.active, n)
+if full then return full end
 local now = now_ms()
 local out, woken = {}, false
 local prios, groups, waiting, delayed = {}, {}, {}, {}

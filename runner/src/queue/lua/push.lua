@@ -1,7 +1,7 @@
 -- Enqueues one new job that starts now, at priority 0 and in no group,
 -- with an id the caller made just now (the runner's ULIDs): the common
 -- single enqueue, which `enqueue` covers too. This one runs after
--- `common.lua` alone, without the prelude, and declares only the ten keys
+-- `common.lua` alone, without the prelude, and declares only the 11 keys
 -- it touches (`keys::PUSH_NAMES`, in this order), because at light load a
 -- job's wait from enqueue to start is mostly fixed costs paid on cold
 -- caches: Redis making Lua strings of 25 keys and running the prelude came
@@ -16,10 +16,13 @@
 local K = {
   meta = KEYS[1], wait = KEYS[2], active = KEYS[3], specs = KEYS[4], attempts = KEYS[5],
   tokens = KEYS[6], events = KEYS[7], gvt = KEYS[8], idle = KEYS[9], unstarted = KEYS[10],
+  delayed = KEYS[11],
 }
-if #KEYS ~= 10 or #ARGV ~= 3 then
-  return redis.error_reply(string.format('push: 10 keys and 3 arguments (channel, id, spec), not %d and %d', #KEYS, #ARGV))
+if #KEYS ~= 11 or #ARGV ~= 3 then
+  return redis.error_reply(string.format('push: 11 keys and 3 arguments (channel, id, spec), not %d and %d', #KEYS, #ARGV))
 end
+local full = over_bound(K.meta, K.wait, K.delayed, K.active, 1)
+if full then return full end
 local channel, id, spec = ARGV[1], ARGV[2], ARGV[3]
 local now = now_ms()
 -- As `wait_score` for a job in no group (the group '') at priority 0.
