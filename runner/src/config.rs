@@ -279,6 +279,12 @@ impl Default for EngineSection {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PluginSection {
+    /// The file in the plugins folder this section is for (default:
+    /// `NAME.wasm`). The section, and so every grant and secret in it,
+    /// belongs to that file, whatever name the plugin gives itself.
+    pub file: Option<String>,
+    /// The file's SHA-256 (hex): set, any other content is refused.
+    pub sha256: Option<String>,
     /// Hosts outgoing HTTP may reach: `host`, `host:port`, `*.domain`, `host:*`.
     #[serde(default)]
     pub allowed_hosts: Vec<String>,
@@ -367,6 +373,31 @@ pub struct PluginSettings {
     pub grants: Grants,
 }
 
+impl PluginSettings {
+    /// A plugin file no section is bound to: named by its file, default
+    /// limits, no grants, and a cache namespace no section's can be (a
+    /// section's default is its name, which has no `.wasm`).
+    pub fn unbound(file_name: &str) -> PluginSettings {
+        let namespace: String = file_name
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() || "-_.".contains(c) { c } else { '_' })
+            .take(64)
+            .collect();
+        PluginSettings {
+            name: file_name.to_string(),
+            limits: Limits::default(),
+            grants: Grants { cache_namespace: namespace, max_emails: DEFAULT_MAX_EMAILS, ..Default::default() },
+        }
+    }
+}
+
+impl PluginSection {
+    /// The file this section is for: `file`, or `NAME.wasm`.
+    pub fn file_name(&self, name: &str) -> String {
+        self.file.clone().unwrap_or_else(|| format!("{name}.wasm"))
+    }
+}
+
 impl Config {
     /// Reads and validates a config file.
     pub fn load(path: &Path) -> Result<Config> {
@@ -423,8 +454,21 @@ impl Config {
                 }
             }
         }
+        let mut files: BTreeMap<String, &str> = BTreeMap::new();
         for (name, p) in &self.plugins {
             let key = |k: &str| format!("plugins.{name}.{k}");
+            let file = p.file_name(name);
+            if file.contains('/') || file.contains('\\') || !file.ends_with(".wasm") {
+                bail!("{}: `{file}` must be a file name in the plugins folder, ending in .wasm", key("file"));
+            }
+            if let Some(other) = files.insert(file.clone(), name) {
+                bail!("{}: `{file}` is plugins.{other}'s file already; a file has one section", key("file"));
+            }
+            if let Some(h) = &p.sha256
+                && (h.len() != 64 || !h.chars().all(|c| c.is_ascii_hexdigit()))
+            {
+                bail!("{}: `{h}` is not a SHA-256 in hex (64 characters)", key("sha256"));
+            }
             if let Some(t) = p.timeout
                 && t.is_zero()
             {
@@ -462,6 +506,26 @@ impl Config {
             }
         }
         Ok(())
+    }
+
+    /// The section bound to the plugin file `file_name` (by its `file` key,
+    /// or by being `NAME.wasm`): its name and the pinned hash, if any.
+    pub fn section_for_file(&self, file_name: &str) -> Option<(&str, Option<&str>)> {
+        self.plugins
+            .iter()
+            .find(|(name, p)| p.file_name(name) == file_name)
+            .map(|(name, p)| (name.as_str(), p.sha256.as_deref()))
+    }
+
+    /// The settings of the plugin in file `file_name`: its section's, or,
+    /// with none bound to the file, the defaults and no grants at all,
+    /// under the file's own name (never a section's, whatever the plugin
+    /// calls itself).
+    pub fn settings_for_file(&self, file_name: &str) -> Result<PluginSettings> {
+        if let Some((name, _)) = self.section_for_file(file_name) {
+            return self.plugin_settings(name);
+        }
+        Ok(PluginSettings::unbound(file_name))
     }
 
     /// The settings for plugin `name`; a plugin without a section gets the
@@ -689,5 +753,36 @@ mod tests {
         assert!(e.contains("plugins.x.secrets.k") && e.contains("JOBRUNNER_SURELY_UNSET_VAR"), "{e}");
         let e = Config::parse("[plugins.x]\nmemory = \"10KiB\"\n").unwrap_err().to_string();
         assert!(e.contains("plugins.x.memory"), "{e}");
+    }
+
+    /// A section belongs to one file: `NAME.wasm` or its `file`; a file
+    /// has one section; a file no section names gets no grants, whatever
+    /// the plugin calls itself.
+    #[test]
+    fn sections_are_bound_to_files() {
+        let c = Config::parse(
+            "[mail]\nsender = \"jobs@example.com\"\n[plugins.webhook]\nfile = \"hooks.wasm\"\nallowed_hosts = [\"x.example.com\"]\n[plugins.email]\n",
+        )
+        .unwrap();
+        assert_eq!(c.section_for_file("hooks.wasm"), Some(("webhook", None)));
+        assert_eq!(c.section_for_file("email.wasm"), Some(("email", None)));
+        assert_eq!(c.section_for_file("webhook.wasm"), None, "a section's name is not its file once `file` is set");
+        let s = c.settings_for_file("hooks.wasm").unwrap();
+        assert_eq!((s.name.as_str(), s.grants.allowed_hosts.len()), ("webhook", 1));
+        let unbound = c.settings_for_file("webhook.wasm").unwrap();
+        assert_eq!(unbound.name, "webhook.wasm");
+        assert!(unbound.grants.allowed_hosts.is_empty() && unbound.grants.secrets.is_empty());
+        assert_eq!(unbound.grants.sender, None, "not even the runner's default sender");
+        assert_eq!(unbound.grants.cache_namespace, "webhook.wasm", "no section's namespace");
+        for (toml, says) in [
+            ("[plugins.a]\nfile = \"x.wasm\"\n[plugins.b]\nfile = \"x.wasm\"\n", "plugins.a's file already"),
+            ("[plugins.a]\n[plugins.b]\nfile = \"a.wasm\"\n", "plugins.a's file already"),
+            ("[plugins.a]\nfile = \"../x.wasm\"\n", "plugins.a.file"),
+            ("[plugins.a]\nfile = \"x.so\"\n", "ending in .wasm"),
+            ("[plugins.a]\nsha256 = \"abc\"\n", "plugins.a.sha256"),
+        ] {
+            let e = format!("{:#}", Config::parse(toml).unwrap_err());
+            assert!(e.contains(says), "{toml}: {e}");
+        }
     }
 }

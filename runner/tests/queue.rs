@@ -152,16 +152,7 @@ async fn bulk_enqueue_in_one_call() {
 /// never saw. Past `MAX_BULK` it is refused before Redis is asked.
 #[tokio::test]
 async fn a_bulk_enqueue_lands_whole_or_not_at_all() {
-    let redis = RedisServer::start_with(&[
-        "--save",
-        "",
-        "--appendonly",
-        "no",
-        "--maxmemory",
-        "64mb",
-        "--maxmemory-policy",
-        "noeviction",
-    ]);
+    let redis = RedisServer::start_with_maxmemory("64mb", "noeviction");
     let q = queue(&redis, "whole").await;
     let padding = "x".repeat(1000);
     let big = |tag: &str| -> Vec<NewJob> {

@@ -19,6 +19,13 @@ impl RedisServer {
         Self::start_with(&["--save", "", "--appendonly", "no"])
     }
 
+    /// A throwaway server that holds at most `maxmemory` (`64mb`) and then
+    /// does what `policy` says (`noeviction`, `allkeys-lru`, ...): for the
+    /// tests of what a full Redis does to the queue.
+    pub fn start_with_maxmemory(maxmemory: &str, policy: &str) -> RedisServer {
+        Self::start_with(&["--save", "", "--appendonly", "no", "--maxmemory", maxmemory, "--maxmemory-policy", policy])
+    }
+
     pub fn start_with(args: &[&str]) -> RedisServer {
         let port = crate::free_port();
         let dir = std::env::temp_dir().join(format!("testkit-redis-{}-{port}", std::process::id()));

@@ -93,7 +93,8 @@ fn config(receiver: &str) -> String {
     let base = std::fs::read_to_string(examples.join("runner.toml"))
         .unwrap()
         .replace("127.0.0.1:8089", receiver)
-        .replace("ladder_hours =", "email_queue = \"mail\"\nladder_hours =");
+        .replace("ladder_hours =", "email_queue = \"mail\"\nladder_hours =")
+        .replace(r#"may_enqueue = ["default:email"]"#, r#"may_enqueue = ["mail:email"]"#);
     let queues = r#"
 [queues.mail]
 concurrency = 8
@@ -414,7 +415,7 @@ async fn shutdown_puts_unfinished_bullmq_jobs_back_in_wait() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn timeouts_and_hot_reload_apply_to_bullmq_queues_as_to_native_ones() {
     let (redis, dir, daemon) = serve_bed(
-        "[queues.q]\nconcurrency = 20\n[queues.q.bullmq]\n[plugins.hostile]\ntimeout = \"300ms\"\n",
+        "[queues.q]\nconcurrency = 20\n[queues.q.bullmq]\n[plugins.handler]\ntimeout = \"300ms\"\n",
         &[("hostile_plugin", "handler.wasm")],
     );
     let url = redis.url();
@@ -430,7 +431,8 @@ async fn timeouts_and_hot_reload_apply_to_bullmq_queues_as_to_native_ones() {
     let whoami = |n: usize| json!((0..n).map(|i| json!({"name": "whoami", "data": {"i": i}})).collect::<Vec<_>>());
     let before = add(&url, "q", whoami(500)).await;
     std::fs::copy(testkit::wasm::path("noop_plugin"), dir.path().join("plugins/handler.wasm")).unwrap();
-    daemon.wait_log("plugin=noop", Duration::from_secs(30));
+    // The section is the file's (`handler.wasm`), whichever plugin is in it.
+    daemon.wait_log("declared=noop", Duration::from_secs(30));
     let after = add(&url, "q", whoami(500)).await;
     let done = wait_finished(&url, "q", &[before.clone(), after.clone()].concat(), Duration::from_secs(120)).await;
     for id in before.iter().chain(&after) {

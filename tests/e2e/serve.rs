@@ -266,7 +266,7 @@ async fn a_plugin_swapped_under_load_loses_nothing() {
     // Replace the plugin in place while jobs run, as a copy would (not
     // atomically: the watcher must wait for the write to finish).
     std::fs::copy(testkit::wasm::path("hostile_plugin"), dir.path().join("plugins/whoami.wasm")).unwrap();
-    daemon.wait_log("plugin=hostile", Duration::from_secs(30));
+    daemon.wait_log("declared=hostile", Duration::from_secs(30));
     q.enqueue_bulk(second_half).await.unwrap();
     let c = wait_counts(&q, "all 5000", Duration::from_secs(180), |c| c.completed + c.failed == 5000).await;
     assert_eq!(c.failed, 0, "no job failed because of the swap");

@@ -266,16 +266,7 @@ async fn a_fork_bomb_is_held_at_max_waiting() {
 /// reports the risk. The embedded Redis is safe, and `/ready` says so.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_redis_that_may_evict_jobs_is_refused_or_reported() {
-    let redis = testkit::redis::RedisServer::start_with(&[
-        "--save",
-        "",
-        "--appendonly",
-        "no",
-        "--maxmemory",
-        "64mb",
-        "--maxmemory-policy",
-        "allkeys-lru",
-    ]);
+    let redis = testkit::redis::RedisServer::start_with_maxmemory("64mb", "allkeys-lru");
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("runner.toml"), "").unwrap();
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_runner"))
@@ -348,4 +339,92 @@ async fn the_embedded_redis_has_a_password_only_the_runners_user_reads() {
     let pid = std::fs::read_to_string(state.join("redis.pid")).unwrap();
     let cmdline = std::fs::read(format!("/proc/{}/cmdline", pid.trim())).unwrap();
     assert!(!String::from_utf8_lossy(&cmdline).contains(&password), "the password is not in the process list");
+}
+
+/// GETs `/api/v1/plugins` of a daemon with no token.
+async fn plugin_statuses(daemon: &Daemon) -> Vec<serde_json::Value> {
+    let v: serde_json::Value =
+        reqwest::get(format!("{}/api/v1/plugins", daemon.http_url())).await.unwrap().json().await.unwrap();
+    v.as_array().unwrap().clone()
+}
+
+/// A plugin is who the operator says, not who it says: a section, with its
+/// grants and secrets, belongs to its file (`NAME.wasm`, or `file`), so the
+/// same component under another file name gets none of them; a file that
+/// claims job types another file serves is refused, at start and on hot
+/// reload, until that file goes; a `sha256` pin refuses any other content.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plugin_is_who_the_operator_says_not_who_it_says() {
+    let redis = testkit::redis::RedisServer::start();
+    let recorder = HttpRecorder::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let grants = format!(
+        "[plugins.hostile]\nallowed_hosts = [\"127.0.0.1:{}\"]\nallowed_networks = [\"127.0.0.0/8\"]\n",
+        recorder.port
+    );
+    std::fs::write(dir.path().join("runner.toml"), &grants).unwrap();
+    // The hostile component, under a file name no section is for: it says
+    // it is `hostile`, and gets nothing of `[plugins.hostile]`.
+    install(dir.path(), "hostile_plugin", "impostor.wasm");
+    let daemon = Daemon::start(dir.path(), Some(&redis.url()));
+    let q = queue(&redis.url(), "default").await;
+    let get = |id: &str| NewJob {
+        id: Some(id.into()),
+        job_type: "http-get".into(),
+        payload: serde_json::json!({"url": recorder.url("/x")}).to_string(),
+        options: one_attempt(),
+    };
+    q.enqueue(get("by-impostor")).await.unwrap();
+    let r = wait_ended(&q, "by-impostor").await;
+    assert_eq!(r.state, State::Failed);
+    assert!(r.errors[0].error.contains("not on this plugin's allowed hosts"), "{:?}", r.errors);
+    assert_eq!(recorder.requests().len(), 0);
+    let statuses = plugin_statuses(&daemon).await;
+    assert_eq!(
+        (statuses[0]["name"].as_str(), statuses[0]["declared_name"].as_str()),
+        (Some("impostor.wasm"), Some("hostile"))
+    );
+
+    // The rightful file, hot-reloaded in: it claims the job types the
+    // impostor serves, and is refused, saying so.
+    install(dir.path(), "hostile_plugin", "hostile.wasm");
+    daemon.wait_log("claims job types another plugin serves", Duration::from_secs(30));
+    let statuses = plugin_statuses(&daemon).await;
+    let refused = statuses.iter().find(|s| s["file"].as_str().unwrap().ends_with("/hostile.wasm")).unwrap();
+    assert!(refused["last_error"].as_str().unwrap().contains("`http-get` (served by"), "{refused}");
+    // The impostor removed, the rightful file loads, with its grants.
+    std::fs::remove_file(dir.path().join("plugins/impostor.wasm")).unwrap();
+    daemon.wait_log("plugin=hostile declared=hostile", Duration::from_secs(30));
+    q.enqueue(get("by-hostile")).await.unwrap();
+    assert_eq!(wait_ended(&q, "by-hostile").await.state, State::Completed);
+    assert_eq!(recorder.requests().len(), 1);
+    drop(daemon);
+
+    // A pinned hash: other content is refused; the right one loads.
+    let sha = |crate_name: &str| {
+        use sha2::Digest;
+        hex::encode(sha2::Sha256::digest(std::fs::read(testkit::wasm::path(crate_name)).unwrap()))
+    };
+    std::fs::remove_file(dir.path().join("plugins/hostile.wasm")).unwrap();
+    install(dir.path(), "noop_plugin", "hostile.wasm");
+    std::fs::write(dir.path().join("runner.toml"), format!("{grants}sha256 = \"{}\"\n", sha("hostile_plugin")))
+        .unwrap();
+    let daemon = Daemon::start(dir.path(), Some(&redis.url()));
+    daemon.wait_log("that plugins.hostile.sha256 pins", Duration::from_secs(30));
+    install(dir.path(), "hostile_plugin", "hostile.wasm");
+    daemon.wait_log("plugin=hostile declared=hostile", Duration::from_secs(30));
+}
+
+/// Waits until job `id` has finished, and returns it.
+async fn wait_ended(q: &Queue, id: &str) -> runner::queue::JobRecord {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Some(r) = q.get(id).await.unwrap()
+            && matches!(r.state, State::Completed | State::Failed)
+        {
+            return r;
+        }
+        assert!(Instant::now() < deadline, "job {id} never finished");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }

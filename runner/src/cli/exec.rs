@@ -41,6 +41,12 @@ pub struct ExecArgs {
     /// Allow outgoing HTTP to this host (repeatable), as in `allowed_hosts`.
     #[arg(long = "allow-host")]
     pub allow_hosts: Vec<String>,
+    /// The config section to run the plugin under. Default: the one bound
+    /// to the file (`file`, or `NAME.wasm`), else the one named as the
+    /// plugin names itself (here you chose the file; `serve` never does
+    /// the latter).
+    #[arg(long = "plugin")]
+    pub plugin: Option<String>,
     /// Allow those hosts to resolve to this special-purpose network (a CIDR
     /// block such as `127.0.0.0/8`, or `any`; repeatable), as in
     /// `allowed_networks`: loopback and private addresses are refused
@@ -101,8 +107,11 @@ pub async fn run(args: ExecArgs, config_path: Option<&std::path::Path>) -> Resul
         HostOptions { engine: Default::default(), compile_cache_dir: config.compile_cache_dir() },
         Services { cache, mailer, metrics: None },
     )?;
-    let settings = |name: &str| -> Result<PluginSettings> {
-        let mut s = config.plugin_settings(name)?;
+    let file_name = args.file.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let bound = config.section_for_file(&file_name).map(|(name, _)| name.to_string());
+    let settings = |declared: &str| -> Result<PluginSettings> {
+        let section = args.plugin.as_deref().or(bound.as_deref()).unwrap_or(declared);
+        let mut s = config.plugin_settings(section)?;
         s.grants.allowed_hosts.extend(args.allow_hosts.iter().cloned());
         s.grants.allowed_networks.extend(args.allow_networks.iter().cloned());
         s.grants.config.extend(args.config_values.iter().cloned());

@@ -392,7 +392,7 @@ pub(crate) fn observe(shared: &Shared, queue: &str, job_type: &str, plugin: &Plu
     let m = &shared.metrics;
     m.jobs.with_label_values(&[queue, job_type, outcome_name]).inc();
     m.job_duration.with_label_values(&[queue, job_type]).observe(report.duration.as_secs_f64());
-    m.instantiate.with_label_values(&[&plugin.description.name]).observe(report.instantiate.as_secs_f64());
+    m.instantiate.with_label_values(&[plugin.name()]).observe(report.instantiate.as_secs_f64());
     if let Outcome::Fault(f) = &report.outcome {
         m.failures.with_label_values(&[queue, &f.kind.to_string()]).inc();
     } else if outcome_name != "completed" {

@@ -144,11 +144,20 @@ pub async fn serve(config: Config, config_file: Option<PathBuf>, shutdown: impl 
                 match change {
                     watcher::Change::Plugins(files) => {
                         let config = shared.config.read().unwrap().clone();
+                        let mut removed = false;
                         for file in files {
                             if file.exists() {
                                 let _ = shared.registry.load(&shared.host, &config, &file).await;
                             } else {
                                 shared.registry.remove(&file);
+                                removed = true;
+                            }
+                        }
+                        // A file refused for a job type the removed one
+                        // served may load now.
+                        if removed {
+                            for file in shared.registry.not_serving().into_iter().filter(|f| f.exists()) {
+                                let _ = shared.registry.load(&shared.host, &config, &file).await;
                             }
                         }
                     }

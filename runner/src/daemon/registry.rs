@@ -7,11 +7,18 @@
 //!    is kept for the API and logged;
 //! 3. answer "which plugin handles type X" for each job. A job holds an
 //!    `Arc<Plugin>` for its whole run, so jobs in flight finish on the
-//!    version they started with.
+//!    version they started with;
+//! 4. keep identity the operator's: a file gets the config section bound
+//!    to it (`file`, or `NAME.wasm`; its `sha256` pin checked), or none
+//!    and no grants, whatever name the plugin gives itself; and a file
+//!    that claims a job type another loaded file serves is refused, so
+//!    that no plugin takes over another's jobs.
 
 use crate::config::{Config, Limits};
 use crate::host::{Host, Plugin};
+use anyhow::{Context, anyhow, bail};
 use serde::Serialize;
+use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
@@ -36,7 +43,11 @@ pub struct ReloadEvent {
 #[derive(Debug, Clone, Serialize)]
 pub struct PluginStatus {
     pub file: PathBuf,
+    /// The operator's name: the config section bound to the file, or the
+    /// file's name when none is.
     pub name: Option<String>,
+    /// What the plugin's `describe()` calls it.
+    pub declared_name: Option<String>,
     pub version: Option<String>,
     pub sha256: Option<String>,
     pub job_types: Vec<String>,
@@ -52,6 +63,7 @@ impl PluginStatus {
         PluginStatus {
             file: file.to_path_buf(),
             name: None,
+            declared_name: None,
             version: None,
             sha256: None,
             job_types: vec![],
@@ -110,8 +122,46 @@ impl Registry {
     /// any, keeps serving. Returns the error for the caller to report.
     pub async fn load(&self, host: &Host, config: &Config, file: &Path) -> Result<(), String> {
         let started = Instant::now();
-        let result = host.load_file(file, |name| config.plugin_settings(name)).await;
+        let file_name = file.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let result = async {
+            let bytes = tokio::fs::read(file).await.with_context(|| format!("cannot read {}", file.display()))?;
+            if let Some((section, Some(pin))) = config.section_for_file(&file_name) {
+                let sha = hex::encode(Sha256::digest(&bytes));
+                if !sha.eq_ignore_ascii_case(pin) {
+                    bail!("its SHA-256 is {sha}, not the {pin} that plugins.{section}.sha256 pins");
+                }
+            }
+            // The section is the file's, not the one the plugin names.
+            host.load(bytes, |_| config.settings_for_file(&file_name)).await
+        }
+        .await
+        .with_context(|| format!("plugin {}", file.display()));
         let mut files = self.files.lock().unwrap();
+        // A job type is served by one file: a file claiming one that another
+        // loaded file serves is refused (its previous version, if any, keeps
+        // serving), rather than take over the other's jobs.
+        let result = result.and_then(|(plugin, info)| {
+            let taken: Vec<String> = plugin
+                .description
+                .job_types
+                .iter()
+                .filter_map(|t| {
+                    let owner = files.iter().find(|(f, (p, _))| {
+                        f.as_path() != file && p.as_ref().is_some_and(|p| p.description.job_types.contains(t))
+                    })?;
+                    Some(format!("`{t}` (served by {})", owner.0.display()))
+                })
+                .collect();
+            if taken.is_empty() {
+                Ok((plugin, info))
+            } else {
+                Err(anyhow!(
+                    "plugin {} claims job types another plugin serves: {}; a job type has one plugin, so this one is not loaded",
+                    file.display(),
+                    taken.join(", ")
+                ))
+            }
+        });
         let entry = files.entry(file.to_path_buf()).or_insert_with(|| (None, PluginStatus::new(file)));
         match result {
             Ok((plugin, info)) => {
@@ -124,9 +174,10 @@ impl Registry {
                     info.compile,
                     started.elapsed().as_millis()
                 );
-                tracing::info!(file = %file.display(), plugin = %d.name, version = %d.version, sha256 = %&plugin.sha256[..12], "plugin loaded");
+                tracing::info!(file = %file.display(), plugin = %plugin.name(), declared = %d.name, version = %d.version, sha256 = %&plugin.sha256[..12], "plugin loaded");
                 let status = &mut entry.1;
-                status.name = Some(d.name.clone());
+                status.name = Some(plugin.name().to_string());
+                status.declared_name = Some(d.name.clone());
                 status.version = Some(d.version.clone());
                 status.sha256 = Some(plugin.sha256.clone());
                 status.job_types = d.job_types.clone();
@@ -151,6 +202,12 @@ impl Registry {
         }
     }
 
+    /// The files known but not serving (refused or broken), to try again
+    /// when a removal may have freed the job types one was refused for.
+    pub fn not_serving(&self) -> Vec<PathBuf> {
+        self.files.lock().unwrap().iter().filter(|(_, (p, _))| p.is_none()).map(|(f, _)| f.clone()).collect()
+    }
+
     /// Forgets a file that was deleted: its job types are no longer served.
     pub fn remove(&self, file: &Path) {
         let mut files = self.files.lock().unwrap();
@@ -161,8 +218,10 @@ impl Registry {
         }
     }
 
-    /// Rebuilds the type index. Two files claiming one type: the first by
-    /// file name serves it, and the other's status says so.
+    /// Rebuilds the type index. `load` refuses a file that claims a type
+    /// another serves; should two still claim one (a file removed and
+    /// loaded again in another order), the first by file name serves it,
+    /// and the other's status says so.
     fn reindex(&self, files: &mut Files) {
         let mut index: HashMap<String, Arc<Plugin>> = HashMap::new();
         let mut owners: HashMap<String, PathBuf> = HashMap::new();

@@ -102,6 +102,12 @@ impl Plugin {
         }
     }
 
+    /// The operator's name for the plugin: its config section's, or its
+    /// file's when no section is bound to it (not what `describe` says).
+    pub fn name(&self) -> &str {
+        &self.context.name
+    }
+
     pub fn limits(&self) -> &crate::config::Limits {
         &self.context.limits
     }
