@@ -58,11 +58,22 @@ pub struct Config {
     #[serde(default)]
     pub redis: RedisSection,
     #[serde(default)]
+    pub cache: CacheSection,
+    #[serde(default)]
     pub http: HttpSection,
     #[serde(default)]
     pub queues: BTreeMap<String, QueueSection>,
     #[serde(default)]
     pub plugins: BTreeMap<String, PluginSection>,
+}
+
+/// Where the plugins' cache lives.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CacheSection {
+    /// A Redis of its own for the cache (plain, or `env:NAME`), so that
+    /// no plugin's cache shares memory with the queues. None: the queues'.
+    pub url: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -306,6 +317,13 @@ pub struct PluginSection {
     pub secrets: BTreeMap<String, String>,
     /// The cache namespace (default: the plugin's name).
     pub cache_namespace: Option<String>,
+    /// What its cache writes may hold (default 32 MiB, 100,000 keys), and
+    /// how long an entry may live (default 7 days; an entry without a TTL
+    /// gets this one).
+    pub cache_max_bytes: Option<bytesize::ByteSize>,
+    pub cache_max_keys: Option<u64>,
+    #[serde(default, with = "humantime_serde::option")]
+    pub cache_max_ttl: Option<Duration>,
     /// The default sender for this plugin's email.
     pub sender: Option<String>,
     /// The From addresses it may choose (`name@example.com`, or
@@ -358,6 +376,7 @@ pub struct Grants {
     /// Resolved values: never logged, never shown by the API.
     pub secrets: BTreeMap<String, String>,
     pub cache_namespace: String,
+    pub cache_budget: crate::cache::Budget,
     pub sender: Option<String>,
     pub senders: Vec<String>,
     pub recipient_domains: Vec<String>,
@@ -386,7 +405,12 @@ impl PluginSettings {
         PluginSettings {
             name: file_name.to_string(),
             limits: Limits::default(),
-            grants: Grants { cache_namespace: namespace, max_emails: DEFAULT_MAX_EMAILS, ..Default::default() },
+            grants: Grants {
+                cache_namespace: namespace,
+                cache_budget: crate::cache::Budget::default(),
+                max_emails: DEFAULT_MAX_EMAILS,
+                ..Default::default()
+            },
         }
     }
 }
@@ -554,6 +578,14 @@ impl Config {
                 config: section.config,
                 secrets,
                 cache_namespace: section.cache_namespace.unwrap_or_else(|| name.to_string()),
+                cache_budget: {
+                    let d = crate::cache::Budget::default();
+                    crate::cache::Budget {
+                        max_bytes: section.cache_max_bytes.map(|b| b.as_u64()).unwrap_or(d.max_bytes),
+                        max_keys: section.cache_max_keys.unwrap_or(d.max_keys),
+                        max_ttl: section.cache_max_ttl.unwrap_or(d.max_ttl),
+                    }
+                },
                 sender: section.sender.or_else(|| self.mail.sender.clone()),
                 senders: section.senders,
                 recipient_domains: section.recipient_domains,

@@ -117,6 +117,48 @@ async fn cache_round_trip(s: &common::Setup) {
     assert_eq!(completed(&r.outcome)["value"], serde_json::Value::Null);
 }
 
+/// A plugin filling its cache in a loop is stopped at its budget, on the
+/// queues' own Redis, while enqueues there keep succeeding; an entry with
+/// no TTL gets the longest the budget allows.
+#[tokio::test]
+async fn a_cache_flood_stops_at_the_budget_and_the_queue_goes_on() {
+    let redis = testkit::redis::RedisServer::start_with_maxmemory("96mb", "noeviction");
+    let conn = runner::queue::Connection::connect(&redis.url()).await.unwrap();
+    let s = setup_with(
+        "[plugins.hostile]\ncache_max_bytes = \"8MiB\"\ncache_max_ttl = \"1h\"\n",
+        Cache::Redis(Box::new(RedisCache::new(conn.clone()))),
+        EngineOptions { max_instances: 16, ..Default::default() },
+    );
+    let plugin = s.load("hostile_plugin").await;
+    let r = plugin.run(&job("cache-flood", json!({}))).await;
+    let out = completed(&r.outcome);
+    assert_eq!(out["stored"], 7, "{out}");
+    let why = out["refused"].as_str().unwrap();
+    assert!(why.contains("at its budget") && why.contains("cache_max_bytes"), "{why}");
+    let mut c = redis.connection();
+    let ttl: i64 = redis::cmd("PTTL").arg("jr:cache:{hostile}:k:flood-0").query(&mut c).unwrap();
+    assert!(ttl > 0 && ttl <= 3_600_000, "an entry without a TTL gets the budget's longest: {ttl}");
+    // A second run writes the same keys again (each counted once) and is
+    // refused at the same place: the namespace does not grow.
+    let r = plugin.run(&job("cache-flood", json!({}))).await;
+    assert_eq!(completed(&r.outcome)["stored"], 7);
+    let held: u64 = redis::cmd("HGET").arg("jr:cache:{hostile}:usage").arg("bytes").query(&mut c).unwrap();
+    assert!(held <= 8 << 20 && held > 7 << 20, "{held} bytes accounted");
+    // What is left of the budget (under 1 MiB) still takes a small entry.
+    let r = plugin.run(&job("cache", json!({"key": "t", "set": "v", "tags": ["x"]}))).await;
+    assert_eq!(completed(&r.outcome)["value"], "v");
+    // The queue on the same Redis is unharmed.
+    let q = runner::queue::Queue::new(conn, "default").unwrap();
+    let jobs = (0..1000).map(|_| runner::queue::NewJob {
+        id: None,
+        job_type: "noop".into(),
+        payload: "{}".into(),
+        options: Default::default(),
+    });
+    q.enqueue_bulk(jobs.collect()).await.unwrap();
+    assert_eq!(q.counts().await.unwrap().waiting, 1000);
+}
+
 #[tokio::test]
 async fn cache_in_memory() {
     cache_round_trip(&setup("")).await;
@@ -181,28 +223,28 @@ async fn follow_ups_need_a_grant_beyond_the_plugins_own_types_and_queue() {
 async fn email_senders_recipients_and_count_are_granted() {
     let s = setup("[plugins.hostile]\nsender = \"Jobs <jobs@example.com>\"\n");
     let plugin = s.load("hostile_plugin").await;
-    let r = plugin.run(&job("email", json!({"to": "ana@example.com", "from": "ceo@example.com"}))).await;
+    let r = plugin.run(&job("mail", json!({"to": "ana@example.com", "from": "ceo@example.com"}))).await;
     assert!(permanent(&r.outcome).contains("may not send as `ceo@example.com`"), "{:?}", r.outcome);
-    let r = plugin.run(&job("email", json!({"to": "ana@example.com", "from": "Jobs <JOBS@example.com>"}))).await;
+    let r = plugin.run(&job("mail", json!({"to": "ana@example.com", "from": "Jobs <JOBS@example.com>"}))).await;
     completed(&r.outcome);
     let s = setup(
         "[plugins.hostile]\nsenders = [\"*@mail.example.com\"]\nrecipient_domains = [\"example.com\"]\nmax_emails = 1\n",
     );
     let plugin = s.load("hostile_plugin").await;
-    let r = plugin.run(&job("email", json!({"to": "ana@eu.example.com", "from": "bot@mail.example.com"}))).await;
+    let r = plugin.run(&job("mail", json!({"to": "ana@eu.example.com", "from": "bot@mail.example.com"}))).await;
     completed(&r.outcome);
-    let r = plugin.run(&job("email", json!({"to": "eve@elsewhere.test", "from": "bot@mail.example.com"}))).await;
+    let r = plugin.run(&job("mail", json!({"to": "eve@elsewhere.test", "from": "bot@mail.example.com"}))).await;
     assert!(permanent(&r.outcome).contains("may not mail `eve@elsewhere.test`"), "{:?}", r.outcome);
     assert!(r.emails.is_empty());
     // `max_emails = 0`: no email at all.
     let s = setup("[plugins.hostile]\nsender = \"jobs@example.com\"\nmax_emails = 0\n");
     let plugin = s.load("hostile_plugin").await;
-    let r = plugin.run(&job("email", json!({"to": "ana@example.com"}))).await;
+    let r = plugin.run(&job("mail", json!({"to": "ana@example.com"}))).await;
     assert!(permanent(&r.outcome).contains("at most 0 emails per attempt (max_emails)"), "{:?}", r.outcome);
     // No sender, no senders: a plugin may not pick a From of its own.
     let s = setup("");
     let plugin = s.load("hostile_plugin").await;
-    let r = plugin.run(&job("email", json!({"to": "ana@example.com", "from": "me@example.com"}))).await;
+    let r = plugin.run(&job("mail", json!({"to": "ana@example.com", "from": "me@example.com"}))).await;
     assert!(permanent(&r.outcome).contains("may not choose its From address"), "{:?}", r.outcome);
 }
 
@@ -210,7 +252,7 @@ async fn email_senders_recipients_and_count_are_granted() {
 async fn email_goes_to_the_outbox_by_default() {
     let s = setup("[plugins.hostile]\nsender = \"Jobs <jobs@example.com>\"\n");
     let plugin = s.load("hostile_plugin").await;
-    let r = plugin.run(&job("email", json!({"to": "ana@example.com", "subject": "Outbox test"}))).await;
+    let r = plugin.run(&job("mail", json!({"to": "ana@example.com", "subject": "Outbox test"}))).await;
     completed(&r.outcome);
     assert_eq!(r.emails.len(), 1);
     let path = &r.emails[0].delivered_to;
@@ -222,7 +264,7 @@ async fn email_goes_to_the_outbox_by_default() {
     // No sender anywhere: the message itself is wrong, so it is permanent.
     let s = setup("");
     let plugin = s.load("hostile_plugin").await;
-    let r = plugin.run(&job("email", json!({"to": "ana@example.com"}))).await;
+    let r = plugin.run(&job("mail", json!({"to": "ana@example.com"}))).await;
     assert!(permanent(&r.outcome).contains("no sender"));
 }
 
@@ -235,7 +277,7 @@ async fn email_goes_to_a_real_smtp_server_and_a_dead_one_is_retried() {
     );
     let s = setup(&config);
     let plugin = s.load("hostile_plugin").await;
-    let r = plugin.run(&job("email", json!({"to": "bo@example.com", "subject": "SMTP test"}))).await;
+    let r = plugin.run(&job("mail", json!({"to": "bo@example.com", "subject": "SMTP test"}))).await;
     completed(&r.outcome);
     let got = smtp.received();
     assert_eq!(got.len(), 1);
@@ -249,7 +291,7 @@ async fn email_goes_to_a_real_smtp_server_and_a_dead_one_is_retried() {
     );
     let s = setup(&dead);
     let plugin = s.load("hostile_plugin").await;
-    let r = plugin.run(&job("email", json!({"to": "bo@example.com"}))).await;
+    let r = plugin.run(&job("mail", json!({"to": "bo@example.com"}))).await;
     assert!(matches!(&r.outcome, Outcome::Retry { .. }), "{:?}", r.outcome);
 }
 

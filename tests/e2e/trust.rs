@@ -428,3 +428,31 @@ async fn wait_ended(q: &Queue, id: &str) -> runner::queue::JobRecord {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+/// `[cache] url` puts the plugins' cache on a Redis of its own: a plugin's
+/// entry lands there, and nothing of it in the queues' Redis.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cache_may_live_on_a_redis_of_its_own() {
+    let queues = testkit::redis::RedisServer::start();
+    let cache = testkit::redis::RedisServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("runner.toml"), format!("[cache]\nurl = \"{}\"\n", cache.url())).unwrap();
+    install(dir.path(), "hostile_plugin", "hostile.wasm");
+    let daemon = Daemon::start(dir.path(), Some(&queues.url()));
+    assert!(daemon.log().contains("the plugins' cache has a Redis of its own"), "{}", daemon.log());
+    let q = queue(&queues.url(), "default").await;
+    let set = NewJob {
+        id: Some("c1".into()),
+        job_type: "cache".into(),
+        payload: r#"{"key": "where", "set": "here", "ttl_ms": 60000}"#.into(),
+        options: one_attempt(),
+    };
+    q.enqueue(set).await.unwrap();
+    assert_eq!(wait_ended(&q, "c1").await.state, State::Completed);
+    let key = "jr:cache:{hostile.wasm}:k:where";
+    let on = |r: &testkit::redis::RedisServer| -> Option<String> {
+        redis::cmd("GET").arg(key).query(&mut r.connection()).unwrap()
+    };
+    assert_eq!(on(&cache).as_deref(), Some("here"));
+    assert_eq!(on(&queues), None);
+}

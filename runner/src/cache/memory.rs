@@ -49,17 +49,45 @@ impl MemoryCache {
         }
     }
 
-    pub fn set(&self, ns: &str, key: &str, value: Vec<u8>, ttl: Option<Duration>, tags: &[String]) {
+    /// Stores an entry, or refuses it past the namespace's budget (counted
+    /// as the Redis backend counts: value and key bytes of live entries).
+    /// The namespace's usage is summed on each write: this backend serves
+    /// `runner exec` and tests, one process with few entries.
+    pub fn set(
+        &self,
+        ns: &str,
+        key: &str,
+        value: Vec<u8>,
+        ttl: Duration,
+        tags: &[String],
+        budget: &super::Budget,
+    ) -> anyhow::Result<()> {
         let mut inner = self.inner.lock().unwrap();
         let now = Instant::now();
         inner.writes += 1;
         if inner.writes.is_multiple_of(SWEEP_EVERY) {
             inner.entries.retain(|_, e| e.live(now));
         }
-        inner.entries.insert((ns.to_string(), key.to_string()), Entry { value, expires: ttl.map(|t| now + t) });
+        let (mut bytes, mut keys) = (0u64, 0u64);
+        for ((n, k), e) in &inner.entries {
+            if n == ns && k != key && e.live(now) {
+                bytes += (e.value.len() + k.len()) as u64;
+                keys += 1;
+            }
+        }
+        let size = (value.len() + key.len()) as u64;
+        if bytes + size > budget.max_bytes || keys + 1 > budget.max_keys {
+            anyhow::bail!(
+                "the cache namespace `{ns}` is at its budget: it holds {bytes} bytes in {keys} keys, this entry is {size} bytes, and the plugin may hold {} bytes in {} keys (cache_max_bytes, cache_max_keys)",
+                budget.max_bytes,
+                budget.max_keys
+            );
+        }
+        inner.entries.insert((ns.to_string(), key.to_string()), Entry { value, expires: Some(now + ttl) });
         for tag in tags {
             inner.tags.entry((ns.to_string(), tag.clone())).or_default().insert(key.to_string());
         }
+        Ok(())
     }
 
     pub fn delete(&self, ns: &str, key: &str) -> bool {
@@ -82,21 +110,40 @@ impl MemoryCache {
 mod tests {
     use super::*;
 
+    const DAY: Duration = Duration::from_secs(86400);
+
     #[test]
     fn namespaces_ttl_and_tags() {
         let c = MemoryCache::new();
-        c.set("a", "k", b"1".to_vec(), None, &["t".into()]);
-        c.set("a", "k2", b"2".to_vec(), None, &["t".into()]);
-        c.set("b", "k", b"other".to_vec(), None, &[]);
+        let b = crate::cache::Budget::default();
+        c.set("a", "k", b"1".to_vec(), DAY, &["t".into()], &b).unwrap();
+        c.set("a", "k2", b"2".to_vec(), DAY, &["t".into()], &b).unwrap();
+        c.set("b", "k", b"other".to_vec(), DAY, &[], &b).unwrap();
         assert_eq!(c.get("a", "k").as_deref(), Some(&b"1"[..]));
         assert_eq!(c.get("b", "k").as_deref(), Some(&b"other"[..]));
         assert_eq!(c.invalidate_tag("a", "t"), 2);
         assert_eq!(c.get("a", "k"), None);
         assert_eq!(c.get("b", "k").as_deref(), Some(&b"other"[..]));
-        c.set("a", "gone", b"x".to_vec(), Some(Duration::from_nanos(1)), &[]);
+        c.set("a", "gone", b"x".to_vec(), Duration::from_nanos(1), &[], &b).unwrap();
         std::thread::sleep(Duration::from_millis(2)); // the TTL itself is what is under test
         assert_eq!(c.get("a", "gone"), None);
         assert!(c.delete("b", "k"));
         assert!(!c.delete("b", "k"));
+    }
+
+    #[test]
+    fn a_namespace_stays_within_its_budget() {
+        let c = MemoryCache::new();
+        let b = crate::cache::Budget { max_bytes: 100, max_keys: 2, max_ttl: DAY };
+        c.set("a", "k1", vec![0; 40], DAY, &[], &b).unwrap();
+        // Replacing an entry counts it once.
+        c.set("a", "k1", vec![0; 40], DAY, &[], &b).unwrap();
+        c.set("a", "k2", vec![0; 40], DAY, &[], &b).unwrap();
+        let e = c.set("a", "k3", vec![0; 1], DAY, &[], &b).unwrap_err().to_string();
+        assert!(e.contains("at its budget") && e.contains("2 keys"), "{e}");
+        assert!(c.set("a", "k2", vec![0; 60], DAY, &[], &b).is_err(), "bytes");
+        assert!(c.delete("a", "k1"));
+        c.set("a", "k3", vec![0; 1], DAY, &[], &b).unwrap();
+        c.set("other", "k", vec![0; 90], DAY, &[], &b).unwrap();
     }
 }

@@ -21,6 +21,25 @@ pub const MAX_VALUE_BYTES: usize = 8 << 20;
 /// The most tags one entry may carry.
 pub const MAX_TAGS: usize = 32;
 
+/// What one plugin's writes may hold in its cache namespace (checked on
+/// each write against the namespace's usage; plugins sharing a namespace
+/// share its usage), and how long an entry may live: an entry written
+/// without a TTL, or with a longer one, gets `max_ttl`, so that every entry
+/// leaves in time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct Budget {
+    pub max_bytes: u64,
+    pub max_keys: u64,
+    #[serde(with = "humantime_serde")]
+    pub max_ttl: Duration,
+}
+
+impl Default for Budget {
+    fn default() -> Self {
+        Budget { max_bytes: 32 << 20, max_keys: 100_000, max_ttl: Duration::from_secs(7 * 86400) }
+    }
+}
+
 pub enum Cache {
     Memory(MemoryCache),
     // Boxed: one cache lives per host, and the enum stays small to move.
@@ -36,7 +55,15 @@ impl Cache {
         }
     }
 
-    pub async fn set(&self, ns: &str, key: &str, value: Vec<u8>, ttl: Option<Duration>, tags: &[String]) -> Result<()> {
+    pub async fn set(
+        &self,
+        ns: &str,
+        key: &str,
+        value: Vec<u8>,
+        ttl: Option<Duration>,
+        tags: &[String],
+        budget: &Budget,
+    ) -> Result<()> {
         check_name("key", key)?;
         if value.len() > MAX_VALUE_BYTES {
             bail!("value of {} bytes is over the {MAX_VALUE_BYTES} byte limit", value.len());
@@ -50,12 +77,10 @@ impl Cache {
         if ttl.is_some_and(|t| t.is_zero()) {
             bail!("a TTL of zero would expire the entry at once; give none to keep it");
         }
+        let ttl = ttl.unwrap_or(budget.max_ttl).min(budget.max_ttl);
         match self {
-            Cache::Memory(c) => {
-                c.set(ns, key, value, ttl, tags);
-                Ok(())
-            }
-            Cache::Redis(c) => c.set(ns, key, value, ttl, tags).await,
+            Cache::Memory(c) => c.set(ns, key, value, ttl, tags, budget),
+            Cache::Redis(c) => c.set(ns, key, value, ttl, tags, budget).await,
         }
     }
 

@@ -83,6 +83,16 @@ pub async fn serve(config: Config, config_file: Option<PathBuf>, shutdown: impl 
     let connection = Connection::connect(&url).await?;
     tracing::info!(redis = %crate::queue::connection::redact(&url), cluster = connection.is_cluster(), "connected to Redis");
     check_durability(&connection, config.redis.allow_eviction).await?;
+    // The plugins' cache, on the queues' Redis or (`[cache] url`) its own.
+    let cache_connection = match &config.cache.url {
+        Some(url) => {
+            let url = crate::config::resolve_secret(url).context("cache.url")?;
+            let c = Connection::connect(&url).await.context("cache.url")?;
+            tracing::info!(redis = %crate::queue::connection::redact(&url), "the plugins' cache has a Redis of its own");
+            c
+        }
+        None => connection.clone(),
+    };
     let bull = Arc::new(crate::bull::open_all(&config, &url).await?);
 
     let metrics = Arc::new(crate::metrics::Metrics::new());
@@ -96,7 +106,7 @@ pub async fn serve(config: Config, config_file: Option<PathBuf>, shutdown: impl 
             compile_cache_dir: config.compile_cache_dir(),
         },
         Services {
-            cache: Cache::Redis(Box::new(RedisCache::new(connection.clone()))),
+            cache: Cache::Redis(Box::new(RedisCache::new(cache_connection))),
             mailer: Mailer::from_config(&config)?,
             metrics: Some(metrics.clone()),
         },

@@ -57,7 +57,8 @@ impl cache::Host for JobState {
     ) -> Result<Result<(), String>> {
         let ns = &self.plugin.grants.cache_namespace;
         let ttl = ttl_ms.map(Duration::from_millis);
-        Ok(self.plugin.services.cache.set(ns, &key, value, ttl, &tags).await.map_err(|e| format!("{e:#}")))
+        let budget = &self.plugin.grants.cache_budget;
+        Ok(self.plugin.services.cache.set(ns, &key, value, ttl, &tags, budget).await.map_err(|e| format!("{e:#}")))
     }
 
     async fn delete(&mut self, key: String) -> Result<Result<bool, String>> {
