@@ -161,6 +161,28 @@ async fn signing_in_and_the_read_only_session() {
     assert_eq!(send(&router, req).await.0, StatusCode::OK);
 }
 
+/// The overview says what Redis would do to the jobs: an eviction policy
+/// that can drop them, and no persistence.
+#[tokio::test]
+async fn the_overview_warns_of_a_redis_that_would_lose_jobs() {
+    let redis = testkit::redis::RedisServer::start_with_maxmemory("64mb", "allkeys-lru");
+    let state = Arc::new(ApiState {
+        connection: Connection::connect(&redis.url()).await.unwrap(),
+        registry: None,
+        metrics: Arc::new(runner::metrics::Metrics::new()),
+        consumed: vec![],
+        tokens: Arc::new(Tokens::default()),
+        bull: Default::default(),
+        redis_policy: Default::default(),
+        web: Default::default(),
+    });
+    let router = app(state, 1 << 20);
+    let (s, _, page) = send(&router, get("/dashboard", None)).await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(page.contains("id=\"redis-risk\"") && page.contains("`allkeys-lru`"), "{page}");
+    assert!(page.contains("id=\"redis-persistence\""), "no AOF, no snapshots: {page}");
+}
+
 fn session_cookie(headers: &axum::http::HeaderMap) -> String {
     headers[header::SET_COOKIE].to_str().unwrap().split(';').next().unwrap().to_string()
 }

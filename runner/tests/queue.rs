@@ -440,26 +440,33 @@ async fn a_closed_acker_has_recorded_every_completion_handed_to_it() {
     assert_eq!((c.completed, c.active), (600, 0), "every completion recorded by the time close returns");
 }
 
-/// Completions handed over while Redis is down are kept and sent again
-/// until Redis takes them, not dropped (which left each job to stall and
-/// run again, or fail though it had succeeded).
+/// Completions handed over while Redis is down, or while its writes are
+/// paused, are kept and sent again until Redis takes them, not dropped
+/// (which left each job to stall and run again, or fail though it had
+/// succeeded).
 #[tokio::test]
 async fn the_acker_keeps_completions_while_redis_is_down() {
     let mut redis = RedisServer::start_with(&["--appendonly", "yes", "--appendfsync", "always", "--save", ""]);
     let q = queue(&redis, "acks-down").await;
-    let leased = lease_plain(&q, 300).await;
+    let leased = lease_plain(&q, 400).await;
+    let (now, later) = leased.split_at(300);
     let acker = runner::daemon::acker::Acker::start(q.clone());
     redis.stop();
-    for l in &leased {
+    for l in now {
         acker.complete(done(l), KEEP_ALL, None);
     }
     // It has tried, failed, and tried again while Redis was away.
     testkit::wait_until("the acker to fail twice", Duration::from_secs(20), || acker.failed_calls() >= 2).await;
     assert_eq!(acker.unrecorded(), 300);
     redis.restart();
+    // Writes paused a moment: held, not dropped.
+    let _: () = redis::cmd("CLIENT").arg("PAUSE").arg(300).arg("WRITE").query(&mut redis.connection()).unwrap();
+    for l in later {
+        acker.complete(done(l), KEEP_ALL, None);
+    }
     acker.close().await;
     let c = q.counts().await.unwrap();
-    assert_eq!((c.completed, c.active), (300, 0), "every completion recorded once Redis came back");
+    assert_eq!((c.completed, c.active), (400, 0), "every completion recorded once Redis came back");
 }
 
 /// A lease counts its attempt when it is written, but until its runner says

@@ -37,7 +37,17 @@ pub async fn overview(AxState(state): AxState<Arc<ApiState>>) -> ApiResult<Respo
         let q = queue(&state, &name)?;
         rows.push((name, q.backend(), q.counts().await?, q.completed_per_minute(60).await?));
     }
+    // What Redis would do to the jobs: said first, where an operator looks.
+    let durability = crate::queue::durability::read(&state.connection).await.ok();
+    let allowed = state.redis_policy.allow_eviction;
     let content = html! {
+        @if let Some(d) = &durability {
+            @if let Some(risk) = d.eviction_risk() {
+                p.bad.banner #redis-risk { (risk) @if allowed { " (running anyway: `[redis] allow_eviction`)" } }
+            }
+            @if let Some(warning) = d.persistence_warning() { p.bad.banner #redis-persistence { (warning) } }
+            @if let Some(note) = d.eviction_note() { p.muted { (note) } }
+        }
         h1 { "Queues" }
         @if rows.is_empty() { p.muted { "No queue has been used yet." } }
         table {
@@ -207,12 +217,19 @@ pub async fn plugins(AxState(state): AxState<Arc<ApiState>>) -> impl IntoRespons
     let content = html! {
         h1 { "Plugins" }
         table {
-            thead { tr { th { "File" } th { "Plugin" } th { "Job types" } th { "Loaded" } th { "Last error" } } }
+            thead { tr { th { "Plugin" } th { "File" } th { "Job types" } th { "Loaded" } th { "Last error" } } }
             tbody {
                 @for p in &statuses {
                     tr {
-                        td { (p.file.display()) }
-                        td { (p.name.clone().unwrap_or_default()) " " (p.version.clone().unwrap_or_default()) }
+                        // The operator's name first; what the plugin says it
+                        // is, and its file, after.
+                        td {
+                            strong { (p.name.clone().unwrap_or_default()) }
+                            @if let Some(declared) = &p.declared_name {
+                                " " span.muted { "declares " (declared) " " (p.version.clone().unwrap_or_default()) }
+                            }
+                        }
+                        td.muted { (p.file.display()) }
                         td { (p.job_types.join(", ")) }
                         td.muted { (p.loaded_at_ms.map(when).unwrap_or_else(|| "never".into())) }
                         td.bad { (p.last_error.clone().unwrap_or_default()) }
