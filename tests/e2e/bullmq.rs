@@ -71,12 +71,17 @@ async fn inspect(url: &str, queue: &str, ids: &[String]) -> BTreeMap<String, Val
 /// Waits until every job is completed or failed, by BullMQ's own reading.
 async fn wait_finished(url: &str, queue: &str, ids: &[String], timeout: Duration) -> BTreeMap<String, Value> {
     let deadline = Instant::now() + timeout;
+    // `inspect` reads a job's fields, then its state: a job that finished
+    // between the two reads shows a finished state over the fields of its
+    // last attempt still running, without `finishedOn`. Only a job whose
+    // fields say it finished too counts.
+    let finished = |j: &Value| (j["state"] == "completed" || j["state"] == "failed") && !j["finishedOn"].is_null();
     loop {
         let jobs = inspect(url, queue, ids).await;
-        if jobs.values().all(|j| j["state"] == "completed" || j["state"] == "failed") {
+        if jobs.values().all(finished) {
             return jobs;
         }
-        let pending: Vec<_> = jobs.values().filter(|j| j["state"] != "completed" && j["state"] != "failed").collect();
+        let pending: Vec<_> = jobs.values().filter(|j| !finished(j)).collect();
         assert!(Instant::now() < deadline, "not finished in {timeout:?}: {pending:#?}");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
