@@ -367,6 +367,8 @@ async fn a_plugin_is_who_the_operator_says_not_who_it_says() {
     // it is `hostile`, and gets nothing of `[plugins.hostile]`.
     install(dir.path(), "hostile_plugin", "impostor.wasm");
     let daemon = Daemon::start(dir.path(), Some(&redis.url()));
+    // The log says why it has no grants, and how to give it the section.
+    assert!(daemon.log().contains(r#"add `file = "impostor.wasm"` to the section"#), "{}", daemon.log());
     let q = queue(&redis.url(), "default").await;
     let get = |id: &str| NewJob {
         id: Some(id.into()),

@@ -175,6 +175,16 @@ impl Registry {
                     started.elapsed().as_millis()
                 );
                 tracing::info!(file = %file.display(), plugin = %plugin.name(), declared = %d.name, version = %d.version, sha256 = %&plugin.sha256[..12], "plugin loaded");
+                // Before sections were bound to files, a plugin took the
+                // section of the name it declared: say why it has none now.
+                if config.section_for_file(&file_name).is_none() && config.plugins.contains_key(&d.name) {
+                    tracing::warn!(
+                        file = %file.display(),
+                        "this plugin says it is `{}`, but [plugins.{}] is for another file, so it runs with no grants; if it is that plugin, add `file = \"{file_name}\"` to the section",
+                        d.name,
+                        d.name
+                    );
+                }
                 let status = &mut entry.1;
                 status.name = Some(plugin.name().to_string());
                 status.declared_name = Some(d.name.clone());
