@@ -77,11 +77,7 @@ impl MemoryCache {
         }
         let size = (value.len() + key.len()) as u64;
         if bytes + size > budget.max_bytes || keys + 1 > budget.max_keys {
-            anyhow::bail!(
-                "the cache namespace `{ns}` is at its budget: it holds {bytes} bytes in {keys} keys, this entry is {size} bytes, and the plugin may hold {} bytes in {} keys (cache_max_bytes, cache_max_keys)",
-                budget.max_bytes,
-                budget.max_keys
-            );
+            return Err(budget.refusal(ns, bytes, keys, size));
         }
         inner.entries.insert((ns.to_string(), key.to_string()), Entry { value, expires: Some(now + ttl) });
         for tag in tags {

@@ -34,6 +34,18 @@ pub struct Budget {
     pub max_ttl: Duration,
 }
 
+impl Budget {
+    /// Why a write of `size` bytes to namespace `ns`, which holds `bytes`
+    /// in `keys` entries, is refused: said alike by both backends.
+    pub fn refusal(&self, ns: &str, bytes: u64, keys: u64, size: u64) -> anyhow::Error {
+        anyhow::anyhow!(
+            "the cache namespace `{ns}` is at its budget: it holds {bytes} bytes in {keys} keys, this entry is {size} bytes, and the plugin may hold {} bytes in {} keys (cache_max_bytes, cache_max_keys); delete entries, let them expire, or ask the operator for more",
+            self.max_bytes,
+            self.max_keys
+        )
+    }
+}
+
 impl Default for Budget {
     fn default() -> Self {
         Budget { max_bytes: 32 << 20, max_keys: 100_000, max_ttl: Duration::from_secs(7 * 86400) }

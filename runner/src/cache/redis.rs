@@ -18,7 +18,7 @@
 
 use super::Budget;
 use crate::queue::Connection;
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use std::time::Duration;
 
 /// Settles expired entries (at most 1000 per call, so no call runs long;
@@ -154,10 +154,9 @@ impl RedisCache {
             Ok(_) => Ok(()),
             Err(e) if e.code() == Some("CACHE_BUDGET") => {
                 let n: Vec<u64> = e.detail().unwrap_or("").split_whitespace().filter_map(|w| w.parse().ok()).collect();
+                // The script reports the limits it was given: the budget's.
                 match n[..] {
-                    [bytes, keys, size, max_bytes, max_keys] => bail!(
-                        "the cache namespace `{ns}` is at its budget: it holds {bytes} bytes in {keys} keys, this entry is {size} bytes, and the plugin may hold {max_bytes} bytes in {max_keys} keys (cache_max_bytes, cache_max_keys); delete entries, let them expire, or ask the operator for more"
-                    ),
+                    [bytes, keys, size, _, _] => Err(budget.refusal(ns, bytes, keys, size)),
                     _ => Err(anyhow::Error::from(e).context("cache set")),
                 }
             }
