@@ -7,8 +7,9 @@
 //! Prints jobs per second for three runs of each. Run:
 //! `cargo bench -p bench --bench api`.
 
-use runner::api::{ApiState, app, auth::Tokens};
-use runner::queue::Connection;
+use jobrunner_queue::Connection;
+use runner::server::app;
+use runner::web::{ApiState, auth::Tokens};
 use std::sync::Arc;
 use std::time::Instant;
 

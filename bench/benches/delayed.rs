@@ -7,8 +7,8 @@
 //! Not a criterion benchmark: what matters is the distribution, not a mean.
 //! Run: `cargo bench -p bench --bench delayed`.
 
+use jobrunner_queue::{Connection, Consumer, JobOptions, NewJob, Queue};
 use rand::Rng;
-use runner::queue::{Connection, Consumer, JobOptions, NewJob, Queue};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 const JOBS: usize = 300;

@@ -7,8 +7,8 @@
 //! Run: `cargo bench -p bench --bench hot_reload`.
 
 use criterion::{Criterion, criterion_group, criterion_main};
+use jobrunner_queue::{Connection, JobOptions, NewJob, Queue, State};
 use runner::Config;
-use runner::queue::{Connection, JobOptions, NewJob, Queue, State};
 use std::time::{Duration, Instant};
 
 fn hot_reload(c: &mut Criterion) {

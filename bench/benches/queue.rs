@@ -9,7 +9,7 @@
 //! Run: `cargo bench -p bench --bench queue`.
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use runner::queue::{Completion, Connection, JobOptions, Keep, NewJob, Queue};
+use jobrunner_queue::{Completion, Connection, JobOptions, Keep, NewJob, Queue};
 use std::time::{Duration, Instant};
 
 const BATCH: usize = 100;

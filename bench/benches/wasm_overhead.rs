@@ -17,9 +17,9 @@
 //! Run: `cargo bench -p bench --bench wasm_overhead`.
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use runner::cache::{Cache, MemoryCache};
-use runner::host::{HostOptions, Services};
-use runner::mail::Mailer;
+use jobrunner_host::cache::Cache;
+use jobrunner_host::mail::Mailer;
+use jobrunner_host::{HostOptions, Services};
 use runner::{Config, Host, JobInput};
 use std::path::PathBuf;
 use testkit::guest::{self, Lang};
@@ -39,11 +39,7 @@ fn job(job_type: &str, payload: &str) -> JobInput {
 fn host(compile_cache_dir: Option<PathBuf>) -> Host {
     Host::new(
         HostOptions { compile_cache_dir, ..HostOptions::default() },
-        Services {
-            cache: Cache::Memory(MemoryCache::new()),
-            mailer: Mailer::outbox(std::env::temp_dir()),
-            metrics: None,
-        },
+        Services { cache: Cache::memory(), mailer: Mailer::outbox(std::env::temp_dir()) },
     )
     .unwrap()
 }

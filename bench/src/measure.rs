@@ -13,7 +13,7 @@ use crate::daemon::{Daemon, Setup};
 use crate::redis_info;
 use crate::stats::percentile;
 use anyhow::{Context, Result, bail, ensure};
-use runner::queue::{Connection, JobOptions, NewJob, Queue, State};
+use jobrunner_queue::{Connection, JobOptions, NewJob, Queue, State};
 use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -211,11 +211,11 @@ impl Bench {
         self.fresh().await?;
         let dir = tempfile::tempdir()?;
         let config = runner::Config::parse(&format!("[queues.{QUEUE}]\n[queues.{QUEUE}.bullmq]\n"))?;
-        let queues = runner::bull::open_all(&config, &self.redis.url()).await?;
+        let queues = jobrunner_bullmq::open_all(config.bullmq_queues(), &self.redis.url()).await?;
         let q = queues.get(QUEUE).context("the BullMQ queue")?;
         q.pause().await?;
         let daemon = self.daemon_on(&dir, concurrency, std::slice::from_ref(&self.noop), true).await?;
-        let keep_all = runner::queue::options::Keep { count: None, age_ms: None };
+        let keep_all = jobrunner_queue::options::Keep { count: None, age_ms: None };
         let opts = JobOptions { attempts: 1, keep_completed: keep_all, ..JobOptions::default() };
         for chunk in (0..jobs).collect::<Vec<_>>().chunks(BULK) {
             q.enqueue(chunk.iter().map(|_| NewJob { options: opts.clone(), ..noop_job() }).collect()).await?;
@@ -271,13 +271,10 @@ impl Bench {
     /// Per-job cost of the sandbox, in µs: a fresh store, instantiation,
     /// `handle` and teardown of the no-op plugin, in this process.
     pub async fn wasm_overhead(&self, jobs: usize) -> Result<f64> {
-        use runner::cache::{Cache, MemoryCache};
-        use runner::host::{HostOptions, Services};
-        let services = Services {
-            cache: Cache::Memory(MemoryCache::new()),
-            mailer: runner::mail::Mailer::outbox(std::env::temp_dir()),
-            metrics: None,
-        };
+        use jobrunner_host::cache::Cache;
+        use jobrunner_host::{HostOptions, Services};
+        let services =
+            Services { cache: Cache::memory(), mailer: jobrunner_host::mail::Mailer::outbox(std::env::temp_dir()) };
         let host = runner::Host::new(HostOptions::default(), services)?;
         let config = runner::Config::default();
         let (plugin, _) = host.load_file(&self.noop, |n| config.plugin_settings(n)).await?;

@@ -31,20 +31,16 @@
 //! ```
 
 use anyhow::{Context, Result, bail};
+pub use jobrunner_bullmq::BullmqSection;
+use jobrunner_host::mail::{Mailer, SmtpOptions, SmtpTls};
+pub use jobrunner_host::settings::{
+    DEFAULT_HTTP_RESPONSE_BYTES, DEFAULT_LOG_BYTES, DEFAULT_MAX_EMAILS, DEFAULT_MEMORY, DEFAULT_OUTPUT_BYTES,
+    DEFAULT_TIMEOUT, Grants, Limits, PluginSettings,
+};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
-
-/// Limits applied when the operator sets none. A job handler that needs
-/// more says so in its config; the defaults keep one bad job small.
-pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
-pub const DEFAULT_MEMORY: u64 = 64 << 20;
-pub const DEFAULT_HTTP_RESPONSE_BYTES: u64 = 4 << 20;
-pub const DEFAULT_LOG_BYTES: u64 = 64 << 10;
-/// A job's output is stored whole as its result, and retention keeps up
-/// to a thousand of them per queue: 1 MiB each at most by default.
-pub const DEFAULT_OUTPUT_BYTES: u64 = 1 << 20;
 
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -151,46 +147,6 @@ impl Default for QueueSection {
     }
 }
 
-/// A queue kept in BullMQ's format, so that apps enqueueing with BullMQ
-/// (and Bull Board) keep working while its jobs run in plugins.
-///
-/// ```toml
-/// [queues.mail]                # the runner's name for it
-/// concurrency = 20
-/// [queues.mail.bullmq]
-/// prefix = "bull"              # BullMQ's `prefix` option; `{bull}` on a cluster
-/// name = "emails"              # the BullMQ queue's name; the runner's by default
-/// [queues.mail.bullmq.types]   # BullMQ job name → plugin job type
-/// send-email = "email"
-/// ```
-#[derive(Debug, Clone, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct BullmqSection {
-    #[serde(default = "default_bullmq_prefix")]
-    pub prefix: String,
-    /// The queue's name in BullMQ (`new Queue(name)`); the runner's by default.
-    pub name: Option<String>,
-    /// A BullMQ job's name selects the plugin's job type: through this table
-    /// when the name is in it, else the name itself.
-    #[serde(default)]
-    pub types: BTreeMap<String, String>,
-    /// A job started more times than this (stalls, waits asked for with
-    /// retry-after) fails for good; unset, no limit, as in BullMQ.
-    pub max_started_attempts: Option<u32>,
-    /// Record BullMQ's per-minute metrics (Bull Board's and the dashboard's
-    /// throughput charts); about two Redis commands more per job.
-    #[serde(default = "default_true")]
-    pub metrics: bool,
-}
-
-fn default_bullmq_prefix() -> String {
-    "bull".into()
-}
-
-fn default_true() -> bool {
-    true
-}
-
 /// Jobs run at once per queue when the config says nothing: enough to keep
 /// two cores busy with I/O-bound handlers.
 pub const DEFAULT_CONCURRENCY: usize = 10;
@@ -237,18 +193,6 @@ pub struct MailSection {
     pub smtp: Option<SmtpSection>,
 }
 
-#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
-#[serde(rename_all = "lowercase")]
-pub enum SmtpTls {
-    /// Plain text: only for a relay on loopback or a trusted network.
-    None,
-    /// STARTTLS on the submission port (587).
-    #[default]
-    Starttls,
-    /// TLS from the first byte (port 465).
-    Tls,
-}
-
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SmtpSection {
@@ -282,7 +226,7 @@ const MAX_SPARE_INSTANCES: u32 = 1024;
 
 impl Default for EngineSection {
     fn default() -> Self {
-        let engine = crate::host::EngineOptions::default();
+        let engine = jobrunner_host::EngineOptions::default();
         EngineSection { max_instances: engine.max_instances, spare_instances: engine.spare_slots }
     }
 }
@@ -341,80 +285,6 @@ pub struct PluginSection {
     pub may_enqueue: Vec<String>,
 }
 
-/// The most emails one attempt sends unless the operator says otherwise.
-pub const DEFAULT_MAX_EMAILS: usize = 100;
-
-/// The limits one plugin runs under.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
-pub struct Limits {
-    #[serde(with = "humantime_serde")]
-    pub timeout: Duration,
-    pub memory_bytes: u64,
-    pub http_response_bytes: u64,
-    pub log_bytes: u64,
-    pub output_bytes: u64,
-}
-
-impl Default for Limits {
-    fn default() -> Self {
-        Limits {
-            timeout: DEFAULT_TIMEOUT,
-            memory_bytes: DEFAULT_MEMORY,
-            http_response_bytes: DEFAULT_HTTP_RESPONSE_BYTES,
-            log_bytes: DEFAULT_LOG_BYTES,
-            output_bytes: DEFAULT_OUTPUT_BYTES,
-        }
-    }
-}
-
-/// What one plugin is granted, resolved and ready for the host.
-#[derive(Debug, Clone, Default)]
-pub struct Grants {
-    pub allowed_hosts: Vec<String>,
-    pub allowed_networks: Vec<String>,
-    pub config: BTreeMap<String, String>,
-    /// Resolved values: never logged, never shown by the API.
-    pub secrets: BTreeMap<String, String>,
-    pub cache_namespace: String,
-    pub cache_budget: crate::cache::Budget,
-    pub sender: Option<String>,
-    pub senders: Vec<String>,
-    pub recipient_domains: Vec<String>,
-    pub max_emails: usize,
-    pub may_enqueue: Vec<String>,
-}
-
-/// The resolved settings of one plugin.
-#[derive(Debug, Clone)]
-pub struct PluginSettings {
-    pub name: String,
-    pub limits: Limits,
-    pub grants: Grants,
-}
-
-impl PluginSettings {
-    /// A plugin file no section is bound to: named by its file, default
-    /// limits, no grants, and a cache namespace no section's can be (a
-    /// section's default is its name, which has no `.wasm`).
-    pub fn unbound(file_name: &str) -> PluginSettings {
-        let namespace: String = file_name
-            .chars()
-            .map(|c| if c.is_ascii_alphanumeric() || "-_.".contains(c) { c } else { '_' })
-            .take(64)
-            .collect();
-        PluginSettings {
-            name: file_name.to_string(),
-            limits: Limits::default(),
-            grants: Grants {
-                cache_namespace: namespace,
-                cache_budget: crate::cache::Budget::default(),
-                max_emails: DEFAULT_MAX_EMAILS,
-                ..Default::default()
-            },
-        }
-    }
-}
-
 impl PluginSection {
     /// The file this section is for: `file`, or `NAME.wasm`.
     pub fn file_name(&self, name: &str) -> String {
@@ -450,7 +320,7 @@ impl Config {
             bail!("runner.lease: must be at least 1s");
         }
         for (name, q) in &self.queues {
-            crate::job::check_queue_name(name).map_err(|e| anyhow::anyhow!("queues.{name}: {e}"))?;
+            jobrunner_job::check_queue_name(name).map_err(|e| anyhow::anyhow!("queues.{name}: {e}"))?;
             if q.concurrency == 0 || q.concurrency > 10_000 {
                 bail!("queues.{name}.concurrency: must be from 1 to 10000");
             }
@@ -470,7 +340,7 @@ impl Config {
                     bail!("queues.{name}.bullmq.name: must be non-empty and without `:`");
                 }
                 for (from, to) in &b.types {
-                    crate::job::check_job_type(to)
+                    jobrunner_job::check_job_type(to)
                         .map_err(|e| anyhow::anyhow!("queues.{name}.bullmq.types.{from}: {e}"))?;
                 }
                 if b.max_started_attempts == Some(0) {
@@ -504,7 +374,7 @@ impl Config {
                 bail!("{}: {m} is too small; a plugin needs at least 1 MiB", key("memory"));
             }
             for host in &p.allowed_hosts {
-                crate::host::http::HostPattern::parse(host).with_context(|| key("allowed_hosts"))?;
+                jobrunner_host::http::HostPattern::parse(host).with_context(|| key("allowed_hosts"))?;
             }
             for (secret, value) in &p.secrets {
                 resolve_secret(value).with_context(|| key(&format!("secrets.{secret}")))?;
@@ -579,8 +449,8 @@ impl Config {
                 secrets,
                 cache_namespace: section.cache_namespace.unwrap_or_else(|| name.to_string()),
                 cache_budget: {
-                    let d = crate::cache::Budget::default();
-                    crate::cache::Budget {
+                    let d = jobrunner_host::cache::Budget::default();
+                    jobrunner_host::cache::Budget {
                         max_bytes: section.cache_max_bytes.map(|b| b.as_u64()).unwrap_or(d.max_bytes),
                         max_keys: section.cache_max_keys.unwrap_or(d.max_keys),
                         max_ttl: section.cache_max_ttl.unwrap_or(d.max_ttl),
@@ -632,7 +502,7 @@ impl Config {
                 Some((n, c)) => (n, c.parse().map_err(|_| anyhow::anyhow!("`{item}`: `{c}` is not a number"))?),
                 None => (item, self.queues.get(item).map(|q| q.concurrency).unwrap_or(DEFAULT_CONCURRENCY)),
             };
-            crate::job::check_queue_name(name).map_err(|e| anyhow::anyhow!(e))?;
+            jobrunner_job::check_queue_name(name).map_err(|e| anyhow::anyhow!(e))?;
             if concurrency == 0 {
                 bail!("`{item}`: concurrency must be at least 1");
             }
@@ -657,6 +527,27 @@ impl Config {
     /// The outbox folder used when no SMTP server is configured.
     pub fn outbox_dir(&self) -> PathBuf {
         self.mail.outbox.clone().unwrap_or_else(|| self.runner.state_dir.join("outbox"))
+    }
+
+    /// The queues declared as BullMQ's, with their sections.
+    pub fn bullmq_queues(&self) -> Vec<(String, BullmqSection)> {
+        self.queues.iter().filter_map(|(n, q)| q.bullmq.clone().map(|b| (n.clone(), b))).collect()
+    }
+
+    /// The mailer the plugins' email goes through: the SMTP server of
+    /// `[mail.smtp]` (its password resolved), or the outbox folder.
+    pub fn mailer(&self) -> Result<Mailer> {
+        match &self.mail.smtp {
+            Some(s) => Mailer::smtp(&SmtpOptions {
+                host: s.host.clone(),
+                port: s.port,
+                tls: s.tls,
+                username: s.username.clone(),
+                password: s.password.as_deref().map(resolve_secret).transpose().context("mail.smtp.password")?,
+                timeout: s.timeout,
+            }),
+            None => Ok(Mailer::outbox(self.outbox_dir())),
+        }
     }
 
     pub fn compile_cache_dir(&self) -> Option<PathBuf> {

@@ -5,8 +5,9 @@
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode};
 use http_body_util::BodyExt;
-use runner::api::{ApiState, app, auth::Tokens};
-use runner::queue::Connection;
+use jobrunner_queue::Connection;
+use runner::server::app;
+use runner::web::{ApiState, auth::Tokens};
 use serde_json::{Value, json};
 use std::sync::Arc;
 use tower::ServiceExt;
@@ -212,9 +213,10 @@ async fn schedules_health_readiness_and_metrics() {
     assert_eq!(a.get("/api/v1/runners").await.1, json!([]));
 }
 
-/// The routes as `api/mod.rs` declares them: (method, path).
+/// The routes as `api/mod.rs` (under `/api/v1`) and `server.rs` (the
+/// probes) declare them: (method, path).
 fn declared_routes() -> Vec<(String, String)> {
-    let source = include_str!("../src/api/mod.rs");
+    let source = [include_str!("../src/api/mod.rs"), include_str!("../src/server.rs")].concat();
     let mut out = Vec::new();
     for line in source.lines().filter(|l| l.contains(".route(\"")) {
         let path = line.split('"').nth(1).unwrap();
@@ -244,7 +246,7 @@ fn documented_routes() -> Vec<(String, String)> {
 
 #[tokio::test]
 async fn the_openapi_document_matches_the_router() {
-    assert_eq!(declared_routes(), documented_routes(), "api/mod.rs and api/openapi.json disagree");
+    assert_eq!(declared_routes(), documented_routes(), "api/mod.rs, server.rs and api/openapi.json disagree");
     // And every documented operation reaches a handler (not the fallback).
     let a = api().await;
     for (m, path) in documented_routes() {

@@ -5,9 +5,10 @@
 mod common;
 
 use common::{completed, job, permanent, setup, setup_with};
-use runner::cache::{Cache, RedisCache};
-use runner::host::EngineOptions;
-use runner::job::Outcome;
+use jobrunner_host::EngineOptions;
+use jobrunner_host::cache::Cache;
+use jobrunner_job::Outcome;
+use runner::cache::RedisCache;
 use serde_json::json;
 use testkit::http::{HttpRecorder, Reply};
 
@@ -123,10 +124,10 @@ async fn cache_round_trip(s: &common::Setup) {
 #[tokio::test]
 async fn a_cache_flood_stops_at_the_budget_and_the_queue_goes_on() {
     let redis = testkit::redis::RedisServer::start_with_maxmemory("96mb", "noeviction");
-    let conn = runner::queue::Connection::connect(&redis.url()).await.unwrap();
+    let conn = jobrunner_queue::Connection::connect(&redis.url()).await.unwrap();
     let s = setup_with(
         "[plugins.hostile]\ncache_max_bytes = \"8MiB\"\ncache_max_ttl = \"1h\"\n",
-        Cache::Redis(Box::new(RedisCache::new(conn.clone()))),
+        Cache::new(RedisCache::new(conn.clone())),
         EngineOptions { max_instances: 16, ..Default::default() },
     );
     let plugin = s.load("hostile_plugin").await;
@@ -148,8 +149,8 @@ async fn a_cache_flood_stops_at_the_budget_and_the_queue_goes_on() {
     let r = plugin.run(&job("cache", json!({"key": "t", "set": "v", "tags": ["x"]}))).await;
     assert_eq!(completed(&r.outcome)["value"], "v");
     // The queue on the same Redis is unharmed.
-    let q = runner::queue::Queue::new(conn, "default").unwrap();
-    let jobs = (0..1000).map(|_| runner::queue::NewJob {
+    let q = jobrunner_queue::Queue::new(conn, "default").unwrap();
+    let jobs = (0..1000).map(|_| jobrunner_queue::NewJob {
         id: None,
         job_type: "noop".into(),
         payload: "{}".into(),
@@ -167,10 +168,10 @@ async fn cache_in_memory() {
 #[tokio::test]
 async fn cache_in_redis_is_namespaced() {
     let redis = testkit::redis::RedisServer::start();
-    let conn = runner::queue::Connection::connect(&redis.url()).await.unwrap();
+    let conn = jobrunner_queue::Connection::connect(&redis.url()).await.unwrap();
     let s = setup_with(
         "[plugins.hostile]\ncache_namespace = \"hostile-ns\"\n",
-        Cache::Redis(Box::new(RedisCache::new(conn))),
+        Cache::new(RedisCache::new(conn)),
         EngineOptions { max_instances: 16, ..Default::default() },
     );
     cache_round_trip(&s).await;

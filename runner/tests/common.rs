@@ -3,9 +3,9 @@
 
 #![allow(dead_code)]
 
-use runner::cache::{Cache, MemoryCache};
-use runner::host::{EngineOptions, HostOptions, Services};
-use runner::mail::Mailer;
+use jobrunner_host::cache::Cache;
+use jobrunner_host::mail::Mailer;
+use jobrunner_host::{EngineOptions, HostOptions, Services};
 use runner::{Config, Host, JobInput, Outcome, Plugin};
 use std::path::PathBuf;
 
@@ -29,20 +29,17 @@ impl Setup {
 }
 
 pub fn setup(config: &str) -> Setup {
-    setup_with(config, Cache::Memory(MemoryCache::new()), EngineOptions { max_instances: 64, ..Default::default() })
+    setup_with(config, Cache::memory(), EngineOptions { max_instances: 64, ..Default::default() })
 }
 
 pub fn setup_with(config: &str, cache: Cache, engine: EngineOptions) -> Setup {
     let dir = tempfile::tempdir().unwrap();
     let config = Config::parse(config).unwrap();
-    let mailer = if config.mail.smtp.is_some() {
-        Mailer::from_config(&config).unwrap()
-    } else {
-        Mailer::outbox(dir.path().join("outbox"))
-    };
+    let mailer =
+        if config.mail.smtp.is_some() { config.mailer().unwrap() } else { Mailer::outbox(dir.path().join("outbox")) };
     let host = Host::new(
         HostOptions { engine, compile_cache_dir: Some(dir.path().join("compiled")) },
-        Services { cache, mailer, metrics: None },
+        Services { cache, mailer },
     )
     .unwrap();
     Setup { host, config, dir }

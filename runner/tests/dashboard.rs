@@ -5,8 +5,9 @@
 use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
 use http_body_util::BodyExt;
-use runner::api::{ApiState, app, auth::Tokens};
-use runner::queue::{Connection, Failure, JobOptions, NewJob, Queue};
+use jobrunner_queue::{Connection, Failure, JobOptions, NewJob, Queue};
+use runner::server::app;
+use runner::web::{ApiState, auth::Tokens};
 use std::sync::Arc;
 use std::time::Duration;
 use tower::ServiceExt;
@@ -20,7 +21,7 @@ async fn setup(tokens: Tokens) -> (axum::Router, Queue, testkit::redis::RedisSer
 
 async fn setup_with(
     tokens: Tokens,
-    web: runner::api::WebOptions,
+    web: runner::web::WebOptions,
 ) -> (axum::Router, Queue, testkit::redis::RedisServer) {
     let redis = testkit::redis::RedisServer::start();
     let connection = Connection::connect(&redis.url()).await.unwrap();
@@ -191,7 +192,7 @@ fn session_cookie(headers: &axum::http::HeaderMap) -> String {
 /// behind TLS, ended by signing out, and gone when they expire.
 #[tokio::test]
 async fn sessions_are_random_expire_and_end_on_sign_out() {
-    let web = runner::api::WebOptions { session_ttl: Duration::from_secs(2), ..Default::default() };
+    let web = runner::web::WebOptions { session_ttl: Duration::from_secs(2), ..Default::default() };
     let (router, _q, redis) = setup_with(Tokens::new(Some(ADMIN), None), web).await;
     let sign_in = |proto: Option<&'static str>| {
         let mut r = Request::post("/dashboard/login").header(header::CONTENT_TYPE, "application/x-www-form-urlencoded");

@@ -5,7 +5,7 @@ mod common;
 
 use common::{completed, job, permanent, setup};
 use hmac::{Hmac, Mac};
-use runner::job::Outcome;
+use jobrunner_job::Outcome;
 use serde_json::json;
 use std::time::Duration;
 use testkit::http::{HttpRecorder, Reply};

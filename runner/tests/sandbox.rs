@@ -4,9 +4,9 @@
 mod common;
 
 use common::{job, setup, setup_with};
-use runner::cache::{Cache, MemoryCache};
-use runner::host::EngineOptions;
-use runner::job::{FaultKind, LogSource, Outcome};
+use jobrunner_host::EngineOptions;
+use jobrunner_host::cache::Cache;
+use jobrunner_job::{FaultKind, LogSource, Outcome};
 use serde_json::json;
 
 const LIMITS: &str = r#"
@@ -16,7 +16,7 @@ memory = "16MiB"
 max_log_bytes = "4KiB"
 "#;
 
-fn fault(outcome: &Outcome) -> &runner::job::Fault {
+fn fault(outcome: &Outcome) -> &jobrunner_job::Fault {
     match outcome {
         Outcome::Fault(f) => f,
         other => panic!("expected a fault, got {other:?}"),
@@ -27,11 +27,8 @@ fn fault(outcome: &Outcome) -> &runner::job::Fault {
 async fn an_endless_loop_is_stopped_and_its_slot_freed() {
     // Two instance slots only: if a stopped loop kept its slot, the later
     // jobs could not be instantiated.
-    let s = setup_with(
-        LIMITS,
-        Cache::Memory(MemoryCache::new()),
-        EngineOptions { max_instances: 2, spare_slots: 0, ..Default::default() },
-    );
+    let s =
+        setup_with(LIMITS, Cache::memory(), EngineOptions { max_instances: 2, spare_slots: 0, ..Default::default() });
     let plugin = s.load("hostile_plugin").await;
     for _ in 0..4 {
         let r = plugin.run(&job("loop", json!({}))).await;

@@ -5,9 +5,9 @@
 mod common;
 
 use common::{completed, job, setup_with};
-use runner::cache::{Cache, MemoryCache};
-use runner::host::EngineOptions;
-use runner::job::{FaultKind, Outcome};
+use jobrunner_host::EngineOptions;
+use jobrunner_host::cache::Cache;
+use jobrunner_job::{FaultKind, Outcome};
 use serde_json::json;
 use std::time::{Duration, Instant};
 
@@ -22,7 +22,7 @@ fn engine(max_instances: u32, spare_slots: u32) -> EngineOptions {
 }
 
 fn setup(max_instances: u32, spare_slots: u32) -> common::Setup {
-    setup_with(LIMITS, Cache::Memory(MemoryCache::new()), engine(max_instances, spare_slots))
+    setup_with(LIMITS, Cache::memory(), engine(max_instances, spare_slots))
 }
 
 #[tokio::test]

@@ -5,7 +5,7 @@
 
 use crate::serve::{Daemon, install};
 use fantoccini::{ClientBuilder, Locator};
-use runner::queue::{Connection, JobOptions, NewJob, Queue, State};
+use jobrunner_queue::{Connection, JobOptions, NewJob, Queue, State};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 

@@ -13,8 +13,8 @@
 //! `docs/reliability.md` reports.
 
 use crate::serve::{Daemon, embedded_config, embedded_queue, install, jobs, keep_all, queue, serve_bed, wait_counts};
+use jobrunner_queue::{Backoff, Counts, NewJob, Queue, State};
 use rand::Rng;
-use runner::queue::{Backoff, Counts, NewJob, Queue, State};
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
@@ -217,7 +217,7 @@ async fn a_cluster_master_killed_under_load_fails_over_and_loses_nothing() {
     }
     std::fs::write(dir.path().join("runner.toml"), toml).unwrap();
     install(dir.path(), "hostile_plugin", "hostile.wasm");
-    let conn = runner::queue::Connection::connect(&cluster.url()).await.unwrap();
+    let conn = jobrunner_queue::Connection::connect(&cluster.url()).await.unwrap();
     let queues: Vec<Queue> = (0..QUEUES).map(|i| Queue::new(conn.clone(), &format!("cq{i}")).unwrap()).collect();
     for (i, q) in queues.iter().enumerate() {
         let mut batch = jobs("sleep", r#"{"ms": 40}"#, PER_QUEUE);

@@ -2,7 +2,7 @@
 //! plugin swapped under load loses nothing; SIGTERM and `kill -9` under
 //! load lose nothing; a bad config or a broken plugin is reported clearly.
 
-use runner::queue::{Connection, JobOptions, Keep, NewJob, Queue, State};
+use jobrunner_queue::{Connection, JobOptions, Keep, NewJob, Queue, State};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -171,8 +171,8 @@ pub(crate) async fn wait_counts(
     q: &Queue,
     what: &str,
     timeout: Duration,
-    done: impl Fn(&runner::queue::Counts) -> bool,
-) -> runner::queue::Counts {
+    done: impl Fn(&jobrunner_queue::Counts) -> bool,
+) -> jobrunner_queue::Counts {
     let deadline = Instant::now() + timeout;
     loop {
         // An error is a Redis that a fault test has stopped: look again.
@@ -270,7 +270,7 @@ async fn a_plugin_swapped_under_load_loses_nothing() {
     q.enqueue_bulk(second_half).await.unwrap();
     let c = wait_counts(&q, "all 5000", Duration::from_secs(180), |c| c.completed + c.failed == 5000).await;
     assert_eq!(c.failed, 0, "no job failed because of the swap");
-    let by = |r: &runner::queue::JobRecord| r.result.as_ref().unwrap()["by"].as_str().unwrap().to_string();
+    let by = |r: &jobrunner_queue::JobRecord| r.result.as_ref().unwrap()["by"].as_str().unwrap().to_string();
     assert_eq!(by(&q.get("whoami-00000").await.unwrap().unwrap()), "noop");
     // Every job enqueued after the swap ran the new version.
     for i in 2500..5000 {
@@ -334,7 +334,7 @@ async fn sigterm_finishes_or_puts_back_every_job() {
 async fn sigterm_mid_drain_records_every_finished_job() {
     let (redis, _dir, mut daemon) = serve_bed("[queues.default]\nconcurrency = 50\n", &[("noop_plugin", "noop.wasm")]);
     let q = queue(&redis.url(), "default").await;
-    for chunk in jobs("noop", "{}", 50_000).chunks(runner::queue::MAX_BULK) {
+    for chunk in jobs("noop", "{}", 50_000).chunks(jobrunner_queue::MAX_BULK) {
         q.enqueue_bulk(chunk.to_vec()).await.unwrap();
     }
     wait_counts(&q, "the drain under way", Duration::from_secs(60), |c| c.completed >= 2_000).await;

@@ -7,7 +7,7 @@
 //! printed (run with `--nocapture`) and reported in `docs/reliability.md`.
 
 use crate::serve::{queue, serve_bed};
-use runner::queue::{JobOptions, NewJob};
+use jobrunner_queue::{JobOptions, NewJob};
 use std::time::{Duration, Instant};
 
 const JOBS: u64 = 1_000_000;

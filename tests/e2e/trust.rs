@@ -6,7 +6,7 @@
 //!   what Redis does with data.
 
 use crate::serve::{Daemon, install, queue};
-use runner::queue::{JobOptions, Keep, NewJob, Queue, State};
+use jobrunner_queue::{JobOptions, Keep, NewJob, Queue, State};
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -32,7 +32,7 @@ fn reporting(recorder: &HttpRecorder, tag: &str) -> NewJob {
     }
 }
 
-async fn wait_done(q: &Queue, total: u64) -> runner::queue::Counts {
+async fn wait_done(q: &Queue, total: u64) -> jobrunner_queue::Counts {
     let deadline = Instant::now() + Duration::from_secs(240);
     loop {
         let c = q.counts().await.unwrap();
@@ -205,7 +205,7 @@ async fn a_fork_bomb_is_held_at_max_waiting() {
     let q = queue(&redis.url(), "default").await;
     let mut opts = one_attempt();
     opts.attempts = 2;
-    opts.backoff = runner::queue::Backoff::Fixed { delay_ms: 10 };
+    opts.backoff = jobrunner_queue::Backoff::Fixed { delay_ms: 10 };
     q.enqueue(NewJob { id: Some("fork-0".into()), job_type: "fork".into(), payload: "{}".into(), options: opts })
         .await
         .unwrap();
@@ -418,7 +418,7 @@ async fn a_plugin_is_who_the_operator_says_not_who_it_says() {
 }
 
 /// Waits until job `id` has finished, and returns it.
-async fn wait_ended(q: &Queue, id: &str) -> runner::queue::JobRecord {
+async fn wait_ended(q: &Queue, id: &str) -> jobrunner_queue::JobRecord {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         if let Some(r) = q.get(id).await.unwrap()

@@ -35,7 +35,7 @@ fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
 #[test]
 fn every_module_says_what_it_is_for() {
     let mut files = Vec::new();
-    for dir in ["runner", "plugins", "examples", "tests", "testkit", "xtask", "bench"] {
+    for dir in ["crates", "runner", "plugins", "examples", "tests", "testkit", "xtask", "bench"] {
         let d = root().join(dir);
         if d.exists() {
             rust_files(&d, &mut files);

@@ -2,20 +2,20 @@
 //! state (paged), one job, and the operations (retry, remove, promote,
 //! retry failed, clean, pause, resume).
 
-use crate::any_queue::AnyQueue;
-use crate::api::ApiState;
-use crate::api::error::{ApiError, ApiJson, ApiQuery, ApiResult};
-use crate::queue::{Enqueued, JobOptions, JobRecord, NewJob, State};
+use crate::web::ApiState;
+use crate::web::error::{ApiError, ApiJson, ApiQuery, ApiResult};
 use axum::Json;
 use axum::extract::{Path, State as AxState};
 use axum::http::StatusCode;
+use jobrunner_bullmq::any_queue::AnyQueue;
+use jobrunner_queue::{Enqueued, JobOptions, JobRecord, NewJob, State};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use std::sync::Arc;
 use std::time::Duration;
 
 /// The most jobs one bulk request may carry: one enqueue, whole or nothing.
-pub const MAX_BULK: usize = crate::queue::MAX_BULK;
+pub const MAX_BULK: usize = jobrunner_queue::MAX_BULK;
 
 fn queue(state: &ApiState, name: &str) -> ApiResult<AnyQueue> {
     state.queue(name)
@@ -75,7 +75,7 @@ pub struct QueueView {
     /// `native`, or `bullmq` for a queue kept in BullMQ's format.
     pub backend: &'static str,
     #[serde(flatten)]
-    pub counts: crate::queue::Counts,
+    pub counts: jobrunner_queue::Counts,
     /// Jobs completed in the last minute.
     pub completed_last_minute: u64,
 }

@@ -1,13 +1,13 @@
 //! Schedules, plugins, runners, health, readiness, metrics and the OpenAPI
 //! document.
 
-use crate::api::ApiState;
-use crate::api::error::{ApiError, ApiJson, ApiQuery, ApiResult};
-use crate::queue::{Queue, Schedule};
+use crate::web::ApiState;
+use crate::web::error::{ApiError, ApiJson, ApiQuery, ApiResult};
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
+use jobrunner_queue::{Queue, Schedule};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use std::sync::Arc;
@@ -34,7 +34,7 @@ pub async fn ready(State(state): State<Arc<ApiState>>) -> impl IntoResponse {
     }
     // A Redis that may evict jobs is not ready to hold them, unless the
     // operator said otherwise (`[redis] allow_eviction`).
-    let durability = if redis { crate::queue::durability::read(&state.connection).await.ok() } else { None };
+    let durability = if redis { jobrunner_queue::durability::read(&state.connection).await.ok() } else { None };
     let risk = durability.as_ref().and_then(|d| d.eviction_risk());
     let safe = risk.is_none() || state.redis_policy.allow_eviction;
     let warnings: Vec<String> = durability
@@ -95,7 +95,7 @@ pub async fn plugins(State(state): State<Arc<ApiState>>) -> Json<Value> {
 }
 
 pub async fn runners(State(state): State<Arc<ApiState>>) -> ApiResult<Json<Value>> {
-    Ok(Json(json!(crate::queue::runners::list(&state.connection).await?)))
+    Ok(Json(json!(jobrunner_queue::runners::list(&state.connection).await?)))
 }
 
 #[derive(Debug, Deserialize)]
@@ -144,8 +144,8 @@ pub struct ScheduleBody {
     #[serde(default)]
     pub payload: Value,
     #[serde(default)]
-    pub options: crate::queue::JobOptions,
-    pub timing: crate::queue::Timing,
+    pub options: jobrunner_queue::JobOptions,
+    pub timing: jobrunner_queue::Timing,
 }
 
 pub async fn put_schedule(

@@ -6,13 +6,14 @@
 //! outbox (or SMTP, when the config sets it); follow-up jobs are printed,
 //! not enqueued.
 
-use crate::cache::{Cache, MemoryCache, RedisCache};
+use crate::cache::RedisCache;
 use crate::config::{Config, PluginSettings};
-use crate::host::{Host, HostOptions, Services};
-use crate::job::{JobInput, Outcome, Report};
-use crate::mail::Mailer;
 use anyhow::{Context, Result, bail};
 use clap::Args;
+use jobrunner_host::cache::Cache;
+use jobrunner_host::mail::Mailer;
+use jobrunner_host::{Host, HostOptions, Services};
+use jobrunner_job::{JobInput, Outcome, Report};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -87,25 +88,25 @@ pub async fn run(args: ExecArgs, config_path: Option<&std::path::Path>) -> Resul
         (None, None) => bail!("give the payload with --payload JSON or --payload-file FILE"),
     };
     serde_json::from_str::<serde_json::Value>(&payload).context("--payload is not valid JSON")?;
-    crate::job::check_queue_name(&args.queue).map_err(anyhow::Error::msg)?;
+    jobrunner_job::check_queue_name(&args.queue).map_err(anyhow::Error::msg)?;
     if args.attempt == 0 || args.max_attempts == 0 {
         bail!("--attempt and --max-attempts start at 1");
     }
 
     let cache = match &args.redis {
         Some(url) => {
-            let conn = crate::queue::Connection::connect(url).await.with_context(|| format!("--redis {url}"))?;
-            Cache::Redis(Box::new(RedisCache::new(conn)))
+            let conn = jobrunner_queue::Connection::connect(url).await.with_context(|| format!("--redis {url}"))?;
+            Cache::new(RedisCache::new(conn))
         }
-        None => Cache::Memory(MemoryCache::new()),
+        None => Cache::memory(),
     };
     let mailer = match &args.outbox {
         Some(dir) => Mailer::outbox(dir.clone()),
-        None => Mailer::from_config(&config)?,
+        None => config.mailer()?,
     };
     let host = Host::new(
         HostOptions { engine: Default::default(), compile_cache_dir: config.compile_cache_dir() },
-        Services { cache, mailer, metrics: None },
+        Services { cache, mailer },
     )?;
     let file_name = args.file.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let bound = config.section_for_file(&file_name).map(|(name, _)| name.to_string());
@@ -154,7 +155,7 @@ pub async fn run(args: ExecArgs, config_path: Option<&std::path::Path>) -> Resul
     Ok(if report.outcome.is_success() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
 
-fn print_human(plugin: &crate::Plugin, load: &crate::host::LoadInfo, job: &JobInput, r: &Report) {
+fn print_human(plugin: &crate::Plugin, load: &jobrunner_host::LoadInfo, job: &JobInput, r: &Report) {
     let d = &plugin.description;
     println!(
         "plugin    {} {} (sha256 {}, {:?} in {})",

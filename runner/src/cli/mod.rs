@@ -110,21 +110,23 @@ fn redis_url(config: &Config) -> Result<String> {
 }
 
 /// Connects to the daemon's Redis (see `redis_url`).
-pub(crate) async fn connect(config: &Config) -> Result<crate::queue::Connection> {
-    crate::queue::Connection::connect(&redis_url(config)?).await
+pub(crate) async fn connect(config: &Config) -> Result<jobrunner_queue::Connection> {
+    jobrunner_queue::Connection::connect(&redis_url(config)?).await
 }
 
 /// Connects, and opens the queues the config declares as BullMQ's, so that
 /// the queue commands see them beside the native ones.
-pub(crate) async fn connect_all(config: &Config) -> Result<(crate::queue::Connection, crate::bull::BullQueues)> {
+pub(crate) async fn connect_all(
+    config: &Config,
+) -> Result<(jobrunner_queue::Connection, jobrunner_bullmq::BullQueues)> {
     let url = redis_url(config)?;
-    let conn = crate::queue::Connection::connect(&url).await?;
-    let bull = crate::bull::open_all(config, &url).await?;
+    let conn = jobrunner_queue::Connection::connect(&url).await?;
+    let bull = jobrunner_bullmq::open_all(config.bullmq_queues(), &url).await?;
     Ok((conn, bull))
 }
 
 /// The queue `name`, native or BullMQ-backed as the config declares it.
-pub(crate) async fn open_queue(config: &Config, name: &str) -> Result<crate::any_queue::AnyQueue> {
+pub(crate) async fn open_queue(config: &Config, name: &str) -> Result<jobrunner_bullmq::any_queue::AnyQueue> {
     let (conn, bull) = connect_all(config).await?;
-    crate::any_queue::AnyQueue::open(&conn, &bull, name)
+    jobrunner_bullmq::any_queue::AnyQueue::open(&conn, &bull, name)
 }

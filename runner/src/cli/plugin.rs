@@ -7,12 +7,12 @@
 //! of the contract.
 
 use super::templates::{self, Lang};
-use crate::cache::{Cache, MemoryCache};
 use crate::config::Config;
-use crate::host::{Host, HostOptions, Services};
-use crate::mail::Mailer;
 use anyhow::{Context, Result, bail};
 use clap::Subcommand;
+use jobrunner_host::cache::Cache;
+use jobrunner_host::mail::Mailer;
+use jobrunner_host::{Host, HostOptions, Services};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -56,11 +56,7 @@ pub async fn run(cmd: PluginCommand) -> Result<ExitCode> {
 async fn check(file: &Path, json: bool) -> Result<ExitCode> {
     let host = Host::new(
         HostOptions::default(),
-        Services {
-            cache: Cache::Memory(MemoryCache::new()),
-            mailer: Mailer::outbox(std::env::temp_dir()),
-            metrics: None,
-        },
+        Services { cache: Cache::memory(), mailer: Mailer::outbox(std::env::temp_dir()) },
     )?;
     let config = Config::default();
     let (plugin, load) = host.load_file(file, |name| config.plugin_settings(name)).await?;
@@ -70,13 +66,13 @@ async fn check(file: &Path, json: bool) -> Result<ExitCode> {
             "{}",
             serde_json::to_string_pretty(&serde_json::json!({
                 "ok": true, "plugin": d, "sha256": plugin.sha256,
-                "contract": crate::host::contract::v0_1::HANDLER_EXPORT, "load": load,
+                "contract": jobrunner_host::contract::v0_1::HANDLER_EXPORT, "load": load,
             }))?
         );
     } else {
         println!("ok: {} {}", d.name, d.version);
         println!("  job types: {}", d.job_types.join(", "));
-        println!("  contract:  {}", crate::host::contract::v0_1::HANDLER_EXPORT);
+        println!("  contract:  {}", jobrunner_host::contract::v0_1::HANDLER_EXPORT);
         println!("  sha256:    {}", plugin.sha256);
         println!(
             "  compiled in {}",

@@ -3,11 +3,11 @@
 //! `schedule add|list|remove`. They talk to the daemon's Redis, and see the
 //! queues the config declares as BullMQ's beside the native ones.
 
-use crate::any_queue::AnyQueue;
 use crate::config::Config;
-use crate::queue::{JobOptions, NewJob, Queue, Schedule, State, Timing};
 use anyhow::{Context, Result, anyhow, bail};
 use clap::{Args, Subcommand};
+use jobrunner_bullmq::any_queue::AnyQueue;
+use jobrunner_queue::{JobOptions, NewJob, Queue, Schedule, State, Timing};
 use std::io::BufRead;
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -27,7 +27,7 @@
 //! inside, stayed alive for it).
 
 use crate::daemon::leases::Held;
-use crate::queue::{Completion, Keep, Queue, State};
+use jobrunner_queue::{Completion, Keep, Queue, State};
 use std::collections::{HashSet, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -264,7 +264,7 @@ async fn send(
     // run of equal settings (almost always the whole batch). The start
     // marks go with the first.
     if batch.is_empty() {
-        send_retrying(queue, &[], crate::queue::options::DEFAULT_KEEP_COMPLETED, &started, closing, counts).await;
+        send_retrying(queue, &[], jobrunner_queue::options::DEFAULT_KEEP_COMPLETED, &started, closing, counts).await;
         return;
     }
     while !batch.is_empty() {

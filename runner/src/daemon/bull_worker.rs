@@ -22,13 +22,13 @@
 //! ends; those still running are then cancelled and moved back to wait
 //! (`moveJobFromActiveToWait`), where any worker takes them again.
 
-use crate::bull::BullQueue;
 use crate::daemon::Shared;
 use crate::daemon::dispatcher::{enqueue_follow_ups, fault_message, no_plugin, observe, observe_wait};
-use crate::job::{JobInput, LogLine, Outcome, Report};
 use bullmq::options::MetricsOptions;
 use bullmq::worker::CancellationToken as BullCancel;
 use bullmq::{Job, JobProgress, WorkerOptions};
+use jobrunner_bullmq::BullQueue;
+use jobrunner_job::{JobInput, LogLine, Outcome, Report};
 use serde_json::Value;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -64,7 +64,7 @@ pub async fn run(
         }
     };
     let mut options = WorkerOptions::new()
-        .connection(crate::bull::connection_options(&url))
+        .connection(jobrunner_bullmq::connection_options(&url))
         .prefix(queue.prefix())
         .name(format!("jobrunner@{}", super::runner_id()))
         .concurrency(concurrency)
@@ -146,7 +146,7 @@ async fn process(
         },
         Outcome::Retry { message } => Err(bullmq::Error::ProcessingError(message)),
         Outcome::RetryAfter { delay, message } => {
-            let delay = delay.min(crate::queue::options::MAX_DELAY);
+            let delay = delay.min(jobrunner_queue::options::MAX_DELAY);
             let note = format!("retry after {}: {message}", humantime::format_duration(delay));
             let _ = job.log(&note).await;
             match job.move_to_delayed(now_ms() + delay.as_millis() as u64).await {

@@ -34,13 +34,13 @@
 //! left the plugins idle for every fetch's round trip; see
 //! docs/performance.md for what each change measured.)
 
-use crate::any_queue::AnyQueue;
 use crate::daemon::Shared;
 use crate::daemon::acker::Acker;
 use crate::daemon::leases::{Held, Leases};
-use crate::host::Plugin;
-use crate::job::{JobInput, Outcome, Report};
-use crate::queue::{Completion, Consumer, Failure, Leased, NewJob, Queue};
+use jobrunner_bullmq::any_queue::AnyQueue;
+use jobrunner_host::Plugin;
+use jobrunner_job::{JobInput, Outcome, Report};
+use jobrunner_queue::{Completion, Consumer, Failure, Leased, NewJob, Queue};
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -358,7 +358,7 @@ async fn run_job(
         Outcome::Retry { message } => Ok(Failure::Retry(message)),
         // A plugin cannot park a job longer than a producer could delay it.
         Outcome::RetryAfter { delay, message } => {
-            Ok(Failure::RetryAfter(delay.min(crate::queue::options::MAX_DELAY), message))
+            Ok(Failure::RetryAfter(delay.min(jobrunner_queue::options::MAX_DELAY), message))
         }
         Outcome::Permanent { message } => Ok(Failure::Permanent(message)),
         Outcome::Fault(f) => Ok(Failure::Retry(fault_message(&f))),
@@ -424,7 +424,7 @@ pub(crate) fn observe_wait(shared: &Shared, queue: &str, due_ms: u64) {
 
 /// A fault as the error stored with the attempt: its message and the wasm
 /// backtrace, cut to `MAX_ERROR_LEN`.
-pub(crate) fn fault_message(f: &crate::job::Fault) -> String {
+pub(crate) fn fault_message(f: &jobrunner_job::Fault) -> String {
     let mut message = f.to_string();
     if let Some(bt) = &f.backtrace {
         message.push('\n');
@@ -445,10 +445,10 @@ pub(crate) fn fault_message(f: &crate::job::Fault) -> String {
 pub(crate) async fn enqueue_follow_ups(shared: &Shared, report: &Report) -> Result<(), String> {
     let mut by_queue: BTreeMap<&str, Vec<NewJob>> = BTreeMap::new();
     for f in &report.follow_ups {
-        let options = crate::queue::JobOptions {
+        let options = jobrunner_queue::JobOptions {
             delay_ms: f.delay_ms.unwrap_or(0),
-            priority: f.priority.unwrap_or(0).min(crate::queue::options::MAX_PRIORITY),
-            attempts: f.max_attempts.unwrap_or(crate::queue::JobOptions::default().attempts),
+            priority: f.priority.unwrap_or(0).min(jobrunner_queue::options::MAX_PRIORITY),
+            attempts: f.max_attempts.unwrap_or(jobrunner_queue::JobOptions::default().attempts),
             ..Default::default()
         };
         by_queue.entry(f.queue.as_str()).or_default().push(NewJob {
@@ -466,7 +466,7 @@ pub(crate) async fn enqueue_follow_ups(shared: &Shared, report: &Report) -> Resu
                 // keys are `prefix:queue:id`, so a BullMQ id has no `:`.
                 let jobs = jobs
                     .into_iter()
-                    .map(|j| NewJob { id: j.id.map(|id| crate::bull::follow_up_id(&id)), ..j })
+                    .map(|j| NewJob { id: j.id.map(|id| jobrunner_bullmq::follow_up_id(&id)), ..j })
                     .collect();
                 q.enqueue_bulk(jobs).await.map(drop)
             }

@@ -102,7 +102,7 @@ impl EmbeddedRedis {
             && alive(pid)
             && answers(url.trim())
         {
-            tracing::info!(pid, url = %crate::queue::connection::redact(url.trim()), "adopting the embedded Redis left by an earlier runner");
+            tracing::info!(pid, url = %jobrunner_queue::connection::redact(url.trim()), "adopting the embedded Redis left by an earlier runner");
             let port = url.trim().trim_end_matches('/').rsplit(':').next().and_then(|p| p.parse().ok());
             return Ok(EmbeddedRedis {
                 child: None,
@@ -131,7 +131,7 @@ impl EmbeddedRedis {
         };
         me.spawn()?;
         write_private(&url_file(state_dir), &me.url)?;
-        tracing::info!(url = %crate::queue::connection::redact(&me.url), dir = %state_dir.join("redis").display(), "started the embedded Redis (with a password, in redis.conf)");
+        tracing::info!(url = %jobrunner_queue::connection::redact(&me.url), dir = %state_dir.join("redis").display(), "started the embedded Redis (with a password, in redis.conf)");
         Ok(me)
     }
 
@@ -198,7 +198,7 @@ impl EmbeddedRedis {
                     if redis.dead() {
                         tracing::warn!(pid = redis.pid, "the embedded Redis died; starting it again on its append-only file");
                         match redis.spawn() {
-                            Ok(()) => tracing::info!(pid = redis.pid, url = %crate::queue::connection::redact(&redis.url), "the embedded Redis is back"),
+                            Ok(()) => tracing::info!(pid = redis.pid, url = %jobrunner_queue::connection::redact(&redis.url), "the embedded Redis is back"),
                             Err(e) => tracing::error!(error = %format!("{e:#}"), "cannot restart the embedded Redis; trying again"),
                         }
                     }

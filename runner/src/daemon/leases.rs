@@ -15,7 +15,7 @@
 //! first extension is due, and a script call per job per tick for the
 //! long ones.
 
-use crate::queue::Queue;
+use jobrunner_queue::Queue;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;

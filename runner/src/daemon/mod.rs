@@ -11,7 +11,8 @@
 //! 4. on shutdown: stop fetching, let jobs in flight finish until the grace
 //!    deadline, cancel and put back the rest, then stop the embedded Redis.
 //!
-//! Layout: `embedded` (the embedded Redis), `registry`, `watcher`,
+//! Layout: `embedded` (the embedded Redis), `watcher` (the plugins
+//! folder and the config file; the plugins themselves are in `registry`),
 //! `dispatcher`, `acker` (a queue's completions, batched), `leases` (the
 //! leases of a queue's running jobs, extended in batches), `bull_worker`.
 
@@ -20,16 +21,15 @@ pub mod bull_worker;
 pub mod dispatcher;
 pub mod embedded;
 pub mod leases;
-pub mod registry;
 pub mod watcher;
 
-use crate::cache::{Cache, RedisCache};
+use crate::cache::RedisCache;
 use crate::config::Config;
-use crate::host::{EngineOptions, Host, HostOptions, Services};
-use crate::mail::Mailer;
-use crate::queue::{Connection, Queue};
+use crate::registry::Registry;
 use anyhow::{Context, Result};
-use registry::Registry;
+use jobrunner_host::cache::Cache;
+use jobrunner_host::{EngineOptions, Host, HostOptions, Services};
+use jobrunner_queue::{Connection, Queue};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -44,7 +44,7 @@ pub struct Shared {
     pub host: Host,
     pub config: RwLock<Arc<Config>>,
     /// The queues declared as BullMQ's (for follow-ups sent to them).
-    pub bull: Arc<crate::bull::BullQueues>,
+    pub bull: Arc<jobrunner_bullmq::BullQueues>,
 }
 
 /// The `.wasm` files directly in `dir`.
@@ -81,19 +81,19 @@ pub async fn serve(config: Config, config_file: Option<PathBuf>, shutdown: impl 
         (None, None) => unreachable!("an embedded Redis was started"),
     };
     let connection = Connection::connect(&url).await?;
-    tracing::info!(redis = %crate::queue::connection::redact(&url), cluster = connection.is_cluster(), "connected to Redis");
+    tracing::info!(redis = %jobrunner_queue::connection::redact(&url), cluster = connection.is_cluster(), "connected to Redis");
     check_durability(&connection, config.redis.allow_eviction).await?;
     // The plugins' cache, on the queues' Redis or (`[cache] url`) its own.
     let cache_connection = match &config.cache.url {
         Some(url) => {
             let url = crate::config::resolve_secret(url).context("cache.url")?;
             let c = Connection::connect(&url).await.context("cache.url")?;
-            tracing::info!(redis = %crate::queue::connection::redact(&url), "the plugins' cache has a Redis of its own");
+            tracing::info!(redis = %jobrunner_queue::connection::redact(&url), "the plugins' cache has a Redis of its own");
             c
         }
         None => connection.clone(),
     };
-    let bull = Arc::new(crate::bull::open_all(&config, &url).await?);
+    let bull = Arc::new(jobrunner_bullmq::open_all(config.bullmq_queues(), &url).await?);
 
     let metrics = Arc::new(crate::metrics::Metrics::new());
     let host = Host::new(
@@ -106,18 +106,17 @@ pub async fn serve(config: Config, config_file: Option<PathBuf>, shutdown: impl 
             compile_cache_dir: config.compile_cache_dir(),
         },
         Services {
-            cache: Cache::Redis(Box::new(RedisCache::new(cache_connection))),
-            mailer: Mailer::from_config(&config)?,
-            metrics: Some(metrics.clone()),
+            cache: Cache::new(RedisCache::new(cache_connection).counted(metrics.clone())),
+            mailer: config.mailer()?,
         },
     )?;
     // The API listens from the start, so `/health` and `/ready` answer while plugins load.
     let resolve = |t: &Option<String>| t.as_deref().map(crate::config::resolve_secret).transpose();
-    let tokens = crate::api::auth::Tokens::new(
+    let tokens = crate::web::auth::Tokens::new(
         resolve(&config.http.token)?.as_deref(),
         resolve(&config.http.read_only_token)?.as_deref(),
     );
-    let listener = crate::api::bind(&config.http.bind, tokens.required()).await?;
+    let listener = crate::server::bind(&config.http.bind, tokens.required()).await?;
     std::fs::write(state_dir.join("http.addr"), listener.local_addr()?.to_string())?;
     let plugins_dir = config.runner.plugins_dir.clone();
     if !plugins_dir.exists() {
@@ -197,25 +196,25 @@ pub async fn serve(config: Config, config_file: Option<PathBuf>, shutdown: impl 
     };
 
     let consumed: Vec<String> = config.consumed_queues().keys().cloned().collect();
-    let api_state = Arc::new(crate::api::ApiState {
+    let api_state = Arc::new(crate::web::ApiState {
         connection: connection.clone(),
         registry: Some(shared.registry.clone()),
         metrics: metrics.clone(),
         consumed: consumed.clone(),
         tokens: Arc::new(tokens),
         bull: bull.clone(),
-        redis_policy: crate::api::RedisPolicy {
+        redis_policy: crate::web::RedisPolicy {
             embedded: embedded.is_some(),
             allow_eviction: config.redis.allow_eviction,
         },
-        web: crate::api::WebOptions {
+        web: crate::web::WebOptions {
             session_ttl: config.http.session_ttl,
             secure_cookies: config.http.secure_cookies,
             origins: config.http.origins.clone(),
         },
     });
     let stop_api = CancellationToken::new();
-    let app = crate::api::app(api_state, config.http.max_body.as_u64() as usize);
+    let app = crate::server::app(api_state, config.http.max_body.as_u64() as usize);
     let api = {
         let stop = stop_api.clone();
         tokio::spawn(async move {
@@ -272,7 +271,7 @@ pub async fn serve(config: Config, config_file: Option<PathBuf>, shutdown: impl 
         while dispatchers.join_next().await.is_some() {}
     }
     heartbeat.abort();
-    let _ = crate::queue::runners::leave(&connection, &runner_id()).await;
+    let _ = jobrunner_queue::runners::leave(&connection, &runner_id()).await;
     stop_api.cancel();
     let _ = api.await;
     if let Some(e) = &embedded {
@@ -286,7 +285,7 @@ pub async fn serve(config: Config, config_file: Option<PathBuf>, shutdown: impl 
 /// when it keeps nothing on disk. A Redis that will not say (an ACL
 /// without `INFO`) is let through with a warning.
 async fn check_durability(connection: &Connection, allow_eviction: bool) -> Result<()> {
-    let d = match crate::queue::durability::read(connection).await {
+    let d = match jobrunner_queue::durability::read(connection).await {
         Ok(d) => d,
         Err(e) => {
             tracing::warn!(error = %format!("{e:#}"), "cannot read Redis's eviction policy and persistence; make sure it does not evict keys");
@@ -323,7 +322,7 @@ fn runner_id() -> String {
 /// fails then too).
 async fn heartbeat(connection: Connection, queues: Vec<String>, allow_eviction: bool) {
     let id = runner_id();
-    let mut info = crate::queue::runners::RunnerInfo {
+    let mut info = jobrunner_queue::runners::RunnerInfo {
         hostname: id.rsplit_once(':').map(|(h, _)| h.to_string()).unwrap_or_default(),
         id,
         pid: std::process::id(),
@@ -337,10 +336,10 @@ async fn heartbeat(connection: Connection, queues: Vec<String>, allow_eviction: 
     };
     let mut last = None;
     loop {
-        if let Err(e) = crate::queue::runners::beat(&connection, &mut info).await {
+        if let Err(e) = jobrunner_queue::runners::beat(&connection, &mut info).await {
             tracing::debug!(error = %format!("{e:#}"), "heartbeat failed");
         }
-        if let Ok(d) = crate::queue::durability::read(&connection).await
+        if let Ok(d) = jobrunner_queue::durability::read(&connection).await
             && last.as_ref() != Some(&d)
         {
             if last.is_some() {
@@ -354,7 +353,7 @@ async fn heartbeat(connection: Connection, queues: Vec<String>, allow_eviction: 
             }
             last = Some(d);
         }
-        tokio::time::sleep(crate::queue::runners::HEARTBEAT).await;
+        tokio::time::sleep(jobrunner_queue::runners::HEARTBEAT).await;
     }
 }
 

@@ -1,13 +1,13 @@
 //! The dashboard's actions: POST forms, each checked for the CSRF token,
 //! then redirected back (303) to the page they came from.
 
-use crate::any_queue::AnyQueue;
-use crate::api::ApiState;
-use crate::api::error::{ApiError, ApiResult};
-use crate::queue::State;
+use crate::web::ApiState;
+use crate::web::error::{ApiError, ApiResult};
 use axum::Form;
 use axum::extract::{Path, State as AxState};
 use axum::response::Redirect;
+use jobrunner_bullmq::any_queue::AnyQueue;
+use jobrunner_queue::State;
 use serde::Deserialize;
 use std::sync::Arc;
 use std::time::Duration;

@@ -3,11 +3,11 @@
 //! streams (`job`), read after the last one sent, so nothing is scanned.
 //! BullMQ-backed queues send their counts (their events are BullMQ's own).
 
-use crate::api::ApiState;
-use crate::queue::Queue;
+use crate::web::ApiState;
 use axum::extract::State;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use futures::{Stream, StreamExt};
+use jobrunner_queue::Queue;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;

@@ -15,7 +15,7 @@ pub mod actions;
 pub mod live;
 pub mod pages;
 
-use crate::api::ApiState;
+use crate::web::ApiState;
 use axum::Router;
 use axum::http::header;
 use axum::response::IntoResponse;

@@ -1,12 +1,12 @@
 //! The dashboard's pages. Every listing is paged; nothing scans a queue.
 
-use crate::any_queue::AnyQueue;
-use crate::api::ApiState;
-use crate::api::error::{ApiError, ApiResult};
 use crate::dashboard::{action_form, layout, when};
-use crate::queue::{Queue, State};
+use crate::web::ApiState;
+use crate::web::error::{ApiError, ApiResult};
 use axum::extract::{Path, Query, State as AxState};
 use axum::response::{IntoResponse, Redirect, Response};
+use jobrunner_bullmq::any_queue::AnyQueue;
+use jobrunner_queue::{Queue, State};
 use maud::{Markup, html};
 use serde::Deserialize;
 use std::sync::Arc;
@@ -38,7 +38,7 @@ pub async fn overview(AxState(state): AxState<Arc<ApiState>>) -> ApiResult<Respo
         rows.push((name, q.backend(), q.counts().await?, q.completed_per_minute(60).await?));
     }
     // What Redis would do to the jobs: said first, where an operator looks.
-    let durability = crate::queue::durability::read(&state.connection).await.ok();
+    let durability = jobrunner_queue::durability::read(&state.connection).await.ok();
     let allowed = state.redis_policy.allow_eviction;
     let content = html! {
         @if let Some(d) = &durability {
@@ -262,8 +262,8 @@ pub async fn schedules(AxState(state): AxState<Arc<ApiState>>) -> ApiResult<Resp
                     tr {
                         td { (q) } td { (s.schedule.id) } td { (s.schedule.job_type) }
                         td { (match &s.schedule.timing {
-                            crate::queue::Timing::Cron { expr, tz } => format!("cron {expr} ({tz})"),
-                            crate::queue::Timing::Every { every_ms } => format!("every {}", humantime::format_duration(Duration::from_millis(*every_ms))),
+                            jobrunner_queue::Timing::Cron { expr, tz } => format!("cron {expr} ({tz})"),
+                            jobrunner_queue::Timing::Every { every_ms } => format!("every {}", humantime::format_duration(Duration::from_millis(*every_ms))),
                         }) }
                         td.muted { (s.last_run_ms.map(when).unwrap_or_else(|| "not yet".into())) }
                         td { (when(s.next_run_ms)) }
@@ -318,11 +318,11 @@ pub async fn login(
         )
             .into_response();
     };
-    match crate::api::session::start(&state.connection, role, state.web.session_ttl).await {
+    match crate::web::session::start(&state.connection, role, state.web.session_ttl).await {
         Ok(id) => (
             [(
                 axum::http::header::SET_COOKIE,
-                crate::api::session::cookie(&id, state.web.session_ttl, secure(&state, &headers)),
+                crate::web::session::cookie(&id, state.web.session_ttl, secure(&state, &headers)),
             )],
             Redirect::to("/dashboard"),
         )
@@ -347,11 +347,11 @@ pub async fn logout(
     axum::Form(form): axum::Form<crate::dashboard::actions::ActionForm>,
 ) -> Result<Response, ApiError> {
     crate::dashboard::actions::check(&form)?;
-    if let Some(id) = crate::api::session::from_headers(&headers) {
-        crate::api::session::end(&state.connection, &id).await.map_err(ApiError::Internal)?;
+    if let Some(id) = crate::web::session::from_headers(&headers) {
+        crate::web::session::end(&state.connection, &id).await.map_err(ApiError::Internal)?;
     }
     Ok((
-        [(axum::http::header::SET_COOKIE, crate::api::session::removal(secure(&state, &headers)))],
+        [(axum::http::header::SET_COOKIE, crate::web::session::removal(secure(&state, &headers)))],
         Redirect::to("/dashboard/login"),
     )
         .into_response())

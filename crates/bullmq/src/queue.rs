@@ -1,0 +1,316 @@
+//! `BullQueue`: one declared BullMQ queue, opened through `bullmq-official`;
+//! its reads as the runner's `Counts` and `JobRecord`, its operations, and
+//! enqueue (from the API, or a plugin's follow-ups).
+
+use crate::record;
+use crate::section::BullmqSection;
+use anyhow::{Context, Result};
+use bullmq::options::RedisConnectionOptions;
+use bullmq::redis_connection::RedisConnection;
+use bullmq::{JobState, QueueOptions};
+use jobrunner_queue::{Counts, Enqueued, JobRecord, NewJob, State};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+/// The BullMQ connection options for the runner's Redis URL: one server, or
+/// comma-separated seeds of a cluster (as `queue::Connection` reads it).
+pub fn connection_options(url: &str) -> RedisConnectionOptions {
+    let urls: Vec<&str> = url.split(',').map(str::trim).filter(|u| !u.is_empty()).collect();
+    if urls.len() > 1 {
+        RedisConnectionOptions::new().cluster_nodes(urls)
+    } else {
+        RedisConnectionOptions::new().url(url)
+    }
+}
+
+/// A plugin's follow-up job id as a BullMQ job id: each `:` becomes `.`
+/// (`reminder:c1:step:2` is `reminder.c1.step.2`), the same every time, so
+/// that a re-run's follow-ups still de-duplicate.
+pub fn follow_up_id(id: &str) -> String {
+    id.replace(':', ".")
+}
+
+/// One declared BullMQ queue, opened.
+#[derive(Clone)]
+pub struct BullQueue {
+    /// The runner's name for it (API paths, metrics, the dashboard).
+    name: String,
+    decl: Arc<BullmqSection>,
+    queue: Arc<bullmq::Queue>,
+}
+
+/// The declared BullMQ queues by the runner's name for them.
+pub type BullQueues = BTreeMap<String, BullQueue>;
+
+/// Opens every queue the config declares as BullMQ's, on one connection.
+pub async fn open_all(declared: Vec<(String, BullmqSection)>, url: &str) -> Result<BullQueues> {
+    if declared.is_empty() {
+        return Ok(BTreeMap::new());
+    }
+    let options = connection_options(url);
+    if options.is_cluster()
+        && let Some((name, _)) = declared.iter().find(|(_, b)| !b.prefix.starts_with('{'))
+    {
+        anyhow::bail!(
+            "queues.{name}.bullmq.prefix: on Redis Cluster a BullMQ queue needs a hash-tagged prefix such as `{{bull}}` (and its producers the same prefix), so that all of its keys share a slot"
+        );
+    }
+    let connection = RedisConnection::new_managed_only(&options)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot connect to Redis for the BullMQ queues: {e}"))?;
+    let mut out = BTreeMap::new();
+    for (name, decl) in declared {
+        let bull_name = decl.name.clone().unwrap_or_else(|| name.clone());
+        let queue =
+            bullmq::Queue::with_connection(&bull_name, connection.clone(), QueueOptions::new().prefix(&decl.prefix))
+                .await
+                .map_err(|e| anyhow::anyhow!("queues.{name}: cannot open BullMQ queue `{bull_name}`: {e}"))?;
+        out.insert(name.clone(), BullQueue { name, decl: Arc::new(decl), queue: Arc::new(queue) });
+    }
+    Ok(out)
+}
+
+/// A BullMQ error as an `anyhow` one, kept whole so that callers can tell
+/// Redis being away (`is_redis_error`) from a refusal.
+fn err(e: bullmq::Error) -> anyhow::Error {
+    anyhow::Error::new(e)
+}
+
+/// Whether an error is Redis failing (rather than the input being wrong).
+pub fn is_redis_error(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<redis::RedisError>().is_some()
+            || matches!(
+                c.downcast_ref::<bullmq::Error>(),
+                Some(bullmq::Error::Redis(_) | bullmq::Error::ConnectionClosed)
+            )
+    })
+}
+
+impl BullQueue {
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The queue's name in BullMQ.
+    pub fn bull_name(&self) -> &str {
+        self.queue.name()
+    }
+
+    pub fn prefix(&self) -> &str {
+        &self.decl.prefix
+    }
+
+    pub fn decl(&self) -> &BullmqSection {
+        &self.decl
+    }
+
+    /// The plugin job type for a BullMQ job name.
+    pub fn job_type<'a>(&'a self, job_name: &'a str) -> &'a str {
+        self.decl.job_type(job_name)
+    }
+
+    /// The BullMQ job name for a plugin job type (`BullmqSection::job_name`).
+    pub fn job_name<'a>(&'a self, job_type: &'a str) -> &'a str {
+        self.decl.job_name(job_type)
+    }
+
+    /// Where its jobs live, for their records.
+    fn place(&self) -> record::Place<'_> {
+        record::Place { name: &self.name, bull_name: self.bull_name(), decl: &self.decl }
+    }
+
+    pub async fn counts(&self) -> Result<Counts> {
+        let c = self.queue.get_job_counts().await.map_err(err).context("BullMQ job counts")?;
+        Ok(Counts {
+            // Waiting, to the runner, is everything that will run without a
+            // delay: BullMQ keeps those in wait, paused, prioritized and
+            // waiting-children.
+            waiting: c.waiting + c.paused + c.prioritized + c.waiting_children,
+            delayed: c.delayed,
+            active: c.active,
+            completed: c.completed,
+            failed: c.failed,
+            paused: self.queue.is_paused().await.map_err(err)?,
+        })
+    }
+
+    /// Jobs completed in the newest closed minute of BullMQ's metrics
+    /// (recorded by the runner's workers, and by BullMQ workers with
+    /// `metrics` set).
+    pub async fn completed_recently(&self) -> Result<u64> {
+        let m = self.queue.get_metrics("completed", 0, 0).await.map_err(err)?;
+        Ok(m.data.first().copied().unwrap_or(0))
+    }
+
+    /// Jobs completed per minute, oldest first: BullMQ's last `minutes`
+    /// metrics data points. BullMQ closes a minute's point when a job
+    /// completes in a later minute, so an idle queue's chart stops where
+    /// its last job did.
+    pub async fn completed_per_minute(&self, minutes: u64) -> Result<Vec<u64>> {
+        let end = minutes.saturating_sub(1).min(i64::MAX as u64) as i64;
+        let m = self.queue.get_metrics("completed", 0, end).await.map_err(err)?;
+        let mut per_minute = m.data;
+        per_minute.resize(minutes as usize, 0);
+        per_minute.reverse();
+        Ok(per_minute)
+    }
+
+    /// A page of jobs in one state, in the order the runner's own queues
+    /// list them: next to run first, most recently finished first.
+    pub async fn list(&self, state: State, offset: u64, limit: u64) -> Result<Vec<JobRecord>> {
+        let limit = limit.clamp(1, 1000) as i64;
+        let offset = offset.min(i64::MAX as u64 / 2) as i64;
+        // BullMQ keeps the runner's one `waiting` state in two structures;
+        // they are paged through one after the other.
+        let segments: &[&str] = match state {
+            State::Waiting => &["waiting", "prioritized"],
+            State::Delayed => &["delayed"],
+            State::Active => &["active"],
+            State::Completed => &["completed"],
+            State::Failed => &["failed"],
+        };
+        let asc = !matches!(state, State::Completed | State::Failed);
+        let mut out = Vec::new();
+        let (mut skip, mut want) = (offset, limit);
+        for seg in segments {
+            if want == 0 {
+                break;
+            }
+            let jobs =
+                self.queue.get_jobs(&[seg], skip, skip + want - 1, asc).await.map_err(err).context("BullMQ jobs")?;
+            if jobs.is_empty() {
+                // This segment ends before `skip`: the rest of the offset
+                // falls into the next one.
+                let len = self.segment_len(seg).await?;
+                skip = (skip - len).max(0);
+                continue;
+            }
+            want -= jobs.len() as i64;
+            skip = 0;
+            out.extend(jobs.iter().map(|j| record::to_record(&self.place(), j, state, None)));
+        }
+        Ok(out)
+    }
+
+    async fn segment_len(&self, seg: &str) -> Result<i64> {
+        let c = self.queue.get_job_counts().await.map_err(err)?;
+        Ok(match seg {
+            "waiting" => c.waiting + c.paused,
+            "prioritized" => c.prioritized,
+            _ => 0,
+        } as i64)
+    }
+
+    /// One job with its log, or `None` when there is no such job.
+    pub async fn get(&self, id: &str) -> Result<Option<JobRecord>> {
+        let Some(job) = self.queue.get_job(id).await.map_err(err).context("BullMQ job")? else { return Ok(None) };
+        let Some(state) = self.state(id).await? else { return Ok(None) };
+        let (log, _) = self.queue.get_job_logs(id, 0, -1, true).await.map_err(err)?;
+        Ok(Some(record::to_record(&self.place(), &job, state, Some(log))))
+    }
+
+    async fn state(&self, id: &str) -> Result<Option<State>> {
+        Ok(match self.queue.get_job_state(id).await.map_err(err)? {
+            JobState::Waiting | JobState::Prioritized | JobState::WaitingChildren => Some(State::Waiting),
+            JobState::Active => Some(State::Active),
+            JobState::Delayed => Some(State::Delayed),
+            JobState::Completed => Some(State::Completed),
+            JobState::Failed => Some(State::Failed),
+            _ => None,
+        })
+    }
+
+    /// The job's state name, or `missing`: what the operations answer
+    /// when they cannot act.
+    async fn state_name(&self, id: &str) -> Result<String> {
+        Ok(self.state(id).await?.map(|s| s.as_str().to_string()).unwrap_or_else(|| "missing".into()))
+    }
+
+    /// Retries a failed job; answers `retried`, or the state it is in.
+    pub async fn retry(&self, id: &str) -> Result<String> {
+        let state = self.state_name(id).await?;
+        if state != "failed" {
+            return Ok(state);
+        }
+        let Some(mut job) = self.queue.get_job(id).await.map_err(err)? else { return Ok("missing".into()) };
+        job.retry("failed", None).await.map_err(err).context("BullMQ retry")?;
+        Ok("retried".into())
+    }
+
+    /// Runs a delayed job now; answers `promoted`, or the state it is in.
+    pub async fn promote(&self, id: &str) -> Result<String> {
+        let state = self.state_name(id).await?;
+        if state != "delayed" {
+            return Ok(state);
+        }
+        let Some(job) = self.queue.get_job(id).await.map_err(err)? else { return Ok("missing".into()) };
+        job.promote().await.map_err(err).context("BullMQ promote")?;
+        Ok("promoted".into())
+    }
+
+    /// Removes a job; answers the state it was removed from, `missing`, or
+    /// `locked` when a worker holds it.
+    pub async fn remove(&self, id: &str) -> Result<String> {
+        let state = self.state_name(id).await?;
+        if state == "missing" {
+            return Ok(state);
+        }
+        Ok(if self.queue.remove(id).await.map_err(err)? { state } else { "locked".into() })
+    }
+
+    /// Moves every failed job back to waiting; answers how many there were.
+    pub async fn retry_all_failed(&self) -> Result<u64> {
+        let failed = self.queue.get_failed_count().await.map_err(err)?;
+        self.queue.retry_jobs("failed", 1000, None).await.map_err(err).context("BullMQ retry failed")?;
+        Ok(failed)
+    }
+
+    /// Removes finished jobs older than `older_than`; answers how many.
+    pub async fn clean(&self, state: State, older_than: std::time::Duration, limit: u64) -> Result<u64> {
+        let limit = u32::try_from(limit).unwrap_or(0); // 0: no limit, in BullMQ
+        let removed = self
+            .queue
+            .clean(older_than.as_millis() as u64, limit, state.as_str())
+            .await
+            .map_err(err)
+            .context("BullMQ clean")?;
+        Ok(removed.len() as u64)
+    }
+
+    pub async fn pause(&self) -> Result<()> {
+        self.queue.pause().await.map_err(err)
+    }
+
+    pub async fn resume(&self) -> Result<()> {
+        self.queue.resume().await.map_err(err)
+    }
+
+    /// Adds jobs as BullMQ jobs (one bulk call), named by `job_name`, with
+    /// their options mapped (see `record::to_bull_options`). A job whose id
+    /// exists already is left as it is (`created: false`), as BullMQ does.
+    pub async fn enqueue(&self, jobs: Vec<NewJob>) -> Result<Vec<Enqueued>> {
+        if jobs.is_empty() {
+            return Ok(vec![]);
+        }
+        let mut bulk = Vec::with_capacity(jobs.len());
+        let mut out = Vec::with_capacity(jobs.len());
+        for j in jobs {
+            j.check()?;
+            let data: serde_json::Value = serde_json::from_str(&j.payload).context("payload is not valid JSON")?;
+            let opts = record::to_bull_options(&j.id, &j.options)?;
+            let existed = match &j.id {
+                Some(id) => self.queue.get_job(id).await.map_err(err)?.is_some(),
+                None => false,
+            };
+            let state = if j.options.delay_ms > 0 { "delayed" } else { "waiting" };
+            out.push(Enqueued { id: String::new(), created: !existed, state: state.into() });
+            bulk.push(bullmq::BulkJob::with_options(self.job_name(&j.job_type), data, opts));
+        }
+        let added = self.queue.add_bulk(bulk).await.map_err(err).context("BullMQ add")?;
+        for (e, job) in out.iter_mut().zip(&added) {
+            e.id = job.id().to_string();
+        }
+        Ok(out)
+    }
+}

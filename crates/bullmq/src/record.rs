@@ -1,0 +1,177 @@
+//! Between BullMQ's job and the runner's: a BullMQ job read as a
+//! `JobRecord`, and the runner's job options written as BullMQ's.
+//!
+//! The runner's record has no place for everything BullMQ keeps (its raw
+//! options, `attemptsStarted`, when it was processed), so those travel in
+//! the record's `bullmq` field, as BullMQ names them.
+
+use crate::section::BullmqSection;
+use anyhow::Result;
+use bullmq::types::{BackoffStrategy, KeepJobs, RemoveOnFinish};
+use bullmq::{Job, JobProgress};
+use jobrunner_queue::options::{Backoff, Keep, MAX_PRIORITY};
+use jobrunner_queue::{AttemptError, JobOptions, JobRecord, State};
+use serde_json::{Value, json};
+
+/// The runner's priority (0 to 4000, higher first) as BullMQ's (0: none;
+/// else 1 first, larger later), and back.
+pub fn to_bull_priority(priority: u32) -> u32 {
+    if priority == 0 { 0 } else { MAX_PRIORITY + 1 - priority.min(MAX_PRIORITY) }
+}
+
+pub fn from_bull_priority(priority: u32) -> u32 {
+    if priority == 0 { 0 } else { (MAX_PRIORITY + 1).saturating_sub(priority).max(1) }
+}
+
+fn keep(k: &Keep) -> RemoveOnFinish {
+    match (k.count, k.age_ms) {
+        (None, None) => RemoveOnFinish::Bool(false),
+        (count, age_ms) => RemoveOnFinish::Options(KeepJobs {
+            // BullMQ's ages are in seconds (its scripts multiply by 1000).
+            age: age_ms.map(|ms| ms.div_ceil(1000)),
+            count: count.map(|c| c as usize),
+            limit: None,
+        }),
+    }
+}
+
+/// The runner's options for a new job, as BullMQ's. BullMQ has no jitter,
+/// cap or per-job timeout: an exponential backoff keeps only its base delay.
+pub fn to_bull_options(id: &Option<String>, o: &JobOptions) -> Result<bullmq::JobOptions> {
+    let mut b = bullmq::JobOptions::new();
+    if o.delay_ms > 0 {
+        b.delay = Some(o.delay_ms);
+    }
+    if o.priority > 0 {
+        b.priority = Some(to_bull_priority(o.priority));
+    }
+    b.attempts = Some(o.attempts);
+    b.backoff = match o.backoff {
+        Backoff::None => None,
+        Backoff::Fixed { delay_ms } => Some(BackoffStrategy::Fixed(delay_ms)),
+        Backoff::Exponential { delay_ms, .. } => Some(BackoffStrategy::Exponential(delay_ms)),
+    };
+    b.remove_on_complete = Some(keep(&o.keep_completed));
+    b.remove_on_fail = Some(keep(&o.keep_failed));
+    if let Some(id) = id {
+        // BullMQ refuses ids that are integers (they would meet its own
+        // counter's) and ids with `:` (its keys are `prefix:queue:id`).
+        if id.parse::<u64>().is_ok() || id.contains(':') {
+            anyhow::bail!("job id `{id}`: a BullMQ job id may not be an integer or contain `:`");
+        }
+        b.job_id = Some(id.clone());
+    }
+    Ok(b)
+}
+
+fn parse_or_text(s: &str) -> Value {
+    serde_json::from_str(s).unwrap_or_else(|_| Value::String(s.to_string()))
+}
+
+/// A BullMQ job as the runner's record. `log` is read only for one job.
+/// Where a job lives: the runner's name for its queue, BullMQ's, and the
+/// declaration (prefix, job-name mapping).
+pub struct Place<'a> {
+    pub name: &'a str,
+    pub bull_name: &'a str,
+    pub decl: &'a BullmqSection,
+}
+
+pub fn to_record(queue: &Place<'_>, job: &Job, state: State, log: Option<Vec<String>>) -> JobRecord {
+    let o = job.opts();
+    let options = JobOptions {
+        delay_ms: o.delay.unwrap_or(0),
+        priority: from_bull_priority(o.priority.unwrap_or(0)),
+        attempts: o.attempts.unwrap_or(1).max(1),
+        backoff: match &o.backoff {
+            None | Some(BackoffStrategy::Custom(_)) => Backoff::None,
+            Some(BackoffStrategy::Fixed(d)) => Backoff::Fixed { delay_ms: *d },
+            Some(BackoffStrategy::Exponential(d)) => {
+                Backoff::Exponential { delay_ms: *d, max_delay_ms: 0, jitter: 0.0 }
+            }
+        },
+        ..JobOptions::default()
+    };
+    let finished = job.finished_on();
+    let state_since_or_until = match state {
+        State::Delayed => Some(job.timestamp() + job.delay()),
+        State::Active => job.processed_on(),
+        State::Completed | State::Failed => finished,
+        State::Waiting => None,
+    };
+    let (progress, progress_value) = match job.progress() {
+        JobProgress::Number(n) => (Some(n.clamp(0.0, 100.0) as u8), json!(n)),
+        JobProgress::Object(v) => (None, v.clone()),
+    };
+    let result = match state {
+        State::Completed => Some(parse_or_text(job.returnvalue())),
+        State::Failed => Some(json!({"failed_reason": job.failed_reason(), "attempts": job.attempts_made()})),
+        _ => None,
+    };
+    let errors = if job.failed_reason().is_empty() {
+        vec![]
+    } else {
+        vec![AttemptError {
+            attempt: job.attempts_made(),
+            at: finished.or(job.processed_on()).unwrap_or(0),
+            kind: if state == State::Failed { "failed".into() } else { "retry".into() },
+            error: job.failed_reason().to_string(),
+        }]
+    };
+    JobRecord {
+        id: job.id().to_string(),
+        queue: queue.name.to_string(),
+        state,
+        job_type: queue.decl.job_type(job.name()).to_string(),
+        payload: job.data().clone(),
+        options,
+        attempts_made: job.attempts_made(),
+        created_at: job.timestamp(),
+        state_since_or_until,
+        progress,
+        result,
+        errors,
+        log: log.map(|lines| json!(lines)),
+        stalls: 0,
+        bullmq: Some(json!({
+            "name": job.name(),
+            "queue": queue.bull_name,
+            "prefix": queue.decl.prefix,
+            "opts": serde_json::to_value(o).unwrap_or(Value::Null),
+            "attempts_started": job.attempts_started(),
+            "processed_on": job.processed_on(),
+            "finished_on": finished,
+            "progress": progress_value,
+        })),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn priorities_map_both_ways_in_order() {
+        assert_eq!(to_bull_priority(0), 0);
+        assert_eq!(to_bull_priority(MAX_PRIORITY), 1);
+        assert!(to_bull_priority(10) > to_bull_priority(20), "higher runs first in the runner, lower in BullMQ");
+        for p in [1, 7, 2000, MAX_PRIORITY] {
+            assert_eq!(from_bull_priority(to_bull_priority(p)), p);
+        }
+        // BullMQ allows up to 2^21; anything past the runner's range is its lowest.
+        assert_eq!(from_bull_priority(2_097_152), 1);
+    }
+
+    #[test]
+    fn options_carry_over_and_bad_ids_are_refused() {
+        let o = JobOptions { delay_ms: 5, priority: 4000, attempts: 4, ..Default::default() };
+        let b = to_bull_options(&Some("mail-1".into()), &o).unwrap();
+        assert_eq!((b.delay, b.priority, b.attempts), (Some(5), Some(1), Some(4)));
+        assert!(matches!(b.backoff, Some(BackoffStrategy::Exponential(1000))));
+        assert!(matches!(b.remove_on_complete, Some(RemoveOnFinish::Options(KeepJobs { age: Some(86_400), .. }))));
+        for bad in ["42", "a:b"] {
+            let e = to_bull_options(&Some(bad.into()), &o).unwrap_err().to_string();
+            assert!(e.contains(bad), "{e}");
+        }
+    }
+}

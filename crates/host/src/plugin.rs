@@ -1,0 +1,348 @@
+//! One loaded plugin version: compiled once, linked once (`PluginPre`), and
+//! run any number of times, each job in a fresh `Store`.
+//!
+//! Duties:
+//! 1. check a component against the contract: it must export the handler
+//!    and import nothing the runner does not provide (`load`);
+//! 2. ask it to `describe` itself, and validate what it says;
+//! 3. run one job under the plugin's limits and turn everything that can
+//!    happen into a `Report` (`run`). A trap, a panic, a timeout or a limit
+//!    becomes a `Fault`; none of them reaches past the store;
+//! 4. make the next job's instance ahead of it when asked (`prepare`; see
+//!    `spare`), and hand it to that job.
+
+use crate::contract::v0_1::{self, HANDLER_EXPORT};
+use crate::fault;
+use crate::spare::{Spare, SpareSlots};
+use crate::state::{JobState, PluginContext};
+use anyhow::{Context, Result, anyhow, bail};
+use jobrunner_job::{Fault, FaultKind, JobInput, LogLevel, LogSource, Outcome, Report, check_job_type};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use wasmtime::component::{Component, Linker};
+use wasmtime::{Engine, Store, UpdateDeadline};
+
+/// Work the host may still be doing when a timeout ends the guest's own
+/// time (a host call in flight) gets this much longer before it is cut.
+const HOST_GRACE: Duration = Duration::from_millis(250);
+
+/// `describe` should answer at once; a plugin that does not is broken.
+pub const DESCRIBE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// What a plugin says about itself.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Description {
+    pub name: String,
+    pub version: String,
+    pub job_types: Vec<String>,
+}
+
+pub struct Plugin {
+    pub description: Description,
+    pub sha256: String,
+    pub(crate) context: Arc<PluginContext>,
+    engine: Engine,
+    pre: v0_1::PluginPre<JobState>,
+    /// The next job's instance, made ahead of it (`prepare`).
+    spare: Mutex<Option<Spare>>,
+    /// A `prepare` is making the spare: another need not.
+    preparing: AtomicBool,
+    /// A spare failed to instantiate once: this version's jobs instantiate
+    /// their own (and report why it fails), rather than every job paying
+    /// for a spare that fails too.
+    no_spares: AtomicBool,
+    spare_slots: Arc<SpareSlots>,
+}
+
+impl std::fmt::Debug for Plugin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Plugin").field("description", &self.description).field("sha256", &self.sha256).finish()
+    }
+}
+
+/// Links a component against the contract, explaining any mismatch.
+pub fn link(engine: &Engine, linker: &Linker<JobState>, component: &Component) -> Result<v0_1::PluginPre<JobState>> {
+    if component.get_export_index(None, HANDLER_EXPORT).is_none() {
+        let exports: Vec<String> =
+            component.component_type().exports(engine).map(|(name, _)| name.to_string()).collect();
+        bail!(
+            "the component does not export `{HANDLER_EXPORT}`; it exports: {}",
+            if exports.is_empty() { "nothing".to_string() } else { exports.join(", ") }
+        );
+    }
+    let pre = linker
+        .instantiate_pre(component)
+        .map_err(anyhow::Error::from)
+        .context("the component imports something the runner does not provide")?;
+    v0_1::PluginPre::new(pre)
+        .map_err(anyhow::Error::from)
+        .with_context(|| format!("the component's `{HANDLER_EXPORT}` does not match the contract"))
+}
+
+impl Plugin {
+    pub(crate) fn new(
+        engine: Engine,
+        pre: v0_1::PluginPre<JobState>,
+        sha256: String,
+        context: Arc<PluginContext>,
+        description: Description,
+        spare_slots: Arc<SpareSlots>,
+    ) -> Self {
+        Plugin {
+            description,
+            sha256,
+            context,
+            engine,
+            pre,
+            spare: Mutex::new(None),
+            preparing: AtomicBool::new(false),
+            no_spares: AtomicBool::new(false),
+            spare_slots,
+        }
+    }
+
+    /// The operator's name for the plugin: its config section's, or its
+    /// file's when no section is bound to it (not what `describe` says).
+    pub fn name(&self) -> &str {
+        &self.context.name
+    }
+
+    pub fn limits(&self) -> &crate::settings::Limits {
+        &self.context.limits
+    }
+
+    /// Calls `describe` in a store of its own.
+    pub(crate) async fn describe(
+        engine: &Engine,
+        pre: &v0_1::PluginPre<JobState>,
+        context: Arc<PluginContext>,
+    ) -> Result<Description> {
+        let mut store = new_store(engine, context, String::new());
+        arm(&mut store, DESCRIBE_TIMEOUT);
+        let call = async {
+            let bindings = pre.instantiate_async(&mut store).await?;
+            bindings.jobrunner_plugin_handler().call_describe(&mut store).await
+        };
+        let info = match tokio::time::timeout(DESCRIBE_TIMEOUT + HOST_GRACE, call).await {
+            Ok(Ok(info)) => info,
+            Ok(Err(e)) => {
+                let stderr = store.data().log.lock().unwrap().stderr_text();
+                let f = fault::classify(&e, DESCRIBE_TIMEOUT, &stderr);
+                bail!("describe() failed: {f}{}", f.backtrace.as_ref().map(|b| format!("\n{b}")).unwrap_or_default());
+            }
+            Err(_) => bail!("describe() did not answer within {}", humantime::format_duration(DESCRIBE_TIMEOUT)),
+        };
+        let d = Description { name: info.name, version: info.version, job_types: info.job_types };
+        if d.name.is_empty() || !d.name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) {
+            bail!("describe() gave the name `{}`: use letters, digits, `-`, `_` or `.`", d.name.escape_default());
+        }
+        if d.job_types.is_empty() {
+            bail!("describe() lists no job types");
+        }
+        for t in &d.job_types {
+            check_job_type(t).map_err(|e| anyhow!("describe(): {e}"))?;
+        }
+        Ok(d)
+    }
+
+    /// Runs one attempt of `job` and reports what happened. Never fails:
+    /// every failure is an outcome.
+    pub async fn run(&self, job: &JobInput) -> Report {
+        self.run_with_timeout(job.clone(), None).await
+    }
+
+    /// As `run`, with the job's own timeout when it is shorter than the
+    /// plugin's (a job cannot lengthen what the operator allowed). Takes the
+    /// job by value: its strings move into the guest's job record rather
+    /// than being copied (the daemon's dispatcher has no further use for
+    /// them).
+    pub async fn run_with_timeout(&self, job: JobInput, job_timeout: Option<Duration>) -> Report {
+        let mut limits = self.context.limits.clone();
+        if let Some(t) = job_timeout {
+            limits.timeout = limits.timeout.min(t);
+        }
+        // The spare, if one was made, else a store of its own. Either way
+        // the job's deadline runs from now.
+        let spare = self.spare.lock().unwrap().take();
+        let (mut store, mut ready) = match spare {
+            Some(Spare { mut store, bindings, instantiate, slot }) => {
+                drop(slot);
+                store.data_mut().queue = job.queue.clone();
+                (store, Some((bindings, instantiate)))
+            }
+            None => (new_store(&self.engine, self.context.clone(), job.queue.clone()), None),
+        };
+        arm(&mut store, limits.timeout);
+        // A spare's instantiation is reported as its job's, as is its time.
+        let ahead = ready.as_ref().map_or(Duration::ZERO, |(_, took)| *took);
+        let wit_job = v0_1::jobrunner::plugin::types::Job {
+            id: job.id,
+            queue: job.queue,
+            type_: job.job_type,
+            payload: job.payload,
+            attempt: job.attempt,
+            max_attempts: job.max_attempts,
+            enqueued_at: job.enqueued_at_ms,
+        };
+        let started = Instant::now();
+        let mut instantiate = Duration::ZERO;
+        let call = async {
+            let bindings = match ready.take() {
+                Some((bindings, took)) => {
+                    instantiate = took;
+                    bindings
+                }
+                None => {
+                    let bindings =
+                        self.pre.instantiate_async(&mut store).await.map_err(|e| (FaultKind::Instantiation, e))?;
+                    instantiate = started.elapsed();
+                    bindings
+                }
+            };
+            bindings
+                .jobrunner_plugin_handler()
+                .call_handle(&mut store, &wit_job)
+                .await
+                .map_err(|e| (FaultKind::Trap, e))
+        };
+        let result = tokio::time::timeout(limits.timeout + HOST_GRACE, call).await;
+        let duration = started.elapsed() + ahead;
+
+        let state = store.data_mut();
+        let stderr = state.log.lock().unwrap().stderr_text();
+        let outcome = match result {
+            Err(_) => Outcome::Fault(fault::timed_out_in_host(limits.timeout)),
+            Ok(Err((FaultKind::Instantiation, e))) => Outcome::Fault(Fault {
+                kind: FaultKind::Instantiation,
+                message: format!("{:#}", anyhow::Error::from(e)),
+                backtrace: None,
+            }),
+            Ok(Err((_, e))) => Outcome::Fault(fault::classify(&e, limits.timeout, &stderr)),
+            Ok(Ok(Ok(None))) => Outcome::Completed { output: None },
+            Ok(Ok(Ok(Some(text)))) if text.len() as u64 > limits.output_bytes => Outcome::Fault(Fault {
+                kind: FaultKind::InvalidOutput,
+                message: format!(
+                    "the output is {} bytes, over the plugin's limit of {} (max_output_bytes)",
+                    text.len(),
+                    limits.output_bytes
+                ),
+                backtrace: None,
+            }),
+            Ok(Ok(Ok(Some(text)))) => match serde_json::from_str(&text) {
+                Ok(value) => Outcome::Completed { output: Some(value) },
+                Err(e) => Outcome::Fault(Fault {
+                    kind: FaultKind::InvalidOutput,
+                    message: format!("the output is not JSON ({e}): {}", text.chars().take(200).collect::<String>()),
+                    backtrace: None,
+                }),
+            },
+            Ok(Ok(Err(failure))) => failure_outcome(failure),
+        };
+        let follow_ups = if outcome.is_success() {
+            std::mem::take(&mut state.follow_ups)
+        } else {
+            if !state.follow_ups.is_empty() {
+                let n = state.follow_ups.len();
+                state.log.lock().unwrap().push(
+                    LogLevel::Info,
+                    LogSource::Host,
+                    format!("{n} follow-up job(s) discarded: they are enqueued only when the attempt succeeds"),
+                );
+            }
+            Vec::new()
+        };
+        let (log, log_truncated) = state.log.lock().unwrap().finish();
+        Report {
+            outcome,
+            log,
+            log_truncated,
+            progress: state.progress,
+            follow_ups,
+            emails: std::mem::take(&mut state.emails),
+            duration,
+            instantiate,
+        }
+    }
+}
+
+impl Plugin {
+    /// Makes the instance this plugin's next job will take, unless one is
+    /// waiting or being made, or none can be (no spare slot free, or a
+    /// spare of this version failed before). The daemon calls it after
+    /// each job, once the job's own store is gone (its pool slot, still
+    /// warm, is the one the spare takes); `runner exec`, which runs one
+    /// job, does not. Never fails: without a spare, the next job
+    /// instantiates its own, as it would have.
+    pub async fn prepare(&self) {
+        if self.no_spares.load(Ordering::Relaxed) || self.spare.lock().unwrap().is_some() {
+            return;
+        }
+        if self.preparing.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        // Cleared however this ends, dropped futures included.
+        struct Preparing<'a>(&'a AtomicBool);
+        impl Drop for Preparing<'_> {
+            fn drop(&mut self) {
+                self.0.store(false, Ordering::Release);
+            }
+        }
+        let _preparing = Preparing(&self.preparing);
+        let Some(slot) = self.spare_slots.acquire() else { return };
+        let timeout = self.context.limits.timeout;
+        let mut store = new_store(&self.engine, self.context.clone(), String::new());
+        arm(&mut store, timeout);
+        let started = Instant::now();
+        match tokio::time::timeout(timeout + HOST_GRACE, self.pre.instantiate_async(&mut store)).await {
+            Ok(Ok(bindings)) => {
+                let spare = Spare { store, bindings, instantiate: started.elapsed(), slot };
+                *self.spare.lock().unwrap() = Some(spare);
+            }
+            outcome => {
+                self.no_spares.store(true, Ordering::Relaxed);
+                let why = match outcome {
+                    Ok(Err(e)) => format!("{:#}", anyhow::Error::from(e)),
+                    _ => format!("no instance within {}", humantime::format_duration(timeout)),
+                };
+                tracing::debug!(plugin = %self.context.name, error = %why, "no instance made ahead of jobs; each job instantiates its own");
+            }
+        }
+    }
+
+    /// Whether an instance is waiting for the next job (for tests).
+    pub fn has_spare(&self) -> bool {
+        self.spare.lock().unwrap().is_some()
+    }
+}
+
+fn failure_outcome(failure: v0_1::jobrunner::plugin::types::Failure) -> Outcome {
+    use v0_1::jobrunner::plugin::types::Failure;
+    match failure {
+        Failure::Retry(message) => Outcome::Retry { message },
+        Failure::RetryAfter(r) => Outcome::RetryAfter { delay: Duration::from_millis(r.delay_ms), message: r.message },
+        Failure::Permanent(message) => Outcome::Permanent { message },
+    }
+}
+
+fn new_store(engine: &Engine, context: Arc<PluginContext>, queue: String) -> Store<JobState> {
+    let mut store = Store::new(engine, JobState::new(context, queue));
+    store.limiter(|s| &mut s.limiter);
+    store
+}
+
+/// Gives a store its deadline, `timeout` from now. Every tick, a running
+/// guest yields to tokio: a plugin spinning in a loop then holds a worker
+/// thread for at most a tick at a time, so the other jobs, the API and the
+/// heartbeats go on. Past its timeout it traps.
+fn arm(store: &mut Store<JobState>, timeout: Duration) {
+    let deadline = Instant::now() + timeout;
+    store.set_epoch_deadline(1);
+    store.epoch_deadline_callback(move |_| {
+        Ok(if Instant::now() >= deadline {
+            UpdateDeadline::Interrupt
+        } else {
+            UpdateDeadline::YieldCustom(1, Box::pin(tokio::task::yield_now()))
+        })
+    });
+}

@@ -1,0 +1,91 @@
+//! What the operator grants one plugin, resolved and ready for the host:
+//! the limits it runs under (`Limits`) and what it may reach (`Grants`).
+//! The runner's config builds these; the host only reads them.
+
+use crate::cache::Budget;
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+/// Limits applied when the operator sets none. A job handler that needs
+/// more says so in its config; the defaults keep one bad job small.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+pub const DEFAULT_MEMORY: u64 = 64 << 20;
+pub const DEFAULT_HTTP_RESPONSE_BYTES: u64 = 4 << 20;
+pub const DEFAULT_LOG_BYTES: u64 = 64 << 10;
+/// A job's output is stored whole as its result, and retention keeps up
+/// to a thousand of them per queue: 1 MiB each at most by default.
+pub const DEFAULT_OUTPUT_BYTES: u64 = 1 << 20;
+
+/// The most emails one attempt sends unless the operator says otherwise.
+pub const DEFAULT_MAX_EMAILS: usize = 100;
+
+/// The limits one plugin runs under.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Limits {
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+    pub memory_bytes: u64,
+    pub http_response_bytes: u64,
+    pub log_bytes: u64,
+    pub output_bytes: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            timeout: DEFAULT_TIMEOUT,
+            memory_bytes: DEFAULT_MEMORY,
+            http_response_bytes: DEFAULT_HTTP_RESPONSE_BYTES,
+            log_bytes: DEFAULT_LOG_BYTES,
+            output_bytes: DEFAULT_OUTPUT_BYTES,
+        }
+    }
+}
+
+/// What one plugin is granted, resolved and ready for the host.
+#[derive(Debug, Clone, Default)]
+pub struct Grants {
+    pub allowed_hosts: Vec<String>,
+    pub allowed_networks: Vec<String>,
+    pub config: BTreeMap<String, String>,
+    /// Resolved values: never logged, never shown by the API.
+    pub secrets: BTreeMap<String, String>,
+    pub cache_namespace: String,
+    pub cache_budget: Budget,
+    pub sender: Option<String>,
+    pub senders: Vec<String>,
+    pub recipient_domains: Vec<String>,
+    pub max_emails: usize,
+    pub may_enqueue: Vec<String>,
+}
+
+/// The resolved settings of one plugin.
+#[derive(Debug, Clone)]
+pub struct PluginSettings {
+    pub name: String,
+    pub limits: Limits,
+    pub grants: Grants,
+}
+
+impl PluginSettings {
+    /// A plugin file no section is bound to: named by its file, default
+    /// limits, no grants, and a cache namespace no section's can be (a
+    /// section's default is its name, which has no `.wasm`).
+    pub fn unbound(file_name: &str) -> PluginSettings {
+        let namespace: String = file_name
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() || "-_.".contains(c) { c } else { '_' })
+            .take(64)
+            .collect();
+        PluginSettings {
+            name: file_name.to_string(),
+            limits: Limits::default(),
+            grants: Grants {
+                cache_namespace: namespace,
+                cache_budget: Budget::default(),
+                max_emails: DEFAULT_MAX_EMAILS,
+                ..Default::default()
+            },
+        }
+    }
+}

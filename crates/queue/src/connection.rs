@@ -1,0 +1,140 @@
+//! The connection to Redis: one server or a Redis Cluster, behind one type.
+//!
+//! - `redis://` and `rediss://` (TLS) URLs, with a password or an ACL user
+//!   (`redis://user:pass@host:6379/0`), as the `redis` crate parses them;
+//! - several URLs separated by commas are the seed nodes of a cluster.
+//!
+//! Both kinds reconnect by themselves with backoff: a command that fails
+//! while Redis is away returns an error, and the next one reconnects. The
+//! callers retry their loops; nothing here waits forever.
+
+use anyhow::{Context, Result};
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::cluster_async::ClusterConnection;
+use std::time::Duration;
+
+/// How long one command may take before it fails (and is retried by its
+/// caller); long enough for a slow script, short enough that a worker
+/// notices a dead server quickly.
+const RESPONSE_TIMEOUT: Duration = Duration::from_secs(10);
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+#[derive(Clone)]
+enum Kind {
+    Single(ConnectionManager),
+    Cluster(ClusterConnection),
+}
+
+#[derive(Clone)]
+pub struct Connection {
+    kind: Kind,
+    /// The URLs it was opened with, naming the server(s) for caches keyed by it.
+    target: std::sync::Arc<str>,
+    /// A client for the first node, for pub/sub (which reaches every node
+    /// of a cluster) and for blocking calls.
+    first: redis::Client,
+}
+
+impl Connection {
+    pub async fn connect(url: &str) -> Result<Connection> {
+        let urls: Vec<&str> = url.split(',').map(str::trim).filter(|u| !u.is_empty()).collect();
+        anyhow::ensure!(!urls.is_empty(), "no Redis URL given");
+        let first = redis::Client::open(urls[0]).with_context(|| format!("invalid Redis URL `{}`", urls[0]))?;
+        let kind = if urls.len() == 1 {
+            let config = ConnectionManagerConfig::new()
+                .set_connection_timeout(Some(CONNECT_TIMEOUT))
+                .set_response_timeout(Some(RESPONSE_TIMEOUT))
+                .set_number_of_retries(6)
+                .set_max_delay(Duration::from_secs(2));
+            Kind::Single(
+                ConnectionManager::new_with_config(first.clone(), config)
+                    .await
+                    .with_context(|| format!("cannot connect to Redis at {}", redact(urls[0])))?,
+            )
+        } else {
+            let client = redis::cluster::ClusterClientBuilder::new(urls.clone())
+                .connection_timeout(CONNECT_TIMEOUT)
+                .response_timeout(RESPONSE_TIMEOUT)
+                .retries(6)
+                .build()
+                .context("invalid Redis Cluster URLs")?;
+            Kind::Cluster(client.get_async_connection().await.context("cannot connect to the Redis Cluster")?)
+        };
+        Ok(Connection { kind, first, target: url.into() })
+    }
+
+    /// The server(s) this connection talks to, as given.
+    pub(crate) fn target(&self) -> &str {
+        &self.target
+    }
+
+    pub fn is_cluster(&self) -> bool {
+        matches!(self.kind, Kind::Cluster(_))
+    }
+
+    pub(crate) fn pubsub_client(&self) -> &redis::Client {
+        &self.first
+    }
+
+    /// Runs a script with the given keys and arguments (on a cluster, the
+    /// keys must share one slot). For stores beside the queues, such as the
+    /// runner's cache; a queue's own state changes only through `Queue`.
+    pub async fn invoke<T: redis::FromRedisValue>(
+        &self,
+        script: &redis::Script,
+        keys: &[String],
+        args: &[Vec<u8>],
+    ) -> redis::RedisResult<T> {
+        let mut invocation = script.prepare_invoke();
+        for k in keys {
+            invocation.key(k);
+        }
+        for a in args {
+            invocation.arg(a.as_slice());
+        }
+        match &self.kind {
+            Kind::Single(c) => invocation.invoke_async(&mut c.clone()).await,
+            Kind::Cluster(c) => invocation.invoke_async(&mut c.clone()).await,
+        }
+    }
+
+    /// Runs one command.
+    pub async fn query<T: redis::FromRedisValue>(&self, cmd: &redis::Cmd) -> redis::RedisResult<T> {
+        match &self.kind {
+            Kind::Single(c) => cmd.query_async(&mut c.clone()).await,
+            Kind::Cluster(c) => cmd.query_async(&mut c.clone()).await,
+        }
+    }
+
+    pub(crate) async fn pipeline<T: redis::FromRedisValue>(&self, pipe: &redis::Pipeline) -> redis::RedisResult<T> {
+        match &self.kind {
+            Kind::Single(c) => pipe.query_async(&mut c.clone()).await,
+            Kind::Cluster(c) => pipe.query_async(&mut c.clone()).await,
+        }
+    }
+
+    /// Whether the server answers now.
+    pub async fn ping(&self) -> bool {
+        self.query::<String>(&redis::cmd("PING")).await.is_ok()
+    }
+}
+
+/// A URL without its password, for messages and logs.
+pub fn redact(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) if u.password().is_some() => {
+            let _ = u.set_password(Some("***"));
+            u.to_string()
+        }
+        _ => url.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn passwords_are_redacted() {
+        assert_eq!(super::redact("redis://app:s3cret@db:6379/0"), "redis://app:***@db:6379/0");
+        assert_eq!(super::redact("redis://db:6379"), "redis://db:6379");
+    }
+}

@@ -1,0 +1,122 @@
+//! What the queue says about jobs: their states, counts, one job in full,
+//! and a job handed to a worker under a lease.
+
+use crate::options::JobOptions;
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum State {
+    Waiting,
+    Delayed,
+    Active,
+    Completed,
+    Failed,
+}
+
+impl State {
+    pub const ALL: [State; 5] = [State::Waiting, State::Delayed, State::Active, State::Completed, State::Failed];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            State::Waiting => "waiting",
+            State::Delayed => "delayed",
+            State::Active => "active",
+            State::Completed => "completed",
+            State::Failed => "failed",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<State> {
+        State::ALL.into_iter().find(|st| st.as_str() == s)
+    }
+
+    pub(crate) fn key_name(self) -> &'static str {
+        match self {
+            State::Waiting => "wait",
+            other => other.as_str(),
+        }
+    }
+}
+
+impl std::fmt::Display for State {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What is stored for a job when it is enqueued; it never changes.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Spec {
+    #[serde(rename = "type")]
+    pub job_type: String,
+    pub payload: Box<serde_json::value::RawValue>,
+    /// Stored as only what differs from the defaults (`{}` when nothing
+    /// does: a runner from before this change reads `{}`, but not a spec
+    /// without `opts`).
+    #[serde(default, serialize_with = "JobOptions::serialize_changed")]
+    pub opts: JobOptions,
+    /// Milliseconds since the epoch, by the producer's clock.
+    pub created_at: u64,
+}
+
+/// Jobs per state, and whether the queue is paused.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Counts {
+    pub waiting: u64,
+    pub delayed: u64,
+    pub active: u64,
+    pub completed: u64,
+    pub failed: u64,
+    pub paused: bool,
+}
+
+/// One failed attempt.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AttemptError {
+    pub attempt: u32,
+    /// Milliseconds since the epoch.
+    pub at: u64,
+    /// `retry`, `retry_after`, `permanent` or `stalled`; for a BullMQ-backed
+    /// queue's job, `failed` or `retry` (BullMQ keeps only the last reason).
+    pub kind: String,
+    pub error: String,
+}
+
+/// Everything known about one job.
+#[derive(Debug, Clone, Serialize)]
+pub struct JobRecord {
+    pub id: String,
+    pub queue: String,
+    pub state: State,
+    #[serde(rename = "type")]
+    pub job_type: String,
+    pub payload: serde_json::Value,
+    pub options: JobOptions,
+    pub attempts_made: u32,
+    pub created_at: u64,
+    /// For delayed jobs, when they run; for active ones, when the lease
+    /// ends; for finished ones, when they finished (ms since the epoch).
+    pub state_since_or_until: Option<u64>,
+    pub progress: Option<u8>,
+    /// The handler's output (completed), or `{failed_reason, attempts}` (failed).
+    pub result: Option<serde_json::Value>,
+    pub errors: Vec<AttemptError>,
+    pub log: Option<serde_json::Value>,
+    pub stalls: u32,
+    /// For a job of a BullMQ-backed queue: what BullMQ keeps that the
+    /// record has no place for (its job name, raw options, attempts started).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bullmq: Option<serde_json::Value>,
+}
+
+/// A job handed to a worker. The token proves the lease: completing or
+/// failing the job needs it, and it changes when the job is handed out again.
+#[derive(Debug, Clone)]
+pub struct Leased {
+    pub id: String,
+    pub token: String,
+    /// 1-based.
+    pub attempt: u32,
+    pub spec: Spec,
+}

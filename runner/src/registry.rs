@@ -1,0 +1,251 @@
+//! The plugins a runner serves, by job type, swapped atomically on reload.
+//!
+//! Duties:
+//! 1. load every `*.wasm` in the plugins folder, and again when one changes;
+//! 2. swap a new version in only once it has compiled, linked and described
+//!    itself; a version that fails leaves the old one serving, and the error
+//!    is kept for the API and logged;
+//! 3. answer "which plugin handles type X" for each job. A job holds an
+//!    `Arc<Plugin>` for its whole run, so jobs in flight finish on the
+//!    version they started with;
+//! 4. keep identity the operator's: a file gets the config section bound
+//!    to it (`file`, or `NAME.wasm`; its `sha256` pin checked), or none
+//!    and no grants, whatever name the plugin gives itself; and a file
+//!    that claims a job type another loaded file serves is refused, so
+//!    that no plugin takes over another's jobs.
+
+use crate::config::{Config, Limits};
+use anyhow::{Context, anyhow, bail};
+use jobrunner_host::{Host, Plugin};
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+/// Reload events kept per plugin file, for the API and dashboard.
+const HISTORY: usize = 20;
+
+fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ReloadEvent {
+    pub at_ms: u64,
+    /// `loaded`, `failed` or `removed`.
+    pub outcome: String,
+    pub detail: String,
+}
+
+/// What the API shows of one plugin file.
+#[derive(Debug, Clone, Serialize)]
+pub struct PluginStatus {
+    pub file: PathBuf,
+    /// The operator's name: the config section bound to the file, or the
+    /// file's name when none is.
+    pub name: Option<String>,
+    /// What the plugin's `describe()` calls it.
+    pub declared_name: Option<String>,
+    pub version: Option<String>,
+    pub sha256: Option<String>,
+    pub job_types: Vec<String>,
+    pub limits: Option<Limits>,
+    pub loaded_at_ms: Option<u64>,
+    pub last_error: Option<String>,
+    pub reloads: u64,
+    pub history: VecDeque<ReloadEvent>,
+}
+
+impl PluginStatus {
+    fn new(file: &Path) -> Self {
+        PluginStatus {
+            file: file.to_path_buf(),
+            name: None,
+            declared_name: None,
+            version: None,
+            sha256: None,
+            job_types: vec![],
+            limits: None,
+            loaded_at_ms: None,
+            last_error: None,
+            reloads: 0,
+            history: VecDeque::new(),
+        }
+    }
+
+    fn record(&mut self, outcome: &str, detail: String) {
+        self.history.push_back(ReloadEvent { at_ms: now_ms(), outcome: outcome.into(), detail });
+        while self.history.len() > HISTORY {
+            self.history.pop_front();
+        }
+    }
+}
+
+/// Each plugin file: the version serving (if any) and its status.
+type Files = BTreeMap<PathBuf, (Option<Arc<Plugin>>, PluginStatus)>;
+
+#[derive(Default)]
+pub struct Registry {
+    /// Job type → plugin; replaced whole, so a reader never sees half a swap.
+    by_type: RwLock<Arc<HashMap<String, Arc<Plugin>>>>,
+    files: Mutex<Files>,
+    metrics: Option<Arc<crate::metrics::Metrics>>,
+}
+
+impl Registry {
+    pub fn new(metrics: Option<Arc<crate::metrics::Metrics>>) -> Registry {
+        Registry { metrics, ..Default::default() }
+    }
+
+    fn count(&self, outcome: &str) {
+        if let Some(m) = &self.metrics {
+            m.reloads.with_label_values(&[outcome]).inc();
+        }
+    }
+
+    pub fn get(&self, job_type: &str) -> Option<Arc<Plugin>> {
+        self.by_type.read().unwrap().get(job_type).cloned()
+    }
+
+    pub fn statuses(&self) -> Vec<PluginStatus> {
+        self.files.lock().unwrap().values().map(|(_, s)| s.clone()).collect()
+    }
+
+    /// Whether every known plugin file is loaded (for readiness).
+    pub fn all_loaded(&self) -> bool {
+        self.files.lock().unwrap().values().all(|(p, _)| p.is_some())
+    }
+
+    /// Loads (or reloads) one file. On failure the previous version, if
+    /// any, keeps serving. Returns the error for the caller to report.
+    pub async fn load(&self, host: &Host, config: &Config, file: &Path) -> Result<(), String> {
+        let started = Instant::now();
+        let file_name = file.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let result = async {
+            let bytes = tokio::fs::read(file).await.with_context(|| format!("cannot read {}", file.display()))?;
+            if let Some((section, Some(pin))) = config.section_for_file(&file_name) {
+                let sha = hex::encode(Sha256::digest(&bytes));
+                if !sha.eq_ignore_ascii_case(pin) {
+                    bail!("its SHA-256 is {sha}, not the {pin} that plugins.{section}.sha256 pins");
+                }
+            }
+            // The section is the file's, not the one the plugin names.
+            host.load(bytes, |_| config.settings_for_file(&file_name)).await
+        }
+        .await
+        .with_context(|| format!("plugin {}", file.display()));
+        let mut files = self.files.lock().unwrap();
+        // A job type is served by one file: a file claiming one that another
+        // loaded file serves is refused (its previous version, if any, keeps
+        // serving), rather than take over the other's jobs.
+        let result = result.and_then(|(plugin, info)| {
+            let taken: Vec<String> = plugin
+                .description
+                .job_types
+                .iter()
+                .filter_map(|t| {
+                    let owner = files.iter().find(|(f, (p, _))| {
+                        f.as_path() != file && p.as_ref().is_some_and(|p| p.description.job_types.contains(t))
+                    })?;
+                    Some(format!("`{t}` (served by {})", owner.0.display()))
+                })
+                .collect();
+            if taken.is_empty() {
+                Ok((plugin, info))
+            } else {
+                Err(anyhow!(
+                    "plugin {} claims job types another plugin serves: {}; a job type has one plugin, so this one is not loaded",
+                    file.display(),
+                    taken.join(", ")
+                ))
+            }
+        });
+        let entry = files.entry(file.to_path_buf()).or_insert_with(|| (None, PluginStatus::new(file)));
+        match result {
+            Ok((plugin, info)) => {
+                let d = &plugin.description;
+                let detail = format!(
+                    "{} {} ({} job types, {:?} in {} ms)",
+                    d.name,
+                    d.version,
+                    d.job_types.len(),
+                    info.compile,
+                    started.elapsed().as_millis()
+                );
+                tracing::info!(file = %file.display(), plugin = %plugin.name(), declared = %d.name, version = %d.version, sha256 = %&plugin.sha256[..12], "plugin loaded");
+                // Before sections were bound to files, a plugin took the
+                // section of the name it declared: say why it has none now.
+                if config.section_for_file(&file_name).is_none() && config.plugins.contains_key(&d.name) {
+                    tracing::warn!(
+                        file = %file.display(),
+                        "this plugin says it is `{}`, but [plugins.{}] is for another file, so it runs with no grants; if it is that plugin, add `file = \"{file_name}\"` to the section",
+                        d.name,
+                        d.name
+                    );
+                }
+                let status = &mut entry.1;
+                status.name = Some(plugin.name().to_string());
+                status.declared_name = Some(d.name.clone());
+                status.version = Some(d.version.clone());
+                status.sha256 = Some(plugin.sha256.clone());
+                status.job_types = d.job_types.clone();
+                status.limits = Some(plugin.limits().clone());
+                status.loaded_at_ms = Some(now_ms());
+                status.last_error = None;
+                status.reloads += 1;
+                status.record("loaded", detail);
+                entry.0 = Some(Arc::new(plugin));
+                self.reindex(&mut files);
+                self.count("loaded");
+                Ok(())
+            }
+            Err(e) => {
+                let message = format!("{e:#}");
+                tracing::error!(file = %file.display(), error = %message, "plugin failed to load; the previous version (if any) keeps serving");
+                entry.1.last_error = Some(message.clone());
+                entry.1.record("failed", message.clone());
+                self.count("failed");
+                Err(message)
+            }
+        }
+    }
+
+    /// The files known but not serving (refused or broken), to try again
+    /// when a removal may have freed the job types one was refused for.
+    pub fn not_serving(&self) -> Vec<PathBuf> {
+        self.files.lock().unwrap().iter().filter(|(_, (p, _))| p.is_none()).map(|(f, _)| f.clone()).collect()
+    }
+
+    /// Forgets a file that was deleted: its job types are no longer served.
+    pub fn remove(&self, file: &Path) {
+        let mut files = self.files.lock().unwrap();
+        if files.remove(file).is_some() {
+            tracing::info!(file = %file.display(), "plugin removed");
+            self.reindex(&mut files);
+            self.count("removed");
+        }
+    }
+
+    /// Rebuilds the type index. `load` refuses a file that claims a type
+    /// another serves; should two still claim one (a file removed and
+    /// loaded again in another order), the first by file name serves it,
+    /// and the other's status says so.
+    fn reindex(&self, files: &mut Files) {
+        let mut index: HashMap<String, Arc<Plugin>> = HashMap::new();
+        let mut owners: HashMap<String, PathBuf> = HashMap::new();
+        for (file, (plugin, status)) in files.iter_mut() {
+            let Some(plugin) = plugin else { continue };
+            for t in &plugin.description.job_types {
+                if let Some(owner) = owners.get(t) {
+                    status.last_error = Some(format!("job type `{t}` is already served by {}", owner.display()));
+                    continue;
+                }
+                owners.insert(t.clone(), file.clone());
+                index.insert(t.clone(), plugin.clone());
+            }
+        }
+        *self.by_type.write().unwrap() = Arc::new(index);
+    }
+}
