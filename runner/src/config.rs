@@ -398,6 +398,22 @@ impl Config {
             if let Some(p) = &smtp.password {
                 resolve_secret(p).context("mail.smtp.password")?;
             }
+            // Said at start rather than at the first email: a plugin with
+            // neither its own sender nor the runner's could send nothing.
+            if self.mail.sender.is_none() {
+                let without: Vec<&str> =
+                    self.plugins.iter().filter(|(_, p)| p.sender.is_none()).map(|(n, _)| n.as_str()).collect();
+                if self.plugins.is_empty() || !without.is_empty() {
+                    bail!(
+                        "mail.sender: [mail.smtp] is set but no sender is{}; set [mail] sender = \"Name <address>\" (or a sender for each plugin)",
+                        if without.is_empty() {
+                            String::new()
+                        } else {
+                            format!(" (plugins without one: {})", without.join(", "))
+                        }
+                    );
+                }
+            }
         }
         Ok(())
     }
@@ -603,6 +619,21 @@ mod tests {
         assert!(bad("[queues.m.bullmq.types]\n\"x\" = \"has space\"\n").contains("queues.m.bullmq.types.x"));
         assert!(bad("[queues.m.bullmq]\nmax_started_attempts = 0\n").contains("max_started_attempts"));
         assert!(bad("[queues.m.bullmq]\nprefx = \"b\"\n").contains("prefx"));
+    }
+
+    #[test]
+    fn smtp_without_a_sender_is_refused_at_start() {
+        let smtp = "[mail.smtp]\nhost = \"mail.example.com\"\n";
+        let e = Config::parse(smtp).unwrap_err().to_string();
+        assert!(e.contains("mail.sender") && e.contains("no sender"), "{e}");
+        let e = Config::parse(&format!("{smtp}[plugins.email]\nsender = \"a@example.com\"\n[plugins.webhook]\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("plugins without one: webhook"), "{e}");
+        Config::parse(&format!("[mail]\nsender = \"jobs@example.com\"\n{smtp}")).unwrap();
+        Config::parse(&format!("{smtp}[plugins.email]\nsender = \"a@example.com\"\n")).unwrap();
+        // The outbox needs none: it reaches no mailbox.
+        Config::parse("[plugins.email]\n").unwrap();
     }
 
     #[test]

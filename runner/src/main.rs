@@ -15,6 +15,18 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = runner::cli::Cli::parse();
+    // A command whose reader goes away (`runner jobs | head`) ends as `ls`
+    // and `grep` do, by SIGPIPE: Rust ignores that signal, so printing to
+    // the closed pipe failed and `println!` panicked. Sockets are not
+    // affected (they write with MSG_NOSIGNAL). The daemon keeps Rust's way:
+    // its output is its log, and a log reader that goes away must not stop
+    // it.
+    if !matches!(cli.command, runner::cli::Command::Serve(_)) {
+        // SAFETY: `signal` only sets the disposition; SIG_DFL is a valid one.
+        unsafe {
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        }
+    }
     // The daemon says what it does; one-shot commands only warn.
     let default_level = if matches!(cli.command, runner::cli::Command::Serve(_)) { "info" } else { "warn" };
     let filter = tracing_subscriber::EnvFilter::try_from_env("RUNNER_LOG").unwrap_or_else(|_| default_level.into());

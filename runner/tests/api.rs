@@ -73,6 +73,57 @@ fn assert_error(r: &(StatusCode, Value), status: StatusCode, contains: &str) {
     assert!(detail.contains(contains), "`{detail}` should mention `{contains}`");
 }
 
+/// `?wait=` answers once the job finishes (here, completed by a worker the
+/// test plays), or at its timeout with where the job stands; a bad wait is a
+/// 400. The events stream sends each event with its id, name and fields.
+#[tokio::test]
+async fn a_producer_waits_for_its_job_and_follows_the_events() {
+    use jobrunner_queue::{Completion, Consumer, Keep, Queue};
+    use std::time::Duration;
+    let a = api().await;
+    let q = Queue::new(Connection::connect(&a._redis.url()).await.unwrap(), "emails").unwrap();
+
+    // The events stream, opened before anything happens.
+    let req = Request::builder().uri("/api/v1/queues/emails/events").body(Body::empty()).unwrap();
+    let res = a.router.clone().oneshot(req).await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(res.headers()["content-type"], "text/event-stream");
+    let mut events = res.into_body();
+
+    a.post("/api/v1/queues/emails/jobs", r#"{"type":"email","payload":{},"id":"w1"}"#).await;
+    let worker = async {
+        let job = Consumer::new(q.clone()).next(1, Duration::from_secs(30), Duration::from_secs(30)).await.unwrap();
+        let done = Completion { result: Some(r#"{"sent":1}"#.into()), ..Completion::of(&job[0]) };
+        q.complete(&[done], Keep { count: None, age_ms: None }).await.unwrap();
+    };
+    let (r, ()) = tokio::join!(a.get("/api/v1/queues/emails/jobs/w1?wait=30s"), worker);
+    assert_eq!(r.0, StatusCode::OK, "{}", r.1);
+    assert_eq!((r.1["state"].as_str(), &r.1["result"]), (Some("completed"), &json!({"sent": 1})));
+
+    // The stream told of both: added, then completed, each naming the job.
+    let mut text = String::new();
+    while !text.contains("event: completed") {
+        let frame = events.frame().await.expect("the stream goes on").unwrap();
+        if let Ok(data) = frame.into_data() {
+            text.push_str(&String::from_utf8_lossy(&data));
+        }
+    }
+    let added = text.find("event: added").expect("the added event");
+    assert!(added < text.find("event: completed").unwrap(), "{text}");
+    assert!(text.contains(r#""id":"w1""#), "each event names its job: {text}");
+    assert!(text.lines().any(|l| l.starts_with("id: ")), "each event has its stream id: {text}");
+
+    // At the timeout: where it stands.
+    a.post("/api/v1/queues/emails/jobs", r#"{"type":"email","payload":{},"id":"w2"}"#).await;
+    let r = a.get("/api/v1/queues/emails/jobs/w2?wait=100ms").await;
+    assert_eq!((r.0, r.1["state"].as_str()), (StatusCode::OK, Some("waiting")));
+
+    assert_error(&a.get("/api/v1/queues/emails/jobs/w2?wait=soon").await, StatusCode::BAD_REQUEST, "wait");
+    assert_error(&a.get("/api/v1/queues/emails/jobs/w2?wait=1h").await, StatusCode::BAD_REQUEST, "longer than");
+    assert_error(&a.get("/api/v1/queues/emails/jobs/nope?wait=1s").await, StatusCode::NOT_FOUND, "nope");
+    assert_error(&a.get("/api/v1/queues/emails/events?after=yesterday").await, StatusCode::BAD_REQUEST, "event id");
+}
+
 #[tokio::test]
 async fn jobs_can_be_enqueued_listed_and_operated() {
     let a = api().await;
@@ -252,6 +303,13 @@ async fn the_openapi_document_matches_the_router() {
     for (m, path) in documented_routes() {
         let uri = path.replace("{queue}", "q").replace("{id}", "x");
         let method = Method::from_bytes(m.to_uppercase().as_bytes()).unwrap();
+        if path.ends_with("/events") {
+            // A stream that never ends: its status says it reached its handler.
+            let req = Request::builder().method(method).uri(&uri).body(Body::empty()).unwrap();
+            let res = a.router.clone().oneshot(req).await.unwrap();
+            assert_eq!(res.status(), StatusCode::OK, "{m} {path}");
+            continue;
+        }
         let (s, v) = a.call(method, &uri, Some("{}"), None).await;
         assert_ne!(s, StatusCode::METHOD_NOT_ALLOWED, "{m} {path}");
         assert!(

@@ -132,3 +132,47 @@ fn bad_input_is_one_clear_line() {
         "not a valid WebAssembly component",
     );
 }
+
+/// A reader that goes away (`runner exec … | head`) ends the command as it
+/// ends `ls`: by SIGPIPE, with no panic and no backtrace.
+#[test]
+fn a_closed_pipe_ends_a_command_quietly() {
+    use std::os::unix::process::ExitStatusExt;
+    let dir = tempfile::tempdir().unwrap();
+    let wasm = testkit::wasm::path("noop_plugin");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_runner"))
+        .current_dir(dir.path())
+        .args(["exec", wasm.to_str().unwrap(), "--type", "noop", "--payload", "{}"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The reader goes away before the runner has even loaded the plugin.
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains("panicked") && !err.contains("Broken pipe"), "{err}");
+    const SIGPIPE: i32 = 13;
+    assert_eq!(out.status.signal(), Some(SIGPIPE), "{:?}: {err}", out.status);
+}
+
+/// With no config file at all, the email sample goes to the outbox as
+/// `jobrunner@localhost`, and the runner says so; the operator's sender
+/// replaces it once set.
+#[test]
+fn the_email_sample_needs_no_config_in_outbox_mode() {
+    let dir = tempfile::tempdir().unwrap();
+    let wasm = testkit::wasm::path("email_plugin");
+    let sample = examples().join("payloads/email.json");
+    let out = runner(
+        dir.path(),
+        &["exec", wasm.to_str().unwrap(), "--type", "email", "--payload-file", sample.to_str().unwrap()],
+    );
+    assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
+    assert!(stderr(&out).contains("no sender is configured"), "{}", stderr(&out));
+    let outbox: Vec<_> =
+        std::fs::read_dir(dir.path().join(".runner/outbox")).unwrap().map(|e| e.unwrap().path()).collect();
+    assert_eq!(outbox.len(), 1);
+    let eml = std::fs::read_to_string(&outbox[0]).unwrap();
+    assert!(eml.lines().any(|l| l == "From: jobrunner@localhost"), "{eml}");
+}

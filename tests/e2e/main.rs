@@ -18,6 +18,7 @@ mod plugin_cmd;
 mod serve;
 mod soak;
 mod trust;
+mod wait;
 
 use std::path::Path;
 use std::process::{Command, Output};

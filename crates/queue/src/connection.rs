@@ -18,6 +18,10 @@ use std::time::Duration;
 /// notices a dead server quickly.
 const RESPONSE_TIMEOUT: Duration = Duration::from_secs(10);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// The longest one blocking read (`XREAD BLOCK`) waits; a longer wait is a
+/// loop of them, so a dead server is noticed within this plus the
+/// response timeout.
+pub(crate) const BLOCKING_READ_MAX: Duration = Duration::from_secs(30);
 
 #[derive(Clone)]
 enum Kind {
@@ -113,9 +117,52 @@ impl Connection {
         }
     }
 
+    /// A new connection for blocking reads of up to `BLOCKING_READ_MAX`
+    /// (a cluster's routes each read to the node that holds its key).
+    pub(crate) async fn blocking(&self) -> Result<Blocking> {
+        let timeout = BLOCKING_READ_MAX + RESPONSE_TIMEOUT;
+        if self.is_cluster() {
+            let urls: Vec<&str> = self.target.split(',').map(str::trim).filter(|u| !u.is_empty()).collect();
+            let client = redis::cluster::ClusterClientBuilder::new(urls)
+                .connection_timeout(CONNECT_TIMEOUT)
+                .response_timeout(timeout)
+                .build()
+                .context("invalid Redis Cluster URLs")?;
+            let conn = client.get_async_connection().await.context("cannot connect to the Redis Cluster")?;
+            Ok(Blocking::Cluster(conn))
+        } else {
+            let config = redis::AsyncConnectionConfig::new()
+                .set_connection_timeout(Some(CONNECT_TIMEOUT))
+                .set_response_timeout(Some(timeout));
+            let conn = self
+                .first
+                .get_multiplexed_async_connection_with_config(&config)
+                .await
+                .with_context(|| format!("cannot connect to Redis at {}", redact(&self.target)))?;
+            Ok(Blocking::Single(conn))
+        }
+    }
+
     /// Whether the server answers now.
     pub async fn ping(&self) -> bool {
         self.query::<String>(&redis::cmd("PING")).await.is_ok()
+    }
+}
+
+/// A connection of its own for blocking reads (`XREAD BLOCK`): on the
+/// shared, multiplexed connection such a read would hold up every other
+/// command until it returned.
+pub(crate) enum Blocking {
+    Single(redis::aio::MultiplexedConnection),
+    Cluster(ClusterConnection),
+}
+
+impl Blocking {
+    pub(crate) async fn query<T: redis::FromRedisValue>(&mut self, cmd: &redis::Cmd) -> redis::RedisResult<T> {
+        match self {
+            Blocking::Single(c) => cmd.query_async(c).await,
+            Blocking::Cluster(c) => cmd.query_async(c).await,
+        }
     }
 }
 

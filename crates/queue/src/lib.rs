@@ -27,8 +27,9 @@
 //!     options: JobOptions { delay_ms: 60_000, priority: 5, ..Default::default() },
 //! };
 //! let enqueued = emails.enqueue(job).await?;
-//! // Where it stands, and (once a runner has finished it) what it returned.
-//! if let Some(record) = emails.get(&enqueued.id).await? {
+//! // Wait (up to two minutes) for a runner to finish it: its record says
+//! // how it ended and what it returned, or where it stands.
+//! if let Some(record) = emails.wait(&enqueued.id, std::time::Duration::from_secs(120)).await? {
 //!     println!("{} is {:?}: {:?}", record.id, record.state, record.result);
 //! }
 //! # Ok(())
@@ -47,6 +48,8 @@
 //! - `scripts` and `lua/`: every state change, as one atomic script;
 //! - [`queue`]: `Queue` and the producer's side (enqueue, bulk, `max_waiting`);
 //! - [`work`]: the worker's side (fetch under a lease, complete, fail, extend);
+//! - [`events`]: a queue's events as they happen, and waiting for a job
+//!   to finish (`Queue::wait`);
 //! - [`admin`]: the operator's side (retry, remove, pause, clean, rate
 //!   limits) and the reads (counts, pages, one job, events);
 //! - [`options`], [`record`]: what producers ask for, and what the queue says;
@@ -66,6 +69,7 @@ pub mod admin;
 pub mod connection;
 pub mod consumer;
 pub mod durability;
+pub mod events;
 pub mod keys;
 pub mod options;
 pub mod queue;
@@ -77,6 +81,7 @@ pub mod work;
 
 pub use connection::Connection;
 pub use consumer::Consumer;
+pub use events::{Event, EventReader};
 pub use options::{Backoff, JobOptions, Keep};
 pub use queue::{Enqueued, MAX_BULK, NewJob, Queue, QueueFull};
 pub use record::{AttemptError, Counts, JobRecord, Leased, Spec, State};

@@ -61,5 +61,29 @@ async fn queues_spread_over_a_cluster_and_work_on_every_node() {
     q.enqueue(NewJob { id: None, job_type: "noop".into(), payload: "{}".into(), options: JobOptions::default() })
         .await
         .unwrap();
-    assert_eq!(waiter.await.unwrap().len(), 1);
+    let leased = waiter.await.unwrap();
+    assert_eq!(leased.len(), 1);
+
+    // A wait for a job reads its queue's events on the node that holds them,
+    // whichever queue (and so node) it is.
+    for name in &names {
+        let q = Queue::new(conn.clone(), name).unwrap();
+        let id = format!("{name}-waited");
+        q.enqueue(NewJob {
+            id: Some(id.clone()),
+            job_type: "noop".into(),
+            payload: "{}".into(),
+            options: JobOptions::default(),
+        })
+        .await
+        .unwrap();
+        let waiting = {
+            let (q, id) = (q.clone(), id.clone());
+            tokio::spawn(async move { q.wait(&id, Duration::from_secs(30)).await })
+        };
+        let job = Consumer::new(q.clone()).next(1, Duration::from_secs(30), Duration::from_secs(10)).await.unwrap();
+        q.complete(&[Completion::of(&job[0])], Keep { count: None, age_ms: None }).await.unwrap();
+        let record = waiting.await.unwrap().unwrap().expect("the job");
+        assert_eq!((record.id.as_str(), record.state), (id.as_str(), jobrunner_queue::State::Completed));
+    }
 }

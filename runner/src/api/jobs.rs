@@ -1,16 +1,20 @@
 //! Queue and job routes: enqueue (one, bulk), queues with counts, jobs by
 //! state (paged), one job, and the operations (retry, remove, promote,
-//! retry failed, clean, pause, resume).
+//! retry failed, clean, pause, resume); waiting for a job to finish
+//! (`?wait=`), and a queue's events as server-sent events.
 
 use crate::web::ApiState;
 use crate::web::error::{ApiError, ApiJson, ApiQuery, ApiResult};
 use axum::Json;
 use axum::extract::{Path, State as AxState};
 use axum::http::StatusCode;
+use axum::response::sse::{Event, KeepAlive, Sse};
+use futures::{Stream, StreamExt};
 use jobrunner_bullmq::any_queue::AnyQueue;
 use jobrunner_queue::{Enqueued, JobOptions, JobRecord, NewJob, State};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
+use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -120,15 +124,95 @@ pub async fn list(
     Ok(Json(json!({"jobs": jobs, "next_cursor": next})))
 }
 
+/// The longest `?wait=` one request may ask for: past a few minutes a
+/// proxy between the producer and the runner is likely to cut the request,
+/// so a longer wait is a loop of requests.
+pub const MAX_WAIT: Duration = Duration::from_secs(300);
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GetQuery {
+    /// Answer when the job has finished, or after this long (e.g. `30s`)
+    /// with where it stands.
+    pub wait: Option<String>,
+}
+
 pub async fn get(
     AxState(state): AxState<Arc<ApiState>>,
     Path((name, id)): Path<(String, String)>,
+    ApiQuery(q): ApiQuery<GetQuery>,
 ) -> ApiResult<Json<JobRecord>> {
-    queue(&state, &name)?
-        .get(&id)
-        .await?
-        .map(Json)
-        .ok_or_else(|| ApiError::NotFound(format!("no job `{id}` in queue {name}")))
+    let any = queue(&state, &name)?;
+    let record = match q.wait.as_deref() {
+        None => any.get(&id).await?,
+        Some(text) => {
+            let wait = humantime::parse_duration(text)
+                .map_err(|e| ApiError::bad(format!("wait: `{text}`: {e} (write e.g. 500ms, 30s, 2m)")))?;
+            if wait > MAX_WAIT {
+                return Err(ApiError::bad(format!(
+                    "wait: {text} is longer than the {} a request may wait; ask again when it answers",
+                    humantime::format_duration(MAX_WAIT)
+                )));
+            }
+            let native = any.native().ok_or_else(|| {
+                ApiError::bad(format!(
+                    "wait: queue {name} is BullMQ-backed; wait with BullMQ's own `job.waitUntilFinished`, or read the job again"
+                ))
+            })?;
+            native.wait(&id, wait).await.map_err(ApiError::from_input)?
+        }
+    };
+    record.map(Json).ok_or_else(|| ApiError::NotFound(format!("no job `{id}` in queue {name}")))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EventsQuery {
+    /// Start after this event id (as does the `Last-Event-ID` header).
+    pub after: Option<String>,
+}
+
+/// How long one read of the events waits before the stream sends a
+/// keep-alive and reads again.
+const EVENTS_BLOCK: Duration = Duration::from_secs(15);
+
+/// `GET /queues/{q}/events`: the queue's events as server-sent events, each
+/// with its stream id (a client that reconnects with `Last-Event-ID` misses
+/// nothing the capped stream still holds), its name as the event type, and
+/// its fields as a JSON object. Each stream holds a Redis connection of its
+/// own while it is open.
+pub async fn events(
+    AxState(state): AxState<Arc<ApiState>>,
+    Path(name): Path<String>,
+    ApiQuery(q): ApiQuery<EventsQuery>,
+    headers: axum::http::HeaderMap,
+) -> ApiResult<Sse<impl Stream<Item = Result<Event, Infallible>>>> {
+    let any = queue(&state, &name)?;
+    let native = any.native().ok_or_else(|| {
+        ApiError::bad(format!("queue {name} is BullMQ-backed: its events are BullMQ's own (QueueEvents)"))
+    })?;
+    let last_event = headers.get("last-event-id").and_then(|v| v.to_str().ok()).map(str::to_string);
+    let after = q.after.or(last_event);
+    let reader = native.events_after(after.as_deref()).await.map_err(ApiError::from_input)?;
+    let stream = futures::stream::unfold(reader, |mut reader| async move {
+        let batch = match reader.next(EVENTS_BLOCK).await {
+            Ok(events) => events.into_iter().map(sse_event).collect(),
+            Err(e) => {
+                // Redis away: say so, wait a moment, and read on from where it was.
+                tracing::warn!(error = %format!("{e:#}"), "events stream: reading the queue's events failed");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                vec![Event::default().event("error").data(json!({"error": "redis_unavailable"}).to_string())]
+            }
+        };
+        Some((futures::stream::iter(batch.into_iter().map(Ok)), reader))
+    })
+    .flatten();
+    Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
+}
+
+fn sse_event(e: jobrunner_queue::Event) -> Event {
+    let data: serde_json::Map<String, Value> = e.fields.into_iter().map(|(k, v)| (k, Value::String(v))).collect();
+    Event::default().id(e.id).event(e.name).data(Value::Object(data).to_string())
 }
 
 /// Maps an operation's answer (the job's state) to a response.

@@ -11,7 +11,7 @@ use jobrunner_queue::{JobOptions, NewJob, Queue, Schedule, State, Timing};
 use std::io::BufRead;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 fn duration(s: &str) -> Result<Duration, String> {
     humantime::parse_duration(s).map_err(|e| format!("`{s}`: {e} (write e.g. 500ms, 30s, 10m)"))
@@ -40,6 +40,11 @@ pub struct EnqueueArgs {
     /// The job id (enqueueing an existing id changes nothing).
     #[arg(long)]
     pub id: Option<String>,
+    /// Wait for the job to finish (at most TIMEOUT, e.g. 30s; without one,
+    /// as long as it takes): print its output and exit 0, or say why it
+    /// failed and exit 1; exit 3 if it is still unfinished at the timeout.
+    #[arg(long, value_name = "TIMEOUT", num_args = 0..=1, value_parser = duration, conflicts_with = "file")]
+    pub wait: Option<Option<Duration>>,
 }
 
 fn options_from(args: &EnqueueArgs, base: JobOptions) -> JobOptions {
@@ -70,6 +75,15 @@ pub async fn enqueue(args: EnqueueArgs, config: &Config) -> Result<ExitCode> {
     let queue = super::open_queue(config, &args.queue).await?;
     if let Some(payload) = &args.payload {
         serde_json::from_str::<serde_json::Value>(payload).context("--payload is not valid JSON")?;
+        // Checked before anything is enqueued, so a refused wait leaves no job behind.
+        let waits_on = match (&args.wait, queue.native()) {
+            (Some(timeout), Some(native)) => Some((native.clone(), *timeout)),
+            (Some(_), None) => bail!(
+                "--wait: queue {} is BullMQ-backed; wait with BullMQ's `job.waitUntilFinished`, or read the job with `runner job`",
+                args.queue
+            ),
+            (None, _) => None,
+        };
         let job = NewJob {
             id: args.id.clone(),
             job_type: args.job_type.clone(),
@@ -80,6 +94,9 @@ pub async fn enqueue(args: EnqueueArgs, config: &Config) -> Result<ExitCode> {
         println!("{}", e.id);
         if !e.created {
             eprintln!("note: job {} existed already ({}); nothing was changed", e.id, e.state);
+        }
+        if let Some((native, timeout)) = waits_on {
+            return wait_for(&native, &e.id, timeout).await;
         }
         return Ok(ExitCode::SUCCESS);
     }
@@ -124,6 +141,38 @@ pub async fn enqueue(args: EnqueueArgs, config: &Config) -> Result<ExitCode> {
         if existed > 0 { format!(" ({existed} existed already)") } else { String::new() }
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// How long one wait for the events runs before `enqueue --wait` without a
+/// timeout waits again (each read of the events blocks at most 30 s).
+const WAIT_ROUND: Duration = Duration::from_secs(3600);
+
+/// `enqueue --wait`: waits for the job; prints its output (JSON) on stdout
+/// and exits 0, or says why it failed on stderr and exits 1; exits 3 if it
+/// has not finished within the timeout.
+async fn wait_for(queue: &Queue, id: &str, timeout: Option<Duration>) -> Result<ExitCode> {
+    let deadline = timeout.map(|t| Instant::now() + t);
+    loop {
+        let left = deadline.map_or(WAIT_ROUND, |d| d.saturating_duration_since(Instant::now()));
+        let record = queue.wait(id, left).await?.ok_or_else(|| anyhow!("job {id} was removed while waited for"))?;
+        match record.state {
+            State::Completed => {
+                println!("{}", record.result.unwrap_or(serde_json::Value::Null));
+                return Ok(ExitCode::SUCCESS);
+            }
+            State::Failed => {
+                let why = record.errors.last().map_or("no reason recorded", |e| e.error.as_str());
+                eprintln!("job {id} failed after {} attempt(s): {why}", record.attempts_made);
+                return Ok(ExitCode::from(1));
+            }
+            state if deadline.is_some_and(|d| Instant::now() >= d) => {
+                let waited = humantime::format_duration(timeout.unwrap_or_default());
+                eprintln!("job {id} is still {} after {waited}", state.as_str());
+                return Ok(ExitCode::from(3));
+            }
+            _ => {}
+        }
+    }
 }
 
 #[derive(Debug, Args)]

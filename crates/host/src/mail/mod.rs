@@ -68,6 +68,12 @@ pub struct Mailer {
     transport: Transport,
 }
 
+/// The sender of outbox mail that names none, when the operator set no
+/// default: the outbox reaches no mailbox (it writes files), so `runner
+/// exec` and a first `runner serve` send their samples without a config.
+/// With SMTP, a missing sender is the config's error, found at start.
+pub const OUTBOX_SENDER: &str = "jobrunner@localhost";
+
 impl Mailer {
     /// Delivers through an SMTP server (its pool connects on first use).
     pub fn smtp(options: &SmtpOptions) -> Result<Mailer> {
@@ -89,6 +95,19 @@ impl Mailer {
     /// Builds and delivers `email`; `default_from` applies when it names no sender.
     pub async fn send(&self, email: OutgoingEmail, default_from: Option<&str>) -> Result<SentEmail, SendError> {
         let message_id = format!("<{}@jobrunner>", ulid::Ulid::new());
+        let default_from = match (&self.transport, default_from) {
+            (Transport::Outbox(_), None) if email.from.is_none() => {
+                static SAID: std::sync::Once = std::sync::Once::new();
+                SAID.call_once(|| {
+                    tracing::warn!(
+                        sender = OUTBOX_SENDER,
+                        "no sender is configured: outbox mail that names none is sent as {OUTBOX_SENDER} (set [mail] sender)"
+                    )
+                });
+                Some(OUTBOX_SENDER)
+            }
+            (_, given) => given,
+        };
         let (message, from) = build(&email, default_from, &message_id)?;
         let delivered_to = match &self.transport {
             Transport::Outbox(o) => o.deliver(&message).await?,
