@@ -298,6 +298,41 @@ async fn jobs_longer_than_the_lease_keep_it() {
     assert!(!daemon.log().contains("lost the lease"), "{}", daemon.log());
 }
 
+/// A plugin's progress is written to its job while it runs (a reader of the
+/// job and of the queue's events sees it move), and the value at the end
+/// goes with the outcome.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn progress_is_seen_while_the_job_runs() {
+    let (redis, _dir, daemon) = serve_bed("[plugins.hostile]\n", &[("hostile_plugin", "hostile.wasm")]);
+    let q = queue(&redis.url(), "default").await;
+    let mut events = q.events_after(None).await.unwrap();
+    let payload = r#"{"steps": [10, 40, 65], "until": "go"}"#;
+    let job =
+        NewJob { id: Some("p1".into()), job_type: "progress".into(), payload: payload.into(), options: keep_all() };
+    q.enqueue(job).await.unwrap();
+
+    // The events tell of it moving, up to its latest value, while it runs.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let mut reported = Vec::new();
+    while reported.last() != Some(&"65".to_string()) {
+        assert!(std::time::Instant::now() < deadline, "progress seen: {reported:?}\n{}", daemon.log());
+        for e in events.next(Duration::from_secs(5)).await.unwrap() {
+            if e.name == "progress" && e.job_ids() == ["p1"] {
+                reported.extend(e.fields.iter().filter(|(k, _)| k == "progress").map(|(_, v)| v.clone()));
+            }
+        }
+    }
+    assert!(reported.len() <= 3, "at most one write per report, fewer when they come fast: {reported:?}");
+    let running = q.get("p1").await.unwrap().unwrap();
+    assert_eq!((running.state, running.progress), (State::Active, Some(65)));
+
+    // Let it finish: the progress stays with the outcome.
+    let _: () = ::redis::cmd("SET").arg("jr:cache:{hostile}:k:go").arg("1").query(&mut redis.connection()).unwrap();
+    let done = q.wait("p1", Duration::from_secs(60)).await.unwrap().unwrap();
+    assert_eq!((done.state, done.progress), (State::Completed, Some(65)), "{}", daemon.log());
+    assert_eq!(done.result, Some(serde_json::json!({"released": true})));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_finishes_or_puts_back_every_job() {
     let (redis, _dir, mut daemon) = serve_bed(

@@ -33,7 +33,11 @@ impl log::Host for JobState {
     }
 
     async fn progress(&mut self, percent: u8) -> Result<()> {
-        self.progress = Some(percent.min(100));
+        let percent = percent.min(100);
+        self.progress = Some(percent);
+        if let Some(tell) = &self.on_progress {
+            tell(percent);
+        }
         Ok(())
     }
 }

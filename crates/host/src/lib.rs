@@ -54,4 +54,4 @@ pub use host::{Host, HostOptions, LoadInfo};
 pub use jobrunner_job::{JobInput, Outcome, Report};
 pub use plugin::{Description, Plugin};
 pub use settings::{Grants, Limits, PluginSettings};
-pub use state::Services;
+pub use state::{OnProgress, Services};

@@ -158,6 +158,17 @@ impl Plugin {
     /// than being copied (the daemon's dispatcher has no further use for
     /// them).
     pub async fn run_with_timeout(&self, job: JobInput, job_timeout: Option<Duration>) -> Report {
+        self.run_reporting(job, job_timeout, None).await
+    }
+
+    /// As `run_with_timeout`, telling `on_progress` of each progress the
+    /// plugin reports while it runs.
+    pub async fn run_reporting(
+        &self,
+        job: JobInput,
+        job_timeout: Option<Duration>,
+        on_progress: Option<crate::state::OnProgress>,
+    ) -> Report {
         let mut limits = self.context.limits.clone();
         if let Some(t) = job_timeout {
             limits.timeout = limits.timeout.min(t);
@@ -173,6 +184,7 @@ impl Plugin {
             }
             None => (new_store(&self.engine, self.context.clone(), job.queue.clone()), None),
         };
+        store.data_mut().on_progress = on_progress;
         arm(&mut store, limits.timeout);
         // A spare's instantiation is reported as its job's, as is its time.
         let ahead = ready.as_ref().map_or(Duration::ZERO, |(_, took)| *took);

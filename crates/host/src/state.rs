@@ -60,6 +60,11 @@ impl ResourceLimiter for MemoryLimiter {
     }
 }
 
+/// Told of each `log.progress` as the plugin reports it (the daemon writes
+/// it to the job while it runs). Called on the job's task: it must return
+/// at once.
+pub type OnProgress = Arc<dyn Fn(u8) + Send + Sync>;
+
 pub struct JobState {
     wasi: WasiCtx,
     table: ResourceTable,
@@ -68,6 +73,7 @@ pub struct JobState {
     pub(crate) limiter: MemoryLimiter,
     pub(crate) log: Arc<Mutex<JobLog>>,
     pub(crate) progress: Option<u8>,
+    pub(crate) on_progress: Option<OnProgress>,
     pub(crate) follow_ups: Vec<FollowUp>,
     pub(crate) emails: Vec<SentEmail>,
     /// The queue of the job being handled: the default for follow-ups.
@@ -101,6 +107,7 @@ impl JobState {
             limiter: MemoryLimiter { cap: plugin.limits.memory_bytes as usize },
             log,
             progress: None,
+            on_progress: None,
             follow_ups: Vec::new(),
             emails: Vec::new(),
             queue,

@@ -15,8 +15,10 @@
 //! - permanent: failed at once (BullMQ's `UnrecoverableError`);
 //! - no plugin for its type: a failed attempt, with that reason.
 //!
-//! The plugin's progress and log lines are written to the job's progress
-//! and log when the attempt ends, where Bull Board shows them.
+//! The plugin's progress is written to the job's as it moves (BullMQ's
+//! `updateProgress`, at most four times a second; `daemon::progress`), and
+//! its log lines to the job's log when the attempt ends, where Bull Board
+//! shows them.
 //!
 //! Shutdown: fetching stops; jobs in flight finish until the grace period
 //! ends; those still running are then cancelled and moved back to wait
@@ -27,6 +29,7 @@ use crate::daemon::dispatcher::{enqueue_follow_ups, fault_message, no_plugin, ob
 use bullmq::options::MetricsOptions;
 use bullmq::worker::CancellationToken as BullCancel;
 use bullmq::{Job, JobProgress, WorkerOptions};
+use futures::FutureExt;
 use jobrunner_bullmq::BullQueue;
 use jobrunner_job::{JobInput, LogLine, Outcome, Report};
 use serde_json::Value;
@@ -122,9 +125,23 @@ async fn process(
         max_attempts: job.opts().attempts.unwrap_or(1).max(1),
         enqueued_at_ms: job.timestamp(),
     };
+    let live = {
+        let (id, job) = (job.id().to_string(), job.clone());
+        super::progress::LiveProgress::new(
+            &id,
+            Box::new(move |percent| {
+                let mut job = job.clone();
+                async move {
+                    job.update_progress(JobProgress::Number(f64::from(percent))).await.map_err(anyhow::Error::from)
+                }
+                .boxed()
+            }),
+        )
+    };
     let report = tokio::select! {
-        r = plugin.run_with_timeout(input, None) => r,
+        r = plugin.run_reporting(input, None, Some(live.sink())) => r,
         _ = cancel.cancelled() => {
+            drop(live);
             match job.move_to_wait(None).await {
                 Ok(_) => tracing::info!("cancelled by shutdown; moved back to wait"),
                 Err(e) => tracing::warn!(error = %e, "cancelled by shutdown; could not move it back (its lock will expire and it will run again)"),
@@ -133,6 +150,7 @@ async fn process(
             return Err(bullmq::Error::Delayed);
         }
     };
+    live.finish().await;
     // The next job's instance, made ahead of it (`host::spare`). Here it
     // comes before the answer BullMQ's worker records, a few microseconds
     // beside the round trips of BullMQ's own completion.

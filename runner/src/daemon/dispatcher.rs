@@ -320,10 +320,12 @@ async fn run_job(
     // `biased`: polled in this order rather than a random one, which spent
     // a random number per poll of every job (the plugin returns at once
     // most of the time; a shutdown is still seen at the next poll).
+    let live = super::progress::LiveProgress::native(queue, &leased);
     let mut report = tokio::select! {
         biased;
-        r = plugin.run_with_timeout(input, timeout) => r,
+        r = plugin.run_reporting(input, timeout, Some(live.sink())) => r,
         _ = cancel.cancelled() => {
+            drop(live);
             drop(held);
             tools.acker.settled(&leased.token);
             match queue.release(&leased.id, &leased.token).await {
@@ -334,6 +336,7 @@ async fn run_job(
             return;
         }
     };
+    live.finish().await;
     // The lease stays held (extended) until the outcome is recorded: a
     // completion that Redis does not take at once is kept and sent again.
     drop(slot);

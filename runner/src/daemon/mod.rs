@@ -14,13 +14,15 @@
 //! Layout: `embedded` (the embedded Redis), `watcher` (the plugins
 //! folder and the config file; the plugins themselves are in `registry`),
 //! `dispatcher`, `acker` (a queue's completions, batched), `leases` (the
-//! leases of a queue's running jobs, extended in batches), `bull_worker`.
+//! leases of a queue's running jobs, extended in batches), `progress` (a
+//! running job's progress, written as it moves), `bull_worker`.
 
 pub mod acker;
 pub mod bull_worker;
 pub mod dispatcher;
 pub mod embedded;
 pub mod leases;
+pub mod progress;
 pub mod watcher;
 
 use crate::cache::RedisCache;
