@@ -61,6 +61,75 @@ pub struct Config {
     pub queues: BTreeMap<String, QueueSection>,
     #[serde(default)]
     pub plugins: BTreeMap<String, PluginSection>,
+    #[serde(default)]
+    pub schedules: Vec<ScheduleSection>,
+}
+
+/// A recurring job the config declares; the daemon keeps Redis in step
+/// with these at start and on reload (`daemon::schedules`).
+///
+/// ```toml
+/// [[schedules]]
+/// id = "nightly-warmup"
+/// queue = "default"                 # the default
+/// type = "cache-warmup"
+/// payload = { entries = [{ key = "page:home", url = "https://www.example.com/", ttl_secs = 86400 }] }
+/// cron = "0 3 * * *"                # or: every = "10m"
+/// tz = "Europe/Paris"               # UTC by default
+/// options = { attempts = 3 }        # job options, as a producer gives them
+/// ```
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ScheduleSection {
+    pub id: String,
+    #[serde(default = "default_queue")]
+    pub queue: String,
+    #[serde(rename = "type")]
+    pub job_type: String,
+    #[serde(default)]
+    pub payload: serde_json::Value,
+    pub cron: Option<String>,
+    pub tz: Option<String>,
+    #[serde(default, with = "humantime_serde")]
+    pub every: Option<Duration>,
+    #[serde(default)]
+    pub options: jobrunner_queue::JobOptions,
+}
+
+fn default_queue() -> String {
+    "default".into()
+}
+
+impl ScheduleSection {
+    /// Its queue, and the schedule as Redis keeps it (checked).
+    pub fn to_schedule(&self) -> Result<(String, jobrunner_queue::Schedule)> {
+        use jobrunner_queue::{Schedule, ScheduleSource, Timing};
+        let key = |k: &str| format!("schedules.{}.{k}", self.id);
+        jobrunner_job::check_job_id(&self.id).map_err(|e| anyhow::anyhow!("schedules: id `{}`: {e}", self.id))?;
+        jobrunner_job::check_queue_name(&self.queue).map_err(|e| anyhow::anyhow!("{}: {e}", key("queue")))?;
+        jobrunner_job::check_job_type(&self.job_type).map_err(|e| anyhow::anyhow!("{}: {e}", key("type")))?;
+        let timing = match (&self.cron, self.every) {
+            (Some(expr), None) => {
+                Timing::Cron { expr: expr.clone(), tz: self.tz.clone().unwrap_or_else(|| "UTC".into()) }
+            }
+            (None, Some(every)) if self.tz.is_none() => Timing::Every { every_ms: every.as_millis() as u64 },
+            (None, Some(_)) => bail!("{}: a time zone goes with `cron`, not with `every`", key("tz")),
+            (Some(_), Some(_)) => bail!("schedules.{}: give `cron` or `every`, not both", self.id),
+            (None, None) => bail!("schedules.{}: give `cron` (with `tz`) or `every`", self.id),
+        };
+        timing.validate().with_context(|| key(if self.cron.is_some() { "cron" } else { "every" }))?;
+        self.options.validate().map_err(|e| anyhow::anyhow!("{}: {e}", key("options")))?;
+        let payload = if self.payload.is_null() { serde_json::json!({}) } else { self.payload.clone() };
+        let schedule = Schedule {
+            id: self.id.clone(),
+            job_type: self.job_type.clone(),
+            payload,
+            options: self.options.clone(),
+            timing,
+            source: ScheduleSource::Config,
+        };
+        Ok((self.queue.clone(), schedule))
+    }
 }
 
 /// Where the plugins' cache lives.
@@ -391,6 +460,19 @@ impl Config {
                 }
             }
         }
+        let mut schedule_ids = std::collections::BTreeSet::new();
+        for s in &self.schedules {
+            let (queue, _) = s.to_schedule()?;
+            if self.queues.get(&queue).is_some_and(|q| q.bullmq.is_some()) {
+                bail!(
+                    "schedules.{}.queue: {queue} is kept in BullMQ's format; schedule its jobs with BullMQ's job schedulers",
+                    s.id
+                );
+            }
+            if !schedule_ids.insert((queue.clone(), s.id.clone())) {
+                bail!("schedules: `{}` is declared twice for queue {queue}", s.id);
+            }
+        }
         if let Some(smtp) = &self.mail.smtp {
             if smtp.host.is_empty() {
                 bail!("mail.smtp.host: must not be empty");
@@ -619,6 +701,44 @@ mod tests {
         assert!(bad("[queues.m.bullmq.types]\n\"x\" = \"has space\"\n").contains("queues.m.bullmq.types.x"));
         assert!(bad("[queues.m.bullmq]\nmax_started_attempts = 0\n").contains("max_started_attempts"));
         assert!(bad("[queues.m.bullmq]\nprefx = \"b\"\n").contains("prefx"));
+    }
+
+    #[test]
+    fn schedules_are_declared_and_checked() {
+        let c = Config::parse(
+            r#"
+            [[schedules]]
+            id = "nightly"
+            type = "cache-warmup"
+            payload = { entries = [] }
+            cron = "0 3 * * *"
+            tz = "Europe/Paris"
+            options = { attempts = 2 }
+            [[schedules]]
+            id = "sessions"
+            queue = "maintenance"
+            type = "cleanup"
+            every = "15m"
+            "#,
+        )
+        .unwrap();
+        let (q, s) = c.schedules[0].to_schedule().unwrap();
+        assert_eq!((q.as_str(), s.options.attempts), ("default", 2));
+        assert_eq!(s.timing, jobrunner_queue::Timing::Cron { expr: "0 3 * * *".into(), tz: "Europe/Paris".into() });
+        assert_eq!(s.source, jobrunner_queue::ScheduleSource::Config);
+        let (q, s) = c.schedules[1].to_schedule().unwrap();
+        assert_eq!((q.as_str(), s.timing), ("maintenance", jobrunner_queue::Timing::Every { every_ms: 900_000 }));
+        assert_eq!(s.payload, serde_json::json!({}));
+
+        let bad = |toml: &str| format!("{:#}", Config::parse(toml).unwrap_err());
+        let one = "[[schedules]]\nid = \"x\"\ntype = \"t\"\n";
+        assert!(bad(one).contains("give `cron` (with `tz`) or `every`"));
+        assert!(bad(&format!("{one}cron = \"* * *\"\n")).contains("schedules.x.cron"));
+        assert!(bad(&format!("{one}cron = \"0 3 * * *\"\ntz = \"Mars/Olympus\"\n")).contains("time zone"));
+        assert!(bad(&format!("{one}every = \"1m\"\ntz = \"UTC\"\n")).contains("schedules.x.tz"));
+        assert!(bad(&format!("{one}every = \"1m\"\n{one}every = \"2m\"\n")).contains("declared twice"));
+        assert!(bad(&format!("{one}every = \"1m\"\nqueue = \"m\"\n[queues.m.bullmq]\n")).contains("BullMQ"));
+        assert!(bad(&format!("{one}every = \"1m\"\nevery_ms = 5\n")).contains("every_ms"));
     }
 
     #[test]

@@ -262,11 +262,13 @@ async fn email_goes_to_the_outbox_by_default() {
     assert!(eml.contains("Subject: Outbox test"));
     assert!(eml.contains("From: Jobs <jobs@example.com>"));
 
-    // No sender anywhere: the message itself is wrong, so it is permanent.
+    // No sender anywhere: the outbox reaches no mailbox, so it goes as the
+    // runner's own local address (with SMTP, such a config is refused).
     let s = setup("");
     let plugin = s.load("hostile_plugin").await;
     let r = plugin.run(&job("mail", json!({"to": "ana@example.com"}))).await;
-    assert!(permanent(&r.outcome).contains("no sender"));
+    completed(&r.outcome);
+    assert_eq!(r.emails[0].from, "jobrunner@localhost");
 }
 
 #[tokio::test]

@@ -333,6 +333,46 @@ async fn progress_is_seen_while_the_job_runs() {
     assert_eq!(done.result, Some(serde_json::json!({"released": true})));
 }
 
+/// `[[schedules]]` in the config: added at start and fired; the API and the
+/// CLI may not change it; once the file drops it, a reload removes it, and
+/// a schedule made through the API stays.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn schedules_follow_the_config() {
+    let with = "[[schedules]]\nid = \"tick\"\ntype = \"noop\"\npayload = { from = \"config\" }\nevery = \"1s\"\n";
+    let (redis, dir) = bed("", &[("noop_plugin", "noop.wasm")]);
+    // The CLI reads the Redis URL from the config too.
+    let config = format!("[redis]\nurl = \"{}\"\n", redis.url());
+    std::fs::write(dir.path().join("runner.toml"), format!("{config}{with}")).unwrap();
+    let daemon = Daemon::start(dir.path(), Some(&redis.url()));
+    let q = queue(&redis.url(), "default").await;
+    wait_counts(&q, "two ticks", Duration::from_secs(60), |c| c.completed >= 2).await;
+    let stored = q.list_schedules().await.unwrap();
+    let tick = stored.iter().find(|s| s.schedule.id == "tick").expect("the config's schedule");
+    assert_eq!(tick.schedule.source, jobrunner_queue::ScheduleSource::Config);
+
+    let out = crate::runner(dir.path(), &["schedule", "remove", "default", "tick", "--config", "runner.toml"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(crate::stderr(&out).contains("comes from the config file"), "{}", crate::stderr(&out));
+    let mine = jobrunner_queue::Schedule {
+        id: "mine".into(),
+        job_type: "noop".into(),
+        payload: serde_json::json!({}),
+        options: JobOptions::default(),
+        timing: jobrunner_queue::Timing::Every { every_ms: 3_600_000 },
+        source: jobrunner_queue::ScheduleSource::Api,
+    };
+    q.upsert_schedule(&mine).await.unwrap();
+
+    // The file drops it: the reload removes it, and leaves the API's alone.
+    std::fs::write(dir.path().join("runner.toml"), &config).unwrap();
+    let has = |id: &str| -> bool {
+        ::redis::cmd("HEXISTS").arg("jr:{default}:schedules").arg(id).query(&mut redis.connection()).unwrap()
+    };
+    testkit::wait_until("the reload to remove the schedule", Duration::from_secs(30), || !has("tick")).await;
+    assert!(has("mine"), "{}", daemon.log());
+    assert!(daemon.log().contains("schedule removed: the config no longer has it"), "{}", daemon.log());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_finishes_or_puts_back_every_job() {
     let (redis, _dir, mut daemon) = serve_bed(

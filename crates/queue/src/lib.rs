@@ -85,7 +85,7 @@ pub use events::{Event, EventReader};
 pub use options::{Backoff, JobOptions, Keep};
 pub use queue::{Enqueued, MAX_BULK, NewJob, Queue, QueueFull};
 pub use record::{AttemptError, Counts, JobRecord, Leased, Spec, State};
-pub use schedule::{Schedule, ScheduleInfo, Timing};
+pub use schedule::{Schedule, ScheduleInfo, ScheduleSource, Timing};
 pub use work::{AfterFailure, Completion, Failure, Fetched};
 
 /// The name checks a queue applies, for producers that check early.

@@ -27,6 +27,17 @@ pub enum Timing {
     Every { every_ms: u64 },
 }
 
+/// Who made a schedule: the API or the CLI, or the operator's config file
+/// (`[[schedules]]`), which the runner keeps it in step with at each start
+/// and reload, and which the API and the CLI therefore leave to the file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ScheduleSource {
+    #[default]
+    Api,
+    Config,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Schedule {
@@ -37,6 +48,8 @@ pub struct Schedule {
     #[serde(default)]
     pub options: JobOptions,
     pub timing: Timing,
+    #[serde(default)]
+    pub source: ScheduleSource,
 }
 
 /// A schedule with its next run.

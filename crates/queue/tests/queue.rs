@@ -994,6 +994,7 @@ async fn schedules_fire_each_tick_exactly_once_across_runners() {
         payload: serde_json::json!({"kind": "digest"}),
         options: JobOptions::default(),
         timing: Timing::Every { every_ms: 1000 },
+        source: Default::default(),
     };
     let info = q.upsert_schedule(&s).await.unwrap();
     assert!(info.next_run_ms > 0);

@@ -7,7 +7,7 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
-use jobrunner_queue::{Queue, Schedule};
+use jobrunner_queue::{Queue, Schedule, ScheduleSource};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use std::sync::Arc;
@@ -155,8 +155,15 @@ pub async fn put_schedule(
     ApiJson(body): ApiJson<ScheduleBody>,
 ) -> ApiResult<Json<Value>> {
     let queue = schedule_queue(&state, &q)?;
-    let schedule =
-        Schedule { id, job_type: body.job_type, payload: body.payload, options: body.options, timing: body.timing };
+    refuse_config_schedule(&queue, &id).await?;
+    let schedule = Schedule {
+        id,
+        job_type: body.job_type,
+        payload: body.payload,
+        options: body.options,
+        timing: body.timing,
+        source: ScheduleSource::Api,
+    };
     let info = queue.upsert_schedule(&schedule).await.map_err(ApiError::from_input)?;
     Ok(Json(json!({"queue": queue.name(), "schedule": info})))
 }
@@ -167,9 +174,23 @@ pub async fn delete_schedule(
     ApiQuery(q): ApiQuery<QueueParam>,
 ) -> ApiResult<Json<Value>> {
     let queue = schedule_queue(&state, &q)?;
+    refuse_config_schedule(&queue, &id).await?;
     if queue.remove_schedule(&id).await? {
         Ok(Json(json!({"removed": id})))
     } else {
         Err(ApiError::NotFound(format!("no schedule `{id}` in queue {}", queue.name())))
     }
+}
+
+/// A schedule the config file made is the file's to change: the runner
+/// would put it back at its next reload.
+async fn refuse_config_schedule(queue: &jobrunner_queue::Queue, id: &str) -> ApiResult<()> {
+    let stored = queue.list_schedules().await?;
+    if stored.iter().any(|s| s.schedule.id == id && s.schedule.source == ScheduleSource::Config) {
+        return Err(ApiError::Conflict(format!(
+            "schedule `{id}` of queue {} comes from the config file ([[schedules]]); change it there",
+            queue.name()
+        )));
+    }
+    Ok(())
 }

@@ -7,7 +7,7 @@ use crate::config::Config;
 use anyhow::{Context, Result, anyhow, bail};
 use clap::{Args, Subcommand};
 use jobrunner_bullmq::any_queue::AnyQueue;
-use jobrunner_queue::{JobOptions, NewJob, Queue, Schedule, State, Timing};
+use jobrunner_queue::{JobOptions, NewJob, Queue, Schedule, ScheduleSource, State, Timing};
 use std::io::BufRead;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -358,8 +358,10 @@ pub async fn schedule(cmd: ScheduleCommand, config: &Config) -> Result<ExitCode>
             if let Some(a) = attempts {
                 options.attempts = a;
             }
-            let info =
-                Queue::new(conn, &queue)?.upsert_schedule(&Schedule { id, job_type, payload, options, timing }).await?;
+            let queue = Queue::new(conn, &queue)?;
+            refuse_config_schedule(&queue, &id).await?;
+            let schedule = Schedule { id, job_type, payload, options, timing, source: ScheduleSource::Api };
+            let info = queue.upsert_schedule(&schedule).await?;
             println!("{} next runs at {}", info.schedule.id, format_ms(info.next_run_ms));
         }
         ScheduleCommand::List { queue, json } => {
@@ -394,13 +396,25 @@ pub async fn schedule(cmd: ScheduleCommand, config: &Config) -> Result<ExitCode>
             }
         }
         ScheduleCommand::Remove { queue, id } => {
-            if !Queue::new(conn, &queue)?.remove_schedule(&id).await? {
+            let q = Queue::new(conn, &queue)?;
+            refuse_config_schedule(&q, &id).await?;
+            if !q.remove_schedule(&id).await? {
                 bail!("no schedule `{id}` in queue {queue}");
             }
             println!("removed {id}");
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// A schedule the config file made is the file's to change: the runner
+/// would put it back at its next reload.
+async fn refuse_config_schedule(queue: &Queue, id: &str) -> Result<()> {
+    let stored = queue.list_schedules().await?;
+    if stored.iter().any(|s| s.schedule.id == id && s.schedule.source == ScheduleSource::Config) {
+        bail!("schedule `{id}` of queue {} comes from the config file ([[schedules]]); change it there", queue.name());
+    }
+    Ok(())
 }
 
 fn format_ms(ms: u64) -> String {

@@ -6,8 +6,9 @@
 //! 2. load every plugin in the plugins folder, and reload on change
 //!    (`watcher`, `registry`): a broken version leaves the old one serving;
 //! 3. run one dispatcher per consumed queue (`dispatcher`), and fire the
-//!    queues' recurring schedules; a queue declared as BullMQ's runs
-//!    BullMQ's own worker instead (`bull_worker`);
+//!    queues' recurring schedules (kept in step with the config's
+//!    `[[schedules]]` at start and on reload: `schedules`); a queue
+//!    declared as BullMQ's runs BullMQ's own worker instead (`bull_worker`);
 //! 4. on shutdown: stop fetching, let jobs in flight finish until the grace
 //!    deadline, cancel and put back the rest, then stop the embedded Redis.
 //!
@@ -23,6 +24,7 @@ pub mod dispatcher;
 pub mod embedded;
 pub mod leases;
 pub mod progress;
+pub mod schedules;
 pub mod watcher;
 
 use crate::cache::RedisCache;
@@ -96,6 +98,14 @@ pub async fn serve(config: Config, config_file: Option<PathBuf>, shutdown: impl 
         None => connection.clone(),
     };
     let bull = Arc::new(jobrunner_bullmq::open_all(config.bullmq_queues(), &url).await?);
+    // The config's schedules, before any queue starts firing them.
+    let made = schedules::reconcile(&connection, &config).await.context("[[schedules]]")?;
+    tracing::info!(
+        added = made.added,
+        replaced = made.replaced,
+        removed = made.removed,
+        "schedules in step with the config"
+    );
 
     let metrics = Arc::new(crate::metrics::Metrics::new());
     let host = Host::new(
@@ -190,6 +200,9 @@ pub async fn serve(config: Config, config_file: Option<PathBuf>, shutdown: impl 
                         *shared.config.write().unwrap() = fresh.clone();
                         for file in plugin_files(&plugins_dir) {
                             let _ = shared.registry.load(&shared.host, &fresh, &file).await;
+                        }
+                        if let Err(e) = schedules::reconcile(&shared.connection, &fresh).await {
+                            tracing::error!(error = %format!("{e:#}"), "could not bring the schedules in step with the changed config");
                         }
                     }
                 }
