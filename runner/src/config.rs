@@ -180,6 +180,33 @@ pub struct HttpSection {
     /// state-changing requests (`https://jobs.example.com`): the public
     /// address of a proxy that rewrites `Host`.
     pub origins: Vec<String>,
+    /// Named users of the API and the dashboard, besides the tokens.
+    pub users: Vec<UserSection>,
+}
+
+/// `[[http.users]]`: a person who signs in with a name and a password.
+///
+/// ```toml
+/// [[http.users]]
+/// name = "ana"
+/// password_hash = "$argon2id$v=19$m=19456,t=2,p=1$..."   # `runner user hash`
+/// role = "admin"                                          # or "read"
+/// ```
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UserSection {
+    pub name: String,
+    /// Plain, or `env:NAME`.
+    pub password_hash: String,
+    pub role: UserRole,
+}
+
+/// What a named user may do: everything, or read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum UserRole {
+    Admin,
+    Read,
 }
 
 impl Default for HttpSection {
@@ -192,6 +219,7 @@ impl Default for HttpSection {
             session_ttl: Duration::from_secs(12 * 3600),
             secure_cookies: false,
             origins: Vec::new(),
+            users: Vec::new(),
         }
     }
 }
@@ -459,6 +487,21 @@ impl Config {
                     bail!("{key}: use at least 16 characters");
                 }
             }
+        }
+        let mut user_names = std::collections::BTreeSet::new();
+        for u in &self.http.users {
+            let ok = !u.name.is_empty() && u.name.len() <= 64 && !u.name.contains([':', ' ']);
+            if !ok {
+                bail!("http.users: `{}` must be 1 to 64 characters, without spaces or `:`", u.name);
+            }
+            if !user_names.insert(u.name.as_str()) {
+                bail!("http.users: `{}` is declared twice", u.name);
+            }
+        }
+        for u in &self.http.users {
+            let key = format!("http.users.{}.password_hash", u.name);
+            let hash = resolve_secret(&u.password_hash).with_context(|| key.clone())?;
+            crate::passwords::check_hash(&hash).context(key)?;
         }
         let mut schedule_ids = std::collections::BTreeSet::new();
         for s in &self.schedules {

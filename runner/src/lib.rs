@@ -7,6 +7,7 @@
 //! (`jobrunner-job`).
 //!
 //! Layout, each module using only those above it:
+//! - [`passwords`]: named users' password hashes (argon2id);
 //! - [`config`]: the operator's TOML configuration, limits and grants;
 //! - [`metrics`]: the Prometheus metrics of a runner;
 //! - [`cache`]: the plugins' cache store in Redis;
@@ -25,6 +26,7 @@ pub mod config;
 pub mod daemon;
 pub mod dashboard;
 pub mod metrics;
+pub mod passwords;
 pub mod registry;
 pub mod server;
 pub mod web;

@@ -162,6 +162,62 @@ async fn signing_in_and_the_read_only_session() {
     assert_eq!(send(&router, req).await.0, StatusCode::OK);
 }
 
+/// Named users (`[[http.users]]`) sign in with a name and password: an
+/// admin may act, a reader only read; a wrong password, or a token given
+/// with a user's name, signs nobody in; Basic auth takes them too.
+#[tokio::test]
+async fn named_users_sign_in_with_their_passwords() {
+    use runner::web::session::Role;
+    use runner::web::users::User;
+    let user = |name: &str, role, password: &str| User {
+        name: name.into(),
+        role,
+        hash: runner::passwords::hash_password(password).unwrap(),
+    };
+    let users = vec![user("ana", Role::Admin, "ana-long-password"), user("bo", Role::Read, "bo-long-password")];
+    let (router, q, redis) = setup(Tokens::new(Some(ADMIN), None).with_users(users)).await;
+    failed_job(&q, "u1").await;
+
+    let (s, _, page) = send(&router, post_form("/dashboard/login", "name=ana&token=wrong-password", None)).await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    assert!(page.contains("name and password do not match"), "{page}");
+    let (s, _, _) = send(&router, post_form("/dashboard/login", &format!("name=ana&token={ADMIN}"), None)).await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED, "a token is not a user's password");
+
+    let sign_in = |form: &'static str| {
+        let router = router.clone();
+        async move {
+            let (s, headers, _) = send(&router, post_form("/dashboard/login", form, None)).await;
+            assert_eq!(s, StatusCode::SEE_OTHER, "{form}");
+            headers[header::SET_COOKIE].to_str().unwrap().split(';').next().unwrap().to_string()
+        }
+    };
+    let ana = sign_in("name=ana&token=ana-long-password").await;
+    let bo = sign_in("name=bo&token=bo-long-password").await;
+    // The session in Redis names the user, and holds no password.
+    let values: Vec<String> = {
+        let mut c = redis.connection();
+        let keys: Vec<String> = ::redis::cmd("KEYS").arg("jr:session:*").query(&mut c).unwrap();
+        keys.iter().map(|k| ::redis::cmd("GET").arg(k).query(&mut c).unwrap()).collect()
+    };
+    assert!(values.contains(&"admin:ana".to_string()) && values.contains(&"read:bo".to_string()), "{values:?}");
+
+    let (_, _, page) = send(&router, get("/dashboard/queues/emails?state=failed", Some(&bo))).await;
+    let csrf = csrf_from(&page);
+    let retry =
+        |cookie: &str| post_form("/dashboard/queues/emails/jobs/u1/retry", &format!("csrf={csrf}"), Some(cookie));
+    assert_eq!(send(&router, retry(&bo)).await.0, StatusCode::FORBIDDEN, "a reader may not act");
+    assert_eq!(send(&router, retry(&ana)).await.0, StatusCode::SEE_OTHER);
+
+    use base64::Engine;
+    let basic = |cred: &str| format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(cred));
+    let api = |cred: &str| {
+        Request::get("/api/v1/queues").header(header::AUTHORIZATION, basic(cred)).body(Body::empty()).unwrap()
+    };
+    assert_eq!(send(&router, api("bo:bo-long-password")).await.0, StatusCode::OK);
+    assert_eq!(send(&router, api("bo:ana-long-password")).await.0, StatusCode::UNAUTHORIZED);
+}
+
 /// The overview says what Redis would do to the jobs: an eviction policy
 /// that can drop them, and no persistence.
 #[tokio::test]

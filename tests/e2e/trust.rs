@@ -3,7 +3,9 @@
 //!   not failed: over bulk enqueues, lean single enqueues and hand-offs
 //!   to an idle runner;
 //! - a Redis that may evict jobs is refused at start, and `/ready` says
-//!   what Redis does with data.
+//!   what Redis does with data;
+//! - a named user's password is hashed from standard input, never the
+//!   command line.
 
 use crate::serve::{Daemon, install, queue};
 use jobrunner_queue::{JobOptions, Keep, NewJob, Queue, State};
@@ -457,4 +459,36 @@ async fn the_cache_may_live_on_a_redis_of_its_own() {
     };
     assert_eq!(on(&cache).as_deref(), Some("here"));
     assert_eq!(on(&queues), None);
+}
+
+/// `runner user hash` reads the password from standard input (never the
+/// command line) and prints an argon2id hash that a config accepts; a short
+/// password is refused in one line.
+#[test]
+fn a_named_users_password_is_hashed_from_standard_input() {
+    use std::io::Write;
+    let hash_of = |password: &str| {
+        let dir = tempfile::tempdir().unwrap();
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_runner"))
+            .current_dir(dir.path())
+            .args(["user", "hash"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(password.as_bytes()).unwrap();
+        child.wait_with_output().unwrap()
+    };
+    let out = hash_of("a-long-enough-password\n");
+    assert!(out.status.success(), "{}", crate::stderr(&out));
+    let hash = crate::stdout(&out).trim().to_string();
+    assert!(hash.starts_with("$argon2id$"), "{hash}");
+    assert!(runner::passwords::verify(&hash, "a-long-enough-password"));
+    let config = format!("[[http.users]]\nname = \"ana\"\npassword_hash = \"{hash}\"\nrole = \"admin\"\n");
+    runner::Config::parse(&config).unwrap();
+    let e = format!("{:#}", runner::Config::parse(&config.replace("$argon2id$", "$argon2i$")).unwrap_err());
+    assert!(e.contains("http.users.ana.password_hash") && e.contains("not argon2id"), "{e}");
+
+    crate::assert_cli_error(&hash_of("short\n"), "fewer than 12 characters");
 }

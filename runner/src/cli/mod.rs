@@ -1,7 +1,8 @@
 //! The `runner` command line.
 //!
 //! Layout: `serve` (the daemon), `exec` (one job, locally), `plugin`
-//! (`check`, `new`, with `templates`), `queues` (enqueue, inspect and operate the queues).
+//! (`check`, `new`, with `templates`), `queues` (enqueue, inspect and operate the queues),
+//! `user` (a named user's password hash).
 //! Each command returns an exit code; an error is printed by `main` as one line.
 
 mod exec;
@@ -9,6 +10,7 @@ mod plugin;
 mod queues;
 mod serve;
 mod templates;
+mod user;
 
 use crate::config::Config;
 use anyhow::{Context, Result};
@@ -55,6 +57,9 @@ pub enum Command {
     /// Manage recurring schedules.
     #[command(subcommand)]
     Schedule(queues::ScheduleCommand),
+    /// Named users of the API and the dashboard.
+    #[command(subcommand)]
+    User(user::UserCommand),
 }
 
 /// The config from `--config` (or none), with the environment's overrides.
@@ -81,6 +86,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Pause { queue } => queues::pause(&queue, true, &load_config(config_path.as_deref())?).await,
         Command::Resume { queue } => queues::pause(&queue, false, &load_config(config_path.as_deref())?).await,
         Command::Schedule(cmd) => queues::schedule(cmd, &load_config(config_path.as_deref())?).await,
+        Command::User(cmd) => user::run(cmd),
     }
 }
 

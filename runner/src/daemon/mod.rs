@@ -127,7 +127,8 @@ pub async fn serve(config: Config, config_file: Option<PathBuf>, shutdown: impl 
     let tokens = crate::web::auth::Tokens::new(
         resolve(&config.http.token)?.as_deref(),
         resolve(&config.http.read_only_token)?.as_deref(),
-    );
+    )
+    .with_users(crate::web::users::from_config(&config.http.users)?);
     let listener = crate::server::bind(&config.http.bind, tokens.required()).await?;
     std::fs::write(state_dir.join("http.addr"), listener.local_addr()?.to_string())?;
     let plugins_dir = config.runner.plugins_dir.clone();

@@ -285,14 +285,21 @@ fn login_markup(error: Option<&str>) -> Markup {
         h1 { "Sign in" }
         @if let Some(e) = error { p.bad { (e) } }
         form method="post" action="/dashboard/login" {
-            label { "Token " input type="password" name="token" autofocus; }
+            label { "Name " input type="text" name="name" autocomplete="username" autofocus; }
+            " "
+            label { "Password or token " input type="password" name="token" autocomplete="current-password"; }
             " " button type="submit" { "Sign in" }
         }
+        p.muted { "A named user signs in with a name and password; leave the name empty to sign in with an API token." }
     }
 }
 
 #[derive(Deserialize)]
 pub struct LoginForm {
+    /// A named user's (`[[http.users]]`); empty or absent: `token` is a token.
+    #[serde(default)]
+    pub name: String,
+    /// The user's password, or a token.
     pub token: String,
 }
 
@@ -311,14 +318,25 @@ pub async fn login(
     headers: axum::http::HeaderMap,
     axum::Form(form): axum::Form<LoginForm>,
 ) -> Response {
-    let Some(role) = state.tokens.role_of(&form.token) else {
-        return (
-            axum::http::StatusCode::UNAUTHORIZED,
-            layout("Sign in", ("", ""), false, login_markup(Some("That token is not valid."))),
-        )
+    let name = form.name.trim();
+    let who = if name.is_empty() {
+        state.tokens.role_of(&form.token).map(|role| crate::web::session::Session { role, user: None })
+    } else {
+        state
+            .tokens
+            .user(name, &form.token)
+            .await
+            .map(|u| crate::web::session::Session { role: u.role, user: Some(u.name) })
+    };
+    let Some(who) = who else {
+        let why = if name.is_empty() { "That token is not valid." } else { "That name and password do not match." };
+        return (axum::http::StatusCode::UNAUTHORIZED, layout("Sign in", ("", ""), false, login_markup(Some(why))))
             .into_response();
     };
-    match crate::web::session::start(&state.connection, role, state.web.session_ttl).await {
+    if let Some(user) = &who.user {
+        tracing::info!(user = %user, role = ?who.role, "signed in to the dashboard");
+    }
+    match crate::web::session::start(&state.connection, &who, state.web.session_ttl).await {
         Ok(id) => (
             [(
                 axum::http::header::SET_COOKIE,

@@ -6,10 +6,12 @@
 //!    not the runner's own (or one of `[http] origins`); and, with no token
 //!    configured, any request addressed to a name that is not loopback, so
 //!    that a DNS-rebinding page cannot drive the runner on 127.0.0.1;
-//! 2. with a token configured, require one on every route but `/health`
-//!    (and the sign-in page and assets): a bearer token, Basic auth with
-//!    the token as password, or a dashboard session (`session`); a
-//!    read-only token may only read;
+//! 2. with a token or a named user configured, require one on every route
+//!    but `/health` (and the sign-in page and assets): a bearer token,
+//!    Basic auth (a named user and their password, or any name and a
+//!    token), or a dashboard session (`session`); a read-only token or a
+//!    `read` user may only read; every state-changing request is logged
+//!    with who made it (the user's name, or which token);
 //! 3. make a state-changing API call carried by the browser's own
 //!    credentials (a session cookie or Basic auth) a request no cross-site
 //!    form can send: a JSON body or an `X-Requested-With` header, either of
@@ -22,6 +24,7 @@
 use crate::web::ApiState;
 use crate::web::error::ApiError;
 use crate::web::session::{self, Role};
+use crate::web::users::{self, User};
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, Method, header};
 use axum::middleware::Next;
@@ -30,10 +33,12 @@ use sha2::{Digest, Sha256};
 use std::sync::Arc;
 use subtle::ConstantTimeEq;
 
+/// The credentials the runner accepts: its tokens and its named users.
 #[derive(Clone, Default)]
 pub struct Tokens {
     admin: Option<[u8; 32]>,
     read_only: Option<[u8; 32]>,
+    users: Vec<User>,
 }
 
 /// What a request may do.
@@ -47,8 +52,8 @@ enum Access {
 /// How a request said who it is.
 enum Credential {
     Bearer(String),
-    /// A browser's own: Basic auth, or the session cookie.
-    Basic(String),
+    /// A browser's own: Basic auth (name, password), or the session cookie.
+    Basic(String, String),
     Session(String),
     None,
 }
@@ -63,7 +68,22 @@ fn same(a: &[u8; 32], b: Option<&[u8; 32]>) -> bool {
 
 impl Tokens {
     pub fn new(admin: Option<&str>, read_only: Option<&str>) -> Tokens {
-        Tokens { admin: admin.map(digest), read_only: read_only.map(digest) }
+        Tokens { admin: admin.map(digest), read_only: read_only.map(digest), users: Vec::new() }
+    }
+
+    /// These, and the named users `users`.
+    pub fn with_users(mut self, users: Vec<User>) -> Tokens {
+        self.users = users;
+        self
+    }
+
+    /// The named user `name`, if `password` is theirs.
+    pub async fn user(&self, name: &str, password: &str) -> Option<User> {
+        users::sign_in(&self.users, name, password).await
+    }
+
+    fn has_user(&self, name: &str) -> bool {
+        self.users.iter().any(|u| u.name == name)
     }
 
     /// The role a token signs in as, if it is one of ours.
@@ -79,7 +99,7 @@ impl Tokens {
     }
 
     pub fn required(&self) -> bool {
-        self.admin.is_some() || self.read_only.is_some()
+        self.admin.is_some() || self.read_only.is_some() || !self.users.is_empty()
     }
 }
 
@@ -88,13 +108,13 @@ fn credential(headers: &HeaderMap) -> Credential {
         if let Some(t) = v.strip_prefix("Bearer ") {
             return Credential::Bearer(t.trim().to_string());
         }
-        // Basic auth, for the dashboard: any user, the token as password.
+        // Basic auth: a named user, or any name and a token as password.
         if let Some(b) = v.strip_prefix("Basic ")
             && let Ok(decoded) = base64::engine::Engine::decode(&base64::engine::general_purpose::STANDARD, b.trim())
             && let Ok(text) = String::from_utf8(decoded)
-            && let Some((_, password)) = text.split_once(':')
+            && let Some((name, password)) = text.split_once(':')
         {
-            return Credential::Basic(password.to_string());
+            return Credential::Basic(name.to_string(), password.to_string());
         }
         return Credential::None;
     }
@@ -183,17 +203,37 @@ pub async fn require(State(state): State<Arc<ApiState>>, request: Request, next:
     if !state.tokens.required() || open {
         return Ok(next.run(request).await);
     }
-    let (access, by_browser) = match credential(request.headers()) {
-        Credential::Bearer(t) => (access_of(state.tokens.role_of(&t)), false),
-        Credential::Basic(t) => (access_of(state.tokens.role_of(&t)), true),
+    // Who it is, for the log: a user's name, or which token.
+    let token_name = |role: Option<Role>| match role {
+        Some(Role::Admin) => "the admin token".to_string(),
+        _ => "the read-only token".to_string(),
+    };
+    let (access, by_browser, who) = match credential(request.headers()) {
+        Credential::Bearer(t) => {
+            let role = state.tokens.role_of(&t);
+            (access_of(role), false, token_name(role))
+        }
+        Credential::Basic(name, password) if state.tokens.has_user(&name) => {
+            let user = state.tokens.user(&name, &password).await;
+            (access_of(user.as_ref().map(|u| u.role)), true, name)
+        }
+        Credential::Basic(_, t) => {
+            let role = state.tokens.role_of(&t);
+            (access_of(role), true, token_name(role))
+        }
         Credential::Session(id) => {
-            let role = session::find(&state.connection, &id)
+            let found = session::find(&state.connection, &id)
                 .await
                 .map_err(|e| ApiError::Unavailable(format!("cannot check the session (Redis): {e:#}")))?;
-            (access_of(role), true)
+            let role = found.as_ref().map(|s| s.role);
+            let who = found.and_then(|s| s.user).unwrap_or_else(|| token_name(role));
+            (access_of(role), true, who)
         }
-        Credential::None => (Access::None, false),
+        Credential::None => (Access::None, false, String::new()),
     };
+    if access != Access::None && changes_state(request.method()) {
+        tracing::info!(user = %who, method = %request.method(), path, "request");
+    }
     if by_browser
         && access != Access::None
         && changes_state(request.method())
@@ -209,7 +249,7 @@ pub async fn require(State(state): State<Arc<ApiState>>, request: Request, next:
         Access::ReadOnly if !changes_state(request.method()) => Ok(next.run(request).await),
         // Signing out is reading's due too.
         Access::ReadOnly if path == "/dashboard/logout" => Ok(next.run(request).await),
-        Access::ReadOnly => Err(ApiError::Forbidden("this token may only read".into())),
+        Access::ReadOnly => Err(ApiError::Forbidden(format!("{who} may only read"))),
         // A person opening the dashboard gets the sign-in page, not JSON.
         Access::None if path.starts_with("/dashboard") && request.method() == Method::GET => {
             Ok(axum::response::Redirect::to("/dashboard/login").into_response())

@@ -1,7 +1,8 @@
 //! What the HTTP API and the dashboard share: the state every handler
 //! reads (`ApiState`), one error type with JSON bodies (`error`), the
-//! authentication and cross-site guard before every route (`auth`), and the
-//! dashboard's sign-in sessions in Redis (`session`).
+//! authentication and cross-site guard before every route (`auth`), the
+//! dashboard's sign-in sessions in Redis (`session`), and named users with
+//! argon2id passwords (`users`).
 //!
 //! Architecture invariant: this module knows no route; `api` and
 //! `dashboard` build on it, and `server` puts them together.
@@ -9,6 +10,7 @@
 pub mod auth;
 pub mod error;
 pub mod session;
+pub mod users;
 
 use crate::metrics::Metrics;
 use crate::registry::Registry;

@@ -34,26 +34,44 @@ fn key(id: &str) -> String {
     format!("jr:session:{}", hex::encode(Sha256::digest(id.as_bytes())))
 }
 
-/// Starts a session; returns its id (for the cookie).
-pub async fn start(conn: &Connection, role: Role, ttl: Duration) -> Result<String> {
+/// Who signed in: a role, and the user's name (none for a token).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Session {
+    pub role: Role,
+    pub user: Option<String>,
+}
+
+/// Starts a session; returns its id (for the cookie). Redis keeps `ROLE`
+/// or `ROLE:USER`.
+pub async fn start(conn: &Connection, who: &Session, ttl: Duration) -> Result<String> {
     let id = hex::encode(rand::random::<[u8; 32]>());
     let ms = ttl.as_millis().max(1) as u64;
-    let _: () = conn.query(redis::cmd("SET").arg(key(&id)).arg(role.as_str()).arg("PX").arg(ms)).await?;
+    let value = match &who.user {
+        Some(user) => format!("{}:{user}", who.role.as_str()),
+        None => who.role.as_str().to_string(),
+    };
+    let _: () = conn.query(redis::cmd("SET").arg(key(&id)).arg(value).arg("PX").arg(ms)).await?;
     Ok(id)
 }
 
-/// The role of a live session, or None (unknown, expired or ended).
-pub async fn find(conn: &Connection, id: &str) -> Result<Option<Role>> {
+/// Who a live session is, or None (unknown, expired or ended).
+pub async fn find(conn: &Connection, id: &str) -> Result<Option<Session>> {
     // A malformed id is not looked up.
     if id.len() != 64 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
         return Ok(None);
     }
-    let role: Option<String> = conn.query(redis::cmd("GET").arg(key(id))).await?;
-    Ok(match role.as_deref() {
-        Some("admin") => Some(Role::Admin),
-        Some("read") => Some(Role::Read),
-        _ => None,
-    })
+    let value: Option<String> = conn.query(redis::cmd("GET").arg(key(id))).await?;
+    let Some(value) = value else { return Ok(None) };
+    let (role, user) = match value.split_once(':') {
+        Some((role, user)) => (role, Some(user.to_string())),
+        None => (value.as_str(), None),
+    };
+    let role = match role {
+        "admin" => Role::Admin,
+        "read" => Role::Read,
+        _ => return Ok(None),
+    };
+    Ok(Some(Session { role, user }))
 }
 
 /// Ends a session (sign-out).
