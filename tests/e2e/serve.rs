@@ -373,6 +373,51 @@ async fn schedules_follow_the_config() {
     assert!(daemon.log().contains("schedule removed: the config no longer has it"), "{}", daemon.log());
 }
 
+/// A running job is cancelled wherever it runs: two runners share a queue,
+/// each running one long job; a cancel request stops each on the runner
+/// that holds it and records it failed, "cancelled", with no retry. A
+/// waiting job cannot be cancelled, and both runners go on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_running_job_is_cancelled_on_whichever_runner_holds_it() {
+    let config = "[queues.default]\nconcurrency = 1\n[plugins.hostile]\ntimeout = \"10m\"\n";
+    let (redis, a_dir) = bed(config, &[("hostile_plugin", "hostile.wasm")]);
+    let b_dir = tempfile::tempdir().unwrap();
+    std::fs::write(b_dir.path().join("runner.toml"), config).unwrap();
+    install(b_dir.path(), "hostile_plugin", "hostile.wasm");
+    let a = Daemon::start(a_dir.path(), Some(&redis.url()));
+    let b = Daemon::start(b_dir.path(), Some(&redis.url()));
+    let q = queue(&redis.url(), "default").await;
+    for id in ["c1", "c2", "c3"] {
+        let options = JobOptions { attempts: 3, ..keep_all() };
+        let job =
+            NewJob { id: Some(id.into()), job_type: "sleep".into(), payload: r#"{"ms": 600000}"#.into(), options };
+        q.enqueue(job).await.unwrap();
+    }
+    // One job runs on each runner; the third waits.
+    wait_counts(&q, "a job running on each runner", Duration::from_secs(60), |c| c.active == 2).await;
+    let active: Vec<String> = q.list(State::Active, 0, 10).await.unwrap().into_iter().map(|r| r.id).collect();
+    let waiting = ["c1", "c2", "c3"].into_iter().find(|id| !active.iter().any(|a| a == id)).unwrap();
+    assert_eq!(q.cancel(waiting).await.unwrap(), jobrunner_queue::CancelAnswer::NotRunning(State::Waiting));
+
+    for id in &active {
+        let answer = q.cancel(id).await.unwrap();
+        assert!(
+            matches!(answer, jobrunner_queue::CancelAnswer::Requested { listeners } if listeners >= 1),
+            "{answer:?}"
+        );
+    }
+    // Each ends failed on its first attempt, long before its ten-minute sleep.
+    for id in &active {
+        let r = q.wait(id, Duration::from_secs(60)).await.unwrap().unwrap();
+        assert_eq!((r.state, r.attempts_made), (State::Failed, 1), "{id}\n{}\n{}", a.log(), b.log());
+        assert_eq!(r.errors.last().unwrap().error, "cancelled");
+    }
+    let told = |d: &Daemon| d.log().matches("cancel requested: stopping the job").count();
+    assert_eq!((told(&a), told(&b)), (1, 1), "each runner stopped the job it held");
+    // Both go on: the waiting job starts.
+    wait_counts(&q, "the third job running", Duration::from_secs(60), |c| c.active == 1 && c.waiting == 0).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_finishes_or_puts_back_every_job() {
     let (redis, _dir, mut daemon) = serve_bed(

@@ -49,6 +49,8 @@ pub struct Keys {
     pub push: Vec<String>,
     /// The pub/sub channel that wakes idle workers of this queue.
     pub wake_channel: String,
+    /// The pub/sub channel of requests to cancel a running job (its id).
+    pub cancel_channel: String,
 }
 
 impl Keys {
@@ -58,6 +60,7 @@ impl Keys {
             all: NAMES.iter().map(key).collect(),
             push: PUSH_NAMES.iter().map(key).collect(),
             wake_channel: format!("{PREFIX}:{{{queue}}}:wake"),
+            cancel_channel: format!("{PREFIX}:{{{queue}}}:cancel"),
         }
     }
 

@@ -50,6 +50,7 @@
 //! - [`work`]: the worker's side (fetch under a lease, complete, fail, extend);
 //! - [`events`]: a queue's events as they happen, and waiting for a job
 //!   to finish (`Queue::wait`);
+//! - [`cancel`]: asking the runner running a job to stop it;
 //! - [`admin`]: the operator's side (retry, remove, pause, clean, rate
 //!   limits) and the reads (counts, pages, one job, events);
 //! - [`options`], [`record`]: what producers ask for, and what the queue says;
@@ -66,6 +67,7 @@
 //! and no HTTP server.
 
 pub mod admin;
+pub mod cancel;
 pub mod connection;
 pub mod consumer;
 pub mod durability;
@@ -79,6 +81,7 @@ pub mod schedule;
 mod scripts;
 pub mod work;
 
+pub use cancel::CancelAnswer;
 pub use connection::Connection;
 pub use consumer::Consumer;
 pub use events::{Event, EventReader};

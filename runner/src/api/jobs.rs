@@ -240,6 +240,38 @@ pub async fn promote(
     op_result(&name, &id, s, "promoted", "delayed")
 }
 
+/// `POST .../jobs/{id}/cancel`: asks the runner running the job to stop it
+/// (it records the job failed, "cancelled", with no retry). 202: asked.
+pub async fn cancel(
+    AxState(state): AxState<Arc<ApiState>>,
+    Path((name, id)): Path<(String, String)>,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    let any = queue(&state, &name)?;
+    let native = any.native().ok_or_else(|| {
+        ApiError::bad(format!("queue {name} is BullMQ-backed: its jobs cannot be cancelled through the runner"))
+    })?;
+    cancel_answer(&name, &id, native.cancel(&id).await.map_err(ApiError::from_input)?)
+}
+
+/// A cancel request's answer as a response (shared with the dashboard).
+pub fn cancel_answer(
+    name: &str,
+    id: &str,
+    answer: jobrunner_queue::CancelAnswer,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    use jobrunner_queue::CancelAnswer;
+    match answer {
+        CancelAnswer::Requested { listeners } => {
+            Ok((StatusCode::ACCEPTED, Json(json!({"id": id, "cancel": "requested", "runners_told": listeners}))))
+        }
+        CancelAnswer::NotRunning(state) => Err(ApiError::Conflict(format!(
+            "job `{id}` is {}; only a running job can be cancelled (remove a waiting or delayed one)",
+            state.as_str()
+        ))),
+        CancelAnswer::Missing => Err(ApiError::NotFound(format!("no job `{id}` in queue {name}"))),
+    }
+}
+
 pub async fn remove(
     AxState(state): AxState<Arc<ApiState>>,
     Path((name, id)): Path<(String, String)>,

@@ -29,6 +29,7 @@ pub fn routes() -> Router<Arc<ApiState>> {
         .route("/queues/{queue}/jobs/{id}", get(jobs::get).delete(jobs::remove))
         .route("/queues/{queue}/jobs/{id}/retry", post(jobs::retry))
         .route("/queues/{queue}/jobs/{id}/promote", post(jobs::promote))
+        .route("/queues/{queue}/jobs/{id}/cancel", post(jobs::cancel))
         .route("/queues/{queue}/events", get(jobs::events))
         .route("/queues/{queue}/retry-failed", post(jobs::retry_failed))
         .route("/queues/{queue}/clean", post(jobs::clean))

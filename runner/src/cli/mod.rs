@@ -54,6 +54,9 @@ pub enum Command {
     Pause { queue: String },
     /// Resume a paused queue.
     Resume { queue: String },
+    /// Stop a running job: the runner running it records it failed
+    /// ("cancelled"), with no retry.
+    Cancel { queue: String, id: String },
     /// Manage recurring schedules.
     #[command(subcommand)]
     Schedule(queues::ScheduleCommand),
@@ -85,6 +88,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Retry(args) => queues::retry(args, &load_config(config_path.as_deref())?).await,
         Command::Pause { queue } => queues::pause(&queue, true, &load_config(config_path.as_deref())?).await,
         Command::Resume { queue } => queues::pause(&queue, false, &load_config(config_path.as_deref())?).await,
+        Command::Cancel { queue, id } => queues::cancel(&queue, &id, &load_config(config_path.as_deref())?).await,
         Command::Schedule(cmd) => queues::schedule(cmd, &load_config(config_path.as_deref())?).await,
         Command::User(cmd) => user::run(cmd),
     }

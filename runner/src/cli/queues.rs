@@ -7,7 +7,7 @@ use crate::config::Config;
 use anyhow::{Context, Result, anyhow, bail};
 use clap::{Args, Subcommand};
 use jobrunner_bullmq::any_queue::AnyQueue;
-use jobrunner_queue::{JobOptions, NewJob, Queue, Schedule, ScheduleSource, State, Timing};
+use jobrunner_queue::{CancelAnswer, JobOptions, NewJob, Queue, Schedule, ScheduleSource, State, Timing};
 use std::io::BufRead;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -405,6 +405,27 @@ pub async fn schedule(cmd: ScheduleCommand, config: &Config) -> Result<ExitCode>
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `runner cancel`: asks the runner running the job to stop it.
+pub async fn cancel(name: &str, id: &str, config: &Config) -> Result<ExitCode> {
+    let queue = super::open_queue(config, name).await?;
+    let native = queue
+        .native()
+        .ok_or_else(|| anyhow!("queue {name} is BullMQ-backed: its jobs cannot be cancelled through the runner"))?;
+    match native.cancel(id).await? {
+        CancelAnswer::Requested { listeners } => {
+            println!("cancel requested for job {id} ({listeners} runner(s) of queue {name} told)");
+            Ok(ExitCode::SUCCESS)
+        }
+        CancelAnswer::NotRunning(state) => {
+            bail!(
+                "job {id} is {}; only a running job can be cancelled (remove a waiting or delayed one)",
+                state.as_str()
+            )
+        }
+        CancelAnswer::Missing => bail!("no job `{id}` in queue {name}"),
+    }
 }
 
 /// A schedule the config file made is the file's to change: the runner

@@ -108,6 +108,7 @@ struct Tools {
     acker: Acker,
     leases: Leases,
     pace: Pace,
+    cancels: Arc<super::cancels::Cancels>,
 }
 
 pub async fn run(
@@ -118,10 +119,13 @@ pub async fn run(
     cancel_jobs: CancellationToken,
 ) {
     let consumer = Consumer::new(queue.clone());
+    let cancels = Arc::new(super::cancels::Cancels::default());
+    let listener = super::cancels::listen(queue.clone(), cancels.clone());
     let tools = Arc::new(Tools {
         acker: Acker::start(queue.clone()),
         leases: Leases::start(queue.clone(), shared.lease),
         pace: Pace(AtomicU64::new(u64::MAX)),
+        cancels,
     });
     let slots = Arc::new(Semaphore::new(concurrency));
     // Jobs fetched but not started, each with when it was fetched.
@@ -223,6 +227,7 @@ pub async fn run(
     // the daemon's grace period ends, which cancels `cancel_jobs`).
     running.close();
     running.wait().await;
+    listener.abort();
     // Every job's task has ended, and with it its hold on the tools: the
     // completions they handed over are recorded before the daemon goes on
     // with its shutdown.
@@ -320,10 +325,22 @@ async fn run_job(
     // `biased`: polled in this order rather than a random one, which spent
     // a random number per poll of every job (the plugin returns at once
     // most of the time; a shutdown is still seen at the next poll).
+    let asked = tools.cancels.register(&leased.id);
     let live = super::progress::LiveProgress::native(queue, &leased);
     let mut report = tokio::select! {
         biased;
         r = plugin.run_reporting(input, timeout, Some(live.sink())) => r,
+        _ = asked.token.cancelled() => {
+            // Stopped on request: failed for good, its lease held until
+            // that is recorded.
+            drop(live);
+            let reason = jobrunner_queue::cancel::CANCELLED.to_string();
+            record_failure(queue, &leased, Failure::Permanent(reason), None).await;
+            tools.acker.settled(&leased.token);
+            drop(held);
+            tracing::info!("cancelled on request: recorded failed, not to be retried");
+            return;
+        }
         _ = cancel.cancelled() => {
             drop(live);
             drop(held);
@@ -336,6 +353,7 @@ async fn run_job(
             return;
         }
     };
+    drop(asked);
     live.finish().await;
     // The lease stays held (extended) until the outcome is recorded: a
     // completion that Redis does not take at once is kept and sent again.

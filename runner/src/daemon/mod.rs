@@ -16,10 +16,12 @@
 //! folder and the config file; the plugins themselves are in `registry`),
 //! `dispatcher`, `acker` (a queue's completions, batched), `leases` (the
 //! leases of a queue's running jobs, extended in batches), `progress` (a
-//! running job's progress, written as it moves), `bull_worker`.
+//! running job's progress, written as it moves), `cancels` (requests to
+//! stop a running job), `bull_worker`.
 
 pub mod acker;
 pub mod bull_worker;
+pub mod cancels;
 pub mod dispatcher;
 pub mod embedded;
 pub mod leases;

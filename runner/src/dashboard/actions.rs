@@ -44,6 +44,12 @@ pub async fn job_action(
         "promote" => {
             q.promote(&id).await?;
         }
+        "cancel" => {
+            let native =
+                q.native().ok_or_else(|| ApiError::bad("a BullMQ-backed queue's jobs cannot be cancelled here"))?;
+            let answer = native.cancel(&id).await.map_err(ApiError::from_input)?;
+            drop(crate::api::jobs::cancel_answer(&name, &id, answer)?);
+        }
         "remove" => {
             q.remove(&id).await?;
             return Ok(Redirect::to(&format!("/dashboard/queues/{name}")));

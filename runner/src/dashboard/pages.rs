@@ -143,7 +143,7 @@ pub async fn queue_page(state: &ApiState, name: &str, q: QueueQuery) -> ApiResul
                         td.num { (j.attempts_made) "/" (j.options.attempts) }
                         td.muted { (when(j.created_at)) }
                         td.bad { (j.errors.last().map(|e| e.error.lines().next().unwrap_or("").to_string()).unwrap_or_default()) }
-                        td { (job_actions(name, &j.id, j.state)) }
+                        td { (job_actions(name, &j.id, j.state, j.bullmq.is_none())) }
                     }
                 }
             }
@@ -164,11 +164,14 @@ pub async fn queue_view(
     queue_page(&state, &name, q).await
 }
 
-fn job_actions(queue: &str, id: &str, state: State) -> Markup {
+/// The job's buttons; `is_native`: not a BullMQ-backed queue's (only a
+/// native job can be cancelled through the runner).
+fn job_actions(queue: &str, id: &str, state: State, is_native: bool) -> Markup {
     let base = format!("/dashboard/queues/{queue}/jobs/{id}");
     html! {
         @if state == State::Failed { (action_form(&format!("{base}/retry"), "Retry", false)) " " }
         @if state == State::Delayed { (action_form(&format!("{base}/promote"), "Run now", false)) " " }
+        @if state == State::Active && is_native { (action_form(&format!("{base}/cancel"), "Cancel", true)) " " }
         (action_form(&format!("{base}/remove"), "Remove", true))
     }
 }
@@ -187,7 +190,7 @@ pub async fn job(
         p { "Queue " a href=(format!("/dashboard/queues/{name}")) { (name) } " · type " (j.job_type)
             " · state " strong #state { (j.state) } " · attempts " (j.attempts_made) "/" (j.options.attempts)
             @if j.stalls > 0 { " · stalled " (j.stalls) " times" } }
-        p { (job_actions(&name, &j.id, j.state)) }
+        p { (job_actions(&name, &j.id, j.state, j.bullmq.is_none())) }
         @if let Some(p) = j.progress {
             div.progress title=(format!("{p}%")) { div style=(format!("width: {p}%")) {} }
         }
