@@ -146,6 +146,31 @@ impl Queue {
         Ok(removed == 1)
     }
 
+    /// Who made schedule `id`, if there is one.
+    pub async fn schedule_source(&self, id: &str) -> Result<Option<ScheduleSource>> {
+        let json: Option<String> = self
+            .inner
+            .conn
+            .query(redis::cmd("HGET").arg(self.inner.keys.get("schedules")).arg(id))
+            .await
+            .context("read schedule")?;
+        json.map(|j| serde_json::from_str::<Schedule>(&j).map(|s| s.source))
+            .transpose()
+            .with_context(|| format!("schedule {id} is unreadable"))
+    }
+
+    /// Refuses to change schedule `id` when the config file made it: the
+    /// runner would put it back at its next reload (for the API and CLI).
+    pub async fn check_not_from_config(&self, id: &str) -> Result<()> {
+        if self.schedule_source(id).await? == Some(ScheduleSource::Config) {
+            bail!(
+                "schedule `{id}` of queue {} comes from the config file ([[schedules]]); change it there",
+                self.name()
+            );
+        }
+        Ok(())
+    }
+
     pub async fn list_schedules(&self) -> Result<Vec<ScheduleInfo>> {
         let all: Vec<(String, String)> = self
             .inner

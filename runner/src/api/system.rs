@@ -155,7 +155,7 @@ pub async fn put_schedule(
     ApiJson(body): ApiJson<ScheduleBody>,
 ) -> ApiResult<Json<Value>> {
     let queue = schedule_queue(&state, &q)?;
-    refuse_config_schedule(&queue, &id).await?;
+    queue.check_not_from_config(&id).await.map_err(config_schedule)?;
     let schedule = Schedule {
         id,
         job_type: body.job_type,
@@ -174,7 +174,7 @@ pub async fn delete_schedule(
     ApiQuery(q): ApiQuery<QueueParam>,
 ) -> ApiResult<Json<Value>> {
     let queue = schedule_queue(&state, &q)?;
-    refuse_config_schedule(&queue, &id).await?;
+    queue.check_not_from_config(&id).await.map_err(config_schedule)?;
     if queue.remove_schedule(&id).await? {
         Ok(Json(json!({"removed": id})))
     } else {
@@ -182,15 +182,7 @@ pub async fn delete_schedule(
     }
 }
 
-/// A schedule the config file made is the file's to change: the runner
-/// would put it back at its next reload.
-async fn refuse_config_schedule(queue: &jobrunner_queue::Queue, id: &str) -> ApiResult<()> {
-    let stored = queue.list_schedules().await?;
-    if stored.iter().any(|s| s.schedule.id == id && s.schedule.source == ScheduleSource::Config) {
-        return Err(ApiError::Conflict(format!(
-            "schedule `{id}` of queue {} comes from the config file ([[schedules]]); change it there",
-            queue.name()
-        )));
-    }
-    Ok(())
+/// A schedule the file made is a 409; Redis failing, a 500.
+fn config_schedule(e: anyhow::Error) -> ApiError {
+    if jobrunner_bullmq::is_redis_error(&e) { ApiError::Internal(e) } else { ApiError::Conflict(format!("{e:#}")) }
 }

@@ -359,7 +359,7 @@ pub async fn schedule(cmd: ScheduleCommand, config: &Config) -> Result<ExitCode>
                 options.attempts = a;
             }
             let queue = Queue::new(conn, &queue)?;
-            refuse_config_schedule(&queue, &id).await?;
+            queue.check_not_from_config(&id).await?;
             let schedule = Schedule { id, job_type, payload, options, timing, source: ScheduleSource::Api };
             let info = queue.upsert_schedule(&schedule).await?;
             println!("{} next runs at {}", info.schedule.id, format_ms(info.next_run_ms));
@@ -397,7 +397,7 @@ pub async fn schedule(cmd: ScheduleCommand, config: &Config) -> Result<ExitCode>
         }
         ScheduleCommand::Remove { queue, id } => {
             let q = Queue::new(conn, &queue)?;
-            refuse_config_schedule(&q, &id).await?;
+            q.check_not_from_config(&id).await?;
             if !q.remove_schedule(&id).await? {
                 bail!("no schedule `{id}` in queue {queue}");
             }
@@ -426,16 +426,6 @@ pub async fn cancel(name: &str, id: &str, config: &Config) -> Result<ExitCode> {
         }
         CancelAnswer::Missing => bail!("no job `{id}` in queue {name}"),
     }
-}
-
-/// A schedule the config file made is the file's to change: the runner
-/// would put it back at its next reload.
-async fn refuse_config_schedule(queue: &Queue, id: &str) -> Result<()> {
-    let stored = queue.list_schedules().await?;
-    if stored.iter().any(|s| s.schedule.id == id && s.schedule.source == ScheduleSource::Config) {
-        bail!("schedule `{id}` of queue {} comes from the config file ([[schedules]]); change it there", queue.name());
-    }
-    Ok(())
 }
 
 fn format_ms(ms: u64) -> String {
