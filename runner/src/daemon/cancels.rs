@@ -52,25 +52,31 @@ impl Cancels {
 }
 
 /// Listens for the queue's cancel requests until aborted, subscribing again
-/// (after a second) whenever the subscription is lost.
-pub(crate) fn listen(queue: Queue, cancels: Arc<Cancels>) -> JoinHandle<()> {
+/// (after a second) whenever the subscription is lost. The first
+/// subscription is made before this returns, so that the dispatcher runs
+/// no job here before requests for it can be heard.
+pub(crate) async fn listen(queue: Queue, cancels: Arc<Cancels>) -> JoinHandle<()> {
+    let subscribe = |queue: Queue| async move {
+        let requests = queue.cancel_requests().await;
+        if let Err(e) = &requests {
+            tracing::warn!(queue = queue.name(), error = %format!("{e:#}"), "cannot listen for cancel requests; trying again");
+        }
+        requests.ok()
+    };
+    let mut requests = subscribe(queue.clone()).await;
     tokio::spawn(async move {
         loop {
-            match queue.cancel_requests().await {
-                Ok(requests) => {
-                    let mut requests = std::pin::pin!(requests);
-                    while let Some(id) = requests.next().await {
-                        if cancels.fire(&id) {
-                            tracing::info!(queue = queue.name(), job = %id, "cancel requested: stopping the job");
-                        }
+            if let Some(stream) = requests.take() {
+                let mut stream = std::pin::pin!(stream);
+                while let Some(id) = stream.next().await {
+                    if cancels.fire(&id) {
+                        tracing::info!(queue = queue.name(), job = %id, "cancel requested: stopping the job");
                     }
-                    tracing::warn!(queue = queue.name(), "the cancel requests' subscription ended; subscribing again");
                 }
-                Err(e) => {
-                    tracing::warn!(queue = queue.name(), error = %format!("{e:#}"), "cannot listen for cancel requests; trying again")
-                }
+                tracing::warn!(queue = queue.name(), "the cancel requests' subscription ended; subscribing again");
             }
             tokio::time::sleep(Duration::from_secs(1)).await;
+            requests = subscribe(queue.clone()).await;
         }
     })
 }

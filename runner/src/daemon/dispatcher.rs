@@ -120,7 +120,7 @@ pub async fn run(
 ) {
     let consumer = Consumer::new(queue.clone());
     let cancels = Arc::new(super::cancels::Cancels::default());
-    let listener = super::cancels::listen(queue.clone(), cancels.clone());
+    let listener = super::cancels::listen(queue.clone(), cancels.clone()).await;
     let tools = Arc::new(Tools {
         acker: Acker::start(queue.clone()),
         leases: Leases::start(queue.clone(), shared.lease),
