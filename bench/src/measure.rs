@@ -216,7 +216,7 @@ impl Bench {
         q.pause().await?;
         let daemon = self.daemon_on(&dir, concurrency, std::slice::from_ref(&self.noop), true).await?;
         let keep_all = jobrunner_queue::options::Keep { count: None, age_ms: None };
-        let opts = JobOptions { attempts: 1, keep_completed: keep_all, ..JobOptions::default() };
+        let opts = JobOptions { attempts: Some(1), keep_completed: Some(keep_all), ..JobOptions::default() };
         for chunk in (0..jobs).collect::<Vec<_>>().chunks(BULK) {
             q.enqueue(chunk.iter().map(|_| NewJob { options: opts.clone(), ..noop_job() }).collect()).await?;
         }

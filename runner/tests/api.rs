@@ -73,6 +73,38 @@ fn assert_error(r: &(StatusCode, Value), status: StatusCode, contains: &str) {
     assert!(detail.contains(contains), "`{detail}` should mention `{contains}`");
 }
 
+/// `GET /queues/{q}` shows the queue's policy in effect with each value's
+/// source, and a job's record the options in effect with theirs; an
+/// unknown queue is a 404.
+#[tokio::test]
+async fn a_queue_and_a_job_show_their_policy_and_where_each_value_came_from() {
+    let api = api().await;
+    let q = jobrunner_queue::Queue::new(Connection::connect(&api._redis.url()).await.unwrap(), "default").unwrap();
+    let policy =
+        jobrunner_queue::QueuePolicy { attempts: Some(5), rate: Some("20/1m".parse().unwrap()), ..Default::default() };
+    q.set_policy(&policy).await.unwrap();
+    let (status, view) = api.get("/api/v1/queues/default").await;
+    assert_eq!(status, StatusCode::OK, "{view}");
+    assert_eq!(view["policy"]["attempts"], json!({"value": 5, "source": "config"}));
+    assert_eq!(view["policy"]["rate"], json!({"value": {"max": 20, "window_ms": 60000}, "source": "config"}));
+    assert_eq!(view["policy"]["priority"], json!({"value": 0, "source": "default"}));
+
+    let (status, made) =
+        api.post("/api/v1/queues/default/jobs", r#"{"type":"noop","payload":{},"options":{"priority":3}}"#).await;
+    assert_eq!(status, StatusCode::CREATED, "{made}");
+    let id = made["id"].as_str().unwrap();
+    let (_, all) = api.get("/api/v1/queues").await;
+    assert_eq!(all[0]["policy"]["attempts"]["value"], 5, "{all}");
+    let (_, job) = api.get(&format!("/api/v1/queues/default/jobs/{id}")).await;
+    assert_eq!(job["options"], json!({"priority": 3}), "only what the producer set");
+    assert_eq!(job["effective"]["priority"], json!({"value": 3, "source": "producer"}));
+    assert_eq!(job["effective"]["attempts"], json!({"value": 5, "source": "config"}));
+    assert_eq!(job["effective"]["timeout_ms"], json!({"value": null, "source": "default"}));
+
+    assert_error(&api.get("/api/v1/queues/nowhere").await, StatusCode::NOT_FOUND, "nowhere");
+    assert_error(&api.get("/api/v1/queues/bad%20name").await, StatusCode::BAD_REQUEST, "queue");
+}
+
 /// `?wait=` answers once the job finishes (here, completed by a worker the
 /// test plays), or at its timeout with where the job stands; a bad wait is a
 /// 400. The events stream sends each event with its id, name and fields.

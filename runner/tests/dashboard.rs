@@ -68,7 +68,7 @@ fn csrf_from(page: &str) -> String {
 
 /// A job that has failed for good, with an error recorded.
 async fn failed_job(q: &Queue, id: &str) {
-    let options = JobOptions { attempts: 1, ..Default::default() };
+    let options = JobOptions { attempts: Some(1), ..Default::default() };
     q.enqueue(NewJob {
         id: Some(id.into()),
         job_type: "email".into(),
@@ -93,6 +93,14 @@ async fn pages_show_the_queue_and_actions_need_the_csrf_token() {
     // The error is escaped, not injected.
     assert!(page.contains("SMTP said &lt;550&gt; no such mailbox"), "{page}");
     let csrf = csrf_from(&page);
+    // The queue's policy, each value with its source.
+    q.set_policy(&jobrunner_queue::QueuePolicy { rate: Some("20/1m".parse().unwrap()), ..Default::default() })
+        .await
+        .unwrap();
+    let (_, _, page) = send(&router, get("/dashboard/queues/emails", None)).await;
+    let policy = &page[page.find("id=\"policy\"").expect("the policy table")..];
+    assert!(policy.contains("<td>20/1m</td><td class=\"muted\">config</td>"), "{policy}");
+    assert!(policy.contains("<td>3</td><td class=\"muted\">default</td>"), "{policy}");
     let (s, _, page) = send(&router, get("/dashboard/queues/emails/jobs/f1", None)).await;
     assert_eq!(s, StatusCode::OK);
     assert!(page.contains("a@example.com") && page.contains("Errors per attempt"));

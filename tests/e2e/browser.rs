@@ -31,7 +31,7 @@ async fn a_person_retries_a_failed_job_in_the_dashboard() {
 
     // A job whose plugin is not deployed yet fails ("no plugin handles type")...
     let q = Queue::new(Connection::connect(&redis.url()).await.unwrap(), "default").unwrap();
-    let options = JobOptions { attempts: 1, ..Default::default() };
+    let options = JobOptions { attempts: Some(1), ..Default::default() };
     q.enqueue(NewJob { id: Some("signup-42".into()), job_type: "whoami".into(), payload: "{}".into(), options })
         .await
         .unwrap();

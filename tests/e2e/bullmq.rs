@@ -450,3 +450,40 @@ async fn timeouts_and_hot_reload_apply_to_bullmq_queues_as_to_native_ones() {
     }
     assert_eq!(returned(&done[&before[0]])["by"], "hostile");
 }
+
+/// `[queues.NAME]` on a BullMQ-backed queue is its worker's options: the
+/// limiter holds ten jobs of a "5/1s" rate to two windows at least,
+/// `keep_completed` trims BullMQ's completed jobs that set no retention of
+/// their own, and `timeout` stops the plugin; the API shows the policy.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bullmq_queues_policy_is_its_workers_options() {
+    let (redis, _dir, daemon) = serve_bed(
+        "[queues.q]\nconcurrency = 4\ntimeout = \"300ms\"\nkeep_completed = 2\nrate = \"5/1s\"\n[queues.q.bullmq]\n",
+        &[("hostile_plugin", "handler.wasm")],
+    );
+    let url = redis.url();
+    let base = daemon.http_url();
+
+    let looped = add(&url, "q", json!([{"name": "loop", "data": {}}])).await;
+    let j = &wait_finished(&url, "q", &looped, Duration::from_secs(60)).await[&looped[0]];
+    assert_eq!(j["state"], "failed", "{j}");
+    assert!(j["failedReason"].as_str().unwrap().contains("stopped after its 300ms timeout"), "{j}");
+
+    let started = Instant::now();
+    add(&url, "q", json!((0..10).map(|i| json!({"name": "whoami", "data": {"i": i}})).collect::<Vec<_>>())).await;
+    let view = loop {
+        let (status, view) = api_get(&base, "/api/v1/queues/q").await;
+        assert_eq!(status, 200, "{view}");
+        if view["waiting"] == 0 && view["active"] == 0 && view["delayed"] == 0 && view["completed"] != 0 {
+            break view;
+        }
+        assert!(started.elapsed() < Duration::from_secs(60), "the jobs did not finish: {view}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    // Five start in the first window at most, the rest in a later one.
+    assert!(started.elapsed() >= Duration::from_secs(1), "ten jobs at 5/1s took {:?}", started.elapsed());
+    assert_eq!(view["completed"], 2, "BullMQ kept the last two: {view}");
+    assert_eq!(view["policy"]["rate"]["source"], "config", "{view}");
+    assert_eq!(view["policy"]["keep_completed"]["value"], json!({"count": 2, "age_ms": null}), "{view}");
+    assert_eq!(view["policy"]["attempts"]["source"], "default", "{view}");
+}

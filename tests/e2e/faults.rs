@@ -77,8 +77,8 @@ async fn kill_9_at_random_moments_loses_and_doubles_nothing() {
     let q = queue(&redis.url(), "default").await;
     let mut all = jobs("flaky", r#"{"fail_percent": 30}"#, JOBS);
     for j in &mut all {
-        j.options.attempts = ATTEMPTS;
-        j.options.backoff = Backoff::Fixed { delay_ms: 20 };
+        j.options.attempts = Some(ATTEMPTS);
+        j.options.backoff = Some(Backoff::Fixed { delay_ms: 20 });
     }
     for chunk in all.chunks(1000) {
         q.enqueue_bulk(chunk.to_vec()).await.unwrap();
@@ -153,7 +153,7 @@ async fn wait_aof_written(url: &str) {
 async fn load_and_wait_for_progress(q: &Queue, n: usize) -> Vec<NewJob> {
     let mut all = jobs("noop", "{}", n);
     for j in &mut all {
-        j.options.attempts = 10;
+        j.options.attempts = Some(10);
     }
     for chunk in all.chunks(1000) {
         q.enqueue_bulk(chunk.to_vec()).await.unwrap();
@@ -223,7 +223,7 @@ async fn a_cluster_master_killed_under_load_fails_over_and_loses_nothing() {
         let mut batch = jobs("sleep", r#"{"ms": 40}"#, PER_QUEUE);
         for j in &mut batch {
             j.id = Some(format!("cq{i}-{}", j.id.as_deref().unwrap()));
-            j.options.attempts = 10;
+            j.options.attempts = Some(10);
         }
         q.enqueue_bulk(batch).await.unwrap();
     }
@@ -332,7 +332,7 @@ async fn hostile_plugins_are_contained_while_another_queue_flows() {
     let mut bad = Vec::new();
     for (i, (t, payload, _)) in cases.iter().enumerate() {
         let mut o = keep_all();
-        o.attempts = 1;
+        o.attempts = Some(1);
         bad.push(NewJob {
             id: Some(format!("bad-{i}-{t}")),
             job_type: t.to_string(),

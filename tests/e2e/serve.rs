@@ -152,7 +152,7 @@ pub(crate) async fn embedded_queue(dir: &Path, name: &str) -> Queue {
 }
 
 pub(crate) fn keep_all() -> JobOptions {
-    JobOptions { keep_completed: Keep { count: None, age_ms: None }, ..Default::default() }
+    JobOptions { keep_completed: Some(Keep { count: None, age_ms: None }), ..Default::default() }
 }
 
 pub(crate) fn jobs(job_type: &str, payload: &str, n: usize) -> Vec<NewJob> {
@@ -373,6 +373,82 @@ async fn schedules_follow_the_config() {
     assert!(daemon.log().contains("schedule removed: the config no longer has it"), "{}", daemon.log());
 }
 
+/// `[queues.NAME]` policies, measured on jobs that run: a queue's timeout
+/// stops a plugin that runs longer, its attempts and backoff shape the
+/// retries of jobs that set none, a producer's own attempts win, and
+/// `runner queues` shows each value with its source. An edit of the file
+/// takes effect on reload, for the jobs that fail after it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queue_policies_follow_the_config() {
+    let (redis, dir) = bed("", &[("hostile_plugin", "hostile.wasm")]);
+    let redis_line = format!("[redis]\nurl = \"{}\"\n", redis.url());
+    let policy = |attempts: u32| {
+        format!(
+            "{redis_line}[queues.default]\nattempts = {attempts}\nbackoff = {{ type = \"fixed\", delay = \"20ms\" }}\ntimeout = \"300ms\"\nkeep_failed = \"all\"\n"
+        )
+    };
+    std::fs::write(dir.path().join("runner.toml"), policy(2)).unwrap();
+    let daemon = Daemon::start(dir.path(), Some(&redis.url()));
+    let q = queue(&redis.url(), "default").await;
+    let sleeper = |id: &str, options: JobOptions| NewJob {
+        id: Some(id.into()),
+        job_type: "sleep".into(),
+        payload: r#"{"ms": 60000}"#.into(),
+        options,
+    };
+    let ended = |id: &'static str| {
+        let q = q.clone();
+        async move {
+            let r = q.wait(id, Duration::from_secs(60)).await.unwrap().unwrap();
+            assert_eq!(r.state, State::Failed, "{id}: {r:?}");
+            r
+        }
+    };
+    // The daemon writes the policy before it consumes: a job enqueued once
+    // it shows is under it.
+    testkit::wait_until("the policy in Redis", Duration::from_secs(30), || {
+        let p: Option<String> =
+            ::redis::cmd("HGET").arg("jr:{default}:meta").arg("policy").query(&mut redis.connection()).unwrap();
+        p.is_some()
+    })
+    .await;
+    q.enqueue(sleeper("by-config", JobOptions::default())).await.unwrap();
+    q.enqueue(sleeper("by-producer", JobOptions { attempts: Some(1), ..Default::default() })).await.unwrap();
+    let r = ended("by-config").await;
+    assert_eq!(r.attempts_made, 2, "the queue's attempts: {r:?}");
+    assert!(
+        r.errors.iter().all(|e| e.error.contains("300ms timeout")),
+        "the queue's 300ms timeout stopped it: {:?}",
+        r.errors
+    );
+    // The fixed backoff: the second attempt began no sooner than 20ms
+    // after the first failed.
+    assert!(r.errors[1].at >= r.errors[0].at + 20, "{:?}", r.errors);
+    let e = r.effective.unwrap();
+    assert_eq!((e.attempts.source, e.timeout_ms.value), (jobrunner_queue::Source::Config, Some(300)));
+    assert_eq!(ended("by-producer").await.attempts_made, 1, "the producer's attempts win");
+
+    let out = crate::runner(dir.path(), &["queues", "--config", "runner.toml"]);
+    let text = crate::stdout(&out);
+    assert!(out.status.success(), "{}", crate::stderr(&out));
+    let line = |key: &str| text.lines().find(|l| l.trim_start().starts_with(key)).unwrap_or_default().to_string();
+    assert!(line("attempts").contains('2') && line("attempts").ends_with("config"), "{text}");
+    assert!(line("timeout").contains("300ms") && line("timeout").ends_with("config"), "{text}");
+    assert!(line("priority").ends_with("default"), "{text}");
+
+    // Three attempts after the edit, for a job that fails after it.
+    std::fs::write(dir.path().join("runner.toml"), policy(3)).unwrap();
+    testkit::wait_until("the reload to write the new policy", Duration::from_secs(30), || {
+        let p: Option<String> =
+            ::redis::cmd("HGET").arg("jr:{default}:meta").arg("policy").query(&mut redis.connection()).unwrap();
+        p.is_some_and(|p| p.contains("\"attempts\":3"))
+    })
+    .await;
+    q.enqueue(sleeper("after-reload", JobOptions::default())).await.unwrap();
+    assert_eq!(ended("after-reload").await.attempts_made, 3, "{}", daemon.log());
+    assert!(daemon.log().contains("queue policy set"), "{}", daemon.log());
+}
+
 /// A running job is cancelled wherever it runs: two runners share a queue,
 /// each running one long job; a cancel request stops each on the runner
 /// that holds it and records it failed, "cancelled", with no retry. A
@@ -388,7 +464,7 @@ async fn a_running_job_is_cancelled_on_whichever_runner_holds_it() {
     let b = Daemon::start(b_dir.path(), Some(&redis.url()));
     let q = queue(&redis.url(), "default").await;
     for id in ["c1", "c2", "c3"] {
-        let options = JobOptions { attempts: 3, ..keep_all() };
+        let options = JobOptions { attempts: Some(3), ..keep_all() };
         let job =
             NewJob { id: Some(id.into()), job_type: "sleep".into(), payload: r#"{"ms": 600000}"#.into(), options };
         q.enqueue(job).await.unwrap();
@@ -479,7 +555,7 @@ async fn kill_9_then_restart_completes_every_job() {
     let q = embedded_queue(dir.path(), "default").await;
     let mut batch = jobs("sleep", r#"{"ms": 30}"#, 400);
     for j in &mut batch {
-        j.options.attempts = 10;
+        j.options.attempts = Some(10);
     }
     q.enqueue_bulk(batch).await.unwrap();
     wait_counts(&q, "some progress", Duration::from_secs(60), |c| c.completed >= 50).await;
@@ -525,7 +601,7 @@ async fn a_bad_config_and_a_broken_plugin_are_reported() {
     wait_counts(&q, "the old version to serve", Duration::from_secs(30), |c| c.completed == 2).await;
     // A job whose type no plugin handles is retried, then fails saying why.
     let mut o = keep_all();
-    o.attempts = 1;
+    o.attempts = Some(1);
     q.enqueue(NewJob { id: Some("c".into()), job_type: "nobody".into(), payload: "{}".into(), options: o })
         .await
         .unwrap();

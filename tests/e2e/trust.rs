@@ -17,9 +17,9 @@ use testkit::http::HttpRecorder;
 /// Options of a job with one attempt, kept whatever its end.
 fn one_attempt() -> JobOptions {
     JobOptions {
-        attempts: 1,
-        keep_completed: Keep { count: None, age_ms: None },
-        keep_failed: Keep { count: None, age_ms: None },
+        attempts: Some(1),
+        keep_completed: Some(Keep { count: None, age_ms: None }),
+        keep_failed: Some(Keep { count: None, age_ms: None }),
         ..Default::default()
     }
 }
@@ -206,8 +206,8 @@ async fn a_fork_bomb_is_held_at_max_waiting() {
     let daemon = Daemon::start(dir.path(), Some(&redis.url()));
     let q = queue(&redis.url(), "default").await;
     let mut opts = one_attempt();
-    opts.attempts = 2;
-    opts.backoff = jobrunner_queue::Backoff::Fixed { delay_ms: 10 };
+    opts.attempts = Some(2);
+    opts.backoff = Some(jobrunner_queue::Backoff::Fixed { delay_ms: 10 });
     q.enqueue(NewJob { id: Some("fork-0".into()), job_type: "fork".into(), payload: "{}".into(), options: opts })
         .await
         .unwrap();

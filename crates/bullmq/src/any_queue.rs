@@ -7,7 +7,7 @@
 
 use crate::queue::{BullQueue, BullQueues};
 use anyhow::Result;
-use jobrunner_queue::{Connection, Counts, Enqueued, JobRecord, NewJob, Queue, State};
+use jobrunner_queue::{Connection, Counts, EffectivePolicy, Enqueued, JobRecord, NewJob, Queue, State};
 use std::time::Duration;
 
 #[derive(Clone)]
@@ -56,6 +56,16 @@ impl AnyQueue {
         match self {
             AnyQueue::Native(q) => Some(q),
             AnyQueue::Bull(_) => None,
+        }
+    }
+
+    /// The queue's policy in effect, each value with its source: a native
+    /// queue's as the runners last wrote it to Redis, a BullMQ-backed
+    /// one's as this process's config declares it.
+    pub async fn policy(&self) -> Result<EffectivePolicy> {
+        match self {
+            AnyQueue::Native(q) => Ok(q.policy().await?.effective()),
+            AnyQueue::Bull(b) => Ok(b.policy().effective()),
         }
     }
 

@@ -8,7 +8,7 @@ use anyhow::{Context, Result};
 use bullmq::options::RedisConnectionOptions;
 use bullmq::redis_connection::RedisConnection;
 use bullmq::{JobState, QueueOptions};
-use jobrunner_queue::{Counts, Enqueued, JobRecord, NewJob, State};
+use jobrunner_queue::{Counts, Enqueued, JobRecord, NewJob, QueuePolicy, State};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -36,6 +36,9 @@ pub struct BullQueue {
     /// The runner's name for it (API paths, metrics, the dashboard).
     name: String,
     decl: Arc<BullmqSection>,
+    /// The part of `[queues.NAME]`'s policy BullMQ has a place for: the
+    /// worker's limiter and retention (the config refuses the rest).
+    policy: Arc<QueuePolicy>,
     queue: Arc<bullmq::Queue>,
 }
 
@@ -43,13 +46,13 @@ pub struct BullQueue {
 pub type BullQueues = BTreeMap<String, BullQueue>;
 
 /// Opens every queue the config declares as BullMQ's, on one connection.
-pub async fn open_all(declared: Vec<(String, BullmqSection)>, url: &str) -> Result<BullQueues> {
+pub async fn open_all(declared: Vec<(String, BullmqSection, QueuePolicy)>, url: &str) -> Result<BullQueues> {
     if declared.is_empty() {
         return Ok(BTreeMap::new());
     }
     let options = connection_options(url);
     if options.is_cluster()
-        && let Some((name, _)) = declared.iter().find(|(_, b)| !b.prefix.starts_with('{'))
+        && let Some((name, _, _)) = declared.iter().find(|(_, b, _)| !b.prefix.starts_with('{'))
     {
         anyhow::bail!(
             "queues.{name}.bullmq.prefix: on Redis Cluster a BullMQ queue needs a hash-tagged prefix such as `{{bull}}` (and its producers the same prefix), so that all of its keys share a slot"
@@ -59,13 +62,16 @@ pub async fn open_all(declared: Vec<(String, BullmqSection)>, url: &str) -> Resu
         .await
         .map_err(|e| anyhow::anyhow!("cannot connect to Redis for the BullMQ queues: {e}"))?;
     let mut out = BTreeMap::new();
-    for (name, decl) in declared {
+    for (name, decl, policy) in declared {
         let bull_name = decl.name.clone().unwrap_or_else(|| name.clone());
         let queue =
             bullmq::Queue::with_connection(&bull_name, connection.clone(), QueueOptions::new().prefix(&decl.prefix))
                 .await
                 .map_err(|e| anyhow::anyhow!("queues.{name}: cannot open BullMQ queue `{bull_name}`: {e}"))?;
-        out.insert(name.clone(), BullQueue { name, decl: Arc::new(decl), queue: Arc::new(queue) });
+        out.insert(
+            name.clone(),
+            BullQueue { name, decl: Arc::new(decl), policy: Arc::new(policy), queue: Arc::new(queue) },
+        );
     }
     Ok(out)
 }
@@ -103,6 +109,10 @@ impl BullQueue {
 
     pub fn decl(&self) -> &BullmqSection {
         &self.decl
+    }
+
+    pub fn policy(&self) -> &QueuePolicy {
+        &self.policy
     }
 
     /// The plugin job type for a BullMQ job name.
@@ -298,7 +308,7 @@ impl BullQueue {
         for j in jobs {
             j.check()?;
             let data: serde_json::Value = serde_json::from_str(&j.payload).context("payload is not valid JSON")?;
-            let opts = record::to_bull_options(&j.id, &j.options)?;
+            let opts = record::to_bull_options(&j.id, &j.options, &self.policy)?;
             let existed = match &j.id {
                 Some(id) => self.queue.get_job(id).await.map_err(err)?.is_some(),
                 None => false,

@@ -10,7 +10,7 @@ use anyhow::Result;
 use bullmq::types::{BackoffStrategy, KeepJobs, RemoveOnFinish};
 use bullmq::{Job, JobProgress};
 use jobrunner_queue::options::{Backoff, Keep, MAX_PRIORITY};
-use jobrunner_queue::{AttemptError, JobOptions, JobRecord, State};
+use jobrunner_queue::{AttemptError, DEFAULTS, JobOptions, JobRecord, QueuePolicy, State};
 use serde_json::{Value, json};
 
 /// The runner's priority (0 to 4000, higher first) as BullMQ's (0: none;
@@ -23,7 +23,7 @@ pub fn from_bull_priority(priority: u32) -> u32 {
     if priority == 0 { 0 } else { (MAX_PRIORITY + 1).saturating_sub(priority).max(1) }
 }
 
-fn keep(k: &Keep) -> RemoveOnFinish {
+pub fn keep(k: &Keep) -> RemoveOnFinish {
     match (k.count, k.age_ms) {
         (None, None) => RemoveOnFinish::Bool(false),
         (count, age_ms) => RemoveOnFinish::Options(KeepJobs {
@@ -37,22 +37,25 @@ fn keep(k: &Keep) -> RemoveOnFinish {
 
 /// The runner's options for a new job, as BullMQ's. BullMQ has no jitter,
 /// cap or per-job timeout: an exponential backoff keeps only its base delay.
-pub fn to_bull_options(id: &Option<String>, o: &JobOptions) -> Result<bullmq::JobOptions> {
+/// What the job leaves unset is the runner's default, and its retention the
+/// queue's (`policy`) where the config sets one, written on the job as
+/// BullMQ producers would.
+pub fn to_bull_options(id: &Option<String>, o: &JobOptions, policy: &QueuePolicy) -> Result<bullmq::JobOptions> {
     let mut b = bullmq::JobOptions::new();
     if o.delay_ms > 0 {
         b.delay = Some(o.delay_ms);
     }
-    if o.priority > 0 {
-        b.priority = Some(to_bull_priority(o.priority));
+    if let Some(p) = o.priority.filter(|p| *p > 0) {
+        b.priority = Some(to_bull_priority(p));
     }
-    b.attempts = Some(o.attempts);
-    b.backoff = match o.backoff {
+    b.attempts = Some(o.attempts.unwrap_or(DEFAULTS.attempts));
+    b.backoff = match o.backoff.unwrap_or(DEFAULTS.backoff) {
         Backoff::None => None,
         Backoff::Fixed { delay_ms } => Some(BackoffStrategy::Fixed(delay_ms)),
         Backoff::Exponential { delay_ms, .. } => Some(BackoffStrategy::Exponential(delay_ms)),
     };
-    b.remove_on_complete = Some(keep(&o.keep_completed));
-    b.remove_on_fail = Some(keep(&o.keep_failed));
+    b.remove_on_complete = Some(keep(&o.keep_completed.or(policy.keep_completed).unwrap_or(DEFAULTS.keep_completed)));
+    b.remove_on_fail = Some(keep(&o.keep_failed.or(policy.keep_failed).unwrap_or(DEFAULTS.keep_failed)));
     if let Some(id) = id {
         // BullMQ refuses ids that are integers (they would meet its own
         // counter's) and ids with `:` (its keys are `prefix:queue:id`).
@@ -81,15 +84,15 @@ pub fn to_record(queue: &Place<'_>, job: &Job, state: State, log: Option<Vec<Str
     let o = job.opts();
     let options = JobOptions {
         delay_ms: o.delay.unwrap_or(0),
-        priority: from_bull_priority(o.priority.unwrap_or(0)),
-        attempts: o.attempts.unwrap_or(1).max(1),
-        backoff: match &o.backoff {
+        priority: Some(from_bull_priority(o.priority.unwrap_or(0))),
+        attempts: Some(o.attempts.unwrap_or(1).max(1)),
+        backoff: Some(match &o.backoff {
             None | Some(BackoffStrategy::Custom(_)) => Backoff::None,
             Some(BackoffStrategy::Fixed(d)) => Backoff::Fixed { delay_ms: *d },
             Some(BackoffStrategy::Exponential(d)) => {
                 Backoff::Exponential { delay_ms: *d, max_delay_ms: 0, jitter: 0.0 }
             }
-        },
+        }),
         ..JobOptions::default()
     };
     let finished = job.finished_on();
@@ -125,6 +128,7 @@ pub fn to_record(queue: &Place<'_>, job: &Job, state: State, log: Option<Vec<Str
         job_type: queue.decl.job_type(job.name()).to_string(),
         payload: job.data().clone(),
         options,
+        effective: None,
         attempts_made: job.attempts_made(),
         created_at: job.timestamp(),
         state_since_or_until,
@@ -164,13 +168,19 @@ mod tests {
 
     #[test]
     fn options_carry_over_and_bad_ids_are_refused() {
-        let o = JobOptions { delay_ms: 5, priority: 4000, attempts: 4, ..Default::default() };
-        let b = to_bull_options(&Some("mail-1".into()), &o).unwrap();
+        let o = JobOptions { delay_ms: 5, priority: Some(4000), attempts: Some(4), ..Default::default() };
+        let policy = QueuePolicy { keep_failed: Some(Keep { count: Some(500), age_ms: None }), ..Default::default() };
+        let b = to_bull_options(&Some("mail-1".into()), &o, &policy).unwrap();
         assert_eq!((b.delay, b.priority, b.attempts), (Some(5), Some(1), Some(4)));
         assert!(matches!(b.backoff, Some(BackoffStrategy::Exponential(1000))));
         assert!(matches!(b.remove_on_complete, Some(RemoveOnFinish::Options(KeepJobs { age: Some(86_400), .. }))));
+        // The queue's retention, where the job sets none.
+        assert!(matches!(
+            b.remove_on_fail,
+            Some(RemoveOnFinish::Options(KeepJobs { count: Some(500), age: None, .. }))
+        ));
         for bad in ["42", "a:b"] {
-            let e = to_bull_options(&Some(bad.into()), &o).unwrap_err().to_string();
+            let e = to_bull_options(&Some(bad.into()), &o, &policy).unwrap_err().to_string();
             assert!(e.contains(bad), "{e}");
         }
     }

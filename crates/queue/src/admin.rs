@@ -5,6 +5,7 @@
 
 use crate::connection::Connection;
 use crate::keys;
+use crate::policy::QueuePolicy;
 use crate::queue::{Queue, arg, completions};
 use crate::record::{Counts, JobRecord, Spec, State};
 use crate::scripts::SCRIPTS;
@@ -12,7 +13,7 @@ use anyhow::{Context, Result, bail};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 impl Queue {
-    async fn admin<T: redis::FromRedisValue>(&self, op: &str, extra: &[Vec<u8>]) -> Result<T> {
+    pub(crate) async fn admin<T: redis::FromRedisValue>(&self, op: &str, extra: &[Vec<u8>]) -> Result<T> {
         let mut args = vec![arg(op), arg(&self.inner.keys.wake_channel)];
         args.extend_from_slice(extra);
         self.inner
@@ -167,8 +168,11 @@ impl Queue {
         let args: Vec<Vec<u8>> = ids.iter().map(arg).collect();
         let reply: Vec<String> =
             self.inner.conn.invoke(&SCRIPTS.jobs, &self.inner.keys.all, &args).await.context("read jobs")?;
+        let Some((policy, reply)) = reply.split_first() else { bail!("read jobs: an empty reply") };
+        let policy: QueuePolicy =
+            if policy.is_empty() { QueuePolicy::default() } else { serde_json::from_str(policy)? };
         let mut out = Vec::new();
-        for (id, f) in ids.iter().zip(reply.chunks(10)) {
+        for (id, f) in ids.iter().zip(reply.chunks(11)) {
             let (Some(state), Ok(spec)) = (State::parse(&f[0]), serde_json::from_str::<Spec>(&f[1])) else {
                 continue;
             };
@@ -180,6 +184,9 @@ impl Queue {
                 state,
                 job_type: spec.job_type,
                 payload: serde_json::from_str(spec.payload.get()).unwrap_or_default(),
+                effective: Some(
+                    policy.effective_for(&spec.opts, Some(&f[10]).filter(|g| !g.is_empty()).map(|g| g.as_str())),
+                ),
                 options: spec.opts,
                 attempts_made: f[2].parse().unwrap_or(0),
                 // The `created` hash is only there for jobs enqueued before

@@ -24,7 +24,7 @@
 //!     id: Some("welcome-42".into()),
 //!     job_type: "send-email".into(),
 //!     payload: r#"{"to":"ann@example.com"}"#.into(),
-//!     options: JobOptions { delay_ms: 60_000, priority: 5, ..Default::default() },
+//!     options: JobOptions { delay_ms: 60_000, priority: Some(5), ..Default::default() },
 //! };
 //! let enqueued = emails.enqueue(job).await?;
 //! // Wait (up to two minutes) for a runner to finish it: its record says
@@ -54,6 +54,8 @@
 //! - [`admin`]: the operator's side (retry, remove, pause, clean, rate
 //!   limits) and the reads (counts, pages, one job, events);
 //! - [`options`], [`record`]: what producers ask for, and what the queue says;
+//! - [`policy`]: a queue's defaults for its jobs, its rate limits, and
+//!   where a job's group comes from (`[queues.NAME]` in the runner's config);
 //! - [`consumer`]: waiting for work without polling, waking on time;
 //! - [`durability`]: whether the server may evict jobs or lose them on restart;
 //! - [`schedule`]: recurring jobs (cron with a time zone, or intervals);
@@ -74,6 +76,7 @@ pub mod durability;
 pub mod events;
 pub mod keys;
 pub mod options;
+pub mod policy;
 pub mod queue;
 pub mod record;
 pub mod runners;
@@ -85,7 +88,8 @@ pub use cancel::CancelAnswer;
 pub use connection::Connection;
 pub use consumer::Consumer;
 pub use events::{Event, EventReader};
-pub use options::{Backoff, JobOptions, Keep};
+pub use options::{Backoff, DEFAULTS, JobOptions, Keep};
+pub use policy::{EffectiveOptions, EffectivePolicy, QueuePolicy, Rate, Source, Sourced};
 pub use queue::{Enqueued, MAX_BULK, NewJob, Queue, QueueFull};
 pub use record::{AttemptError, Counts, JobRecord, Leased, Spec, State};
 pub use schedule::{Schedule, ScheduleInfo, ScheduleSource, Timing};

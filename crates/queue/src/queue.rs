@@ -165,6 +165,9 @@ impl Queue {
             .await
             .map_err(|e| full_or(&self.inner.name, e))?;
         let state = match reply {
+            // The queue's policy gives its jobs a priority or a group,
+            // which only `enqueue` applies; nothing was written.
+            0 => return Ok(self.enqueue_bulk(vec![job]).await?.remove(0)),
             1 => State::Waiting,
             3 => State::Active,
             other => bail!("enqueue: unexpected reply {other} from the push script"),
@@ -205,7 +208,7 @@ impl Queue {
             if !short {
                 args.extend([
                     arg(job.options.delay_ms),
-                    arg(job.options.priority),
+                    job.options.priority.map(arg).unwrap_or_default(),
                     arg(job.options.group.as_deref().unwrap_or("")),
                 ]);
             }

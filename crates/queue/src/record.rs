@@ -2,6 +2,7 @@
 //! and a job handed to a worker under a lease.
 
 use crate::options::JobOptions;
+use crate::policy::EffectiveOptions;
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -51,10 +52,9 @@ pub struct Spec {
     #[serde(rename = "type")]
     pub job_type: String,
     pub payload: Box<serde_json::value::RawValue>,
-    /// Stored as only what differs from the defaults (`{}` when nothing
-    /// does: a runner from before this change reads `{}`, but not a spec
-    /// without `opts`).
-    #[serde(default, serialize_with = "JobOptions::serialize_changed")]
+    /// Stored as only what its producer set (`{}` when nothing: a runner
+    /// from before this change reads `{}`, but not a spec without `opts`).
+    #[serde(default)]
     pub opts: JobOptions,
     /// Milliseconds since the epoch, by the producer's clock.
     pub created_at: u64,
@@ -92,7 +92,12 @@ pub struct JobRecord {
     #[serde(rename = "type")]
     pub job_type: String,
     pub payload: serde_json::Value,
+    /// What its producer set.
     pub options: JobOptions,
+    /// Every option in effect, with who set it (producer, config, default);
+    /// none for a BullMQ-backed queue's job, whose options are BullMQ's.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub effective: Option<EffectiveOptions>,
     pub attempts_made: u32,
     pub created_at: u64,
     /// For delayed jobs, when they run; for active ones, when the lease
@@ -108,6 +113,17 @@ pub struct JobRecord {
     /// record has no place for (its job name, raw options, attempts started).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub bullmq: Option<serde_json::Value>,
+}
+
+impl JobRecord {
+    /// The attempts the job is allowed: as it, its queue or the default
+    /// says (for a BullMQ job, as its options say).
+    pub fn attempts_allowed(&self) -> u32 {
+        match &self.effective {
+            Some(e) => e.attempts.value,
+            None => self.options.attempts.unwrap_or(crate::options::DEFAULTS.attempts),
+        }
+    }
 }
 
 /// A job handed to a worker. The token proves the lease: completing or

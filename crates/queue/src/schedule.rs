@@ -242,7 +242,7 @@ impl Queue {
                 next.to_string(),
                 job_id,
                 serde_json::to_string(&spec)?,
-                schedule.options.priority.to_string(),
+                schedule.options.priority.map(|p| p.to_string()).unwrap_or_default(),
                 schedule.options.group.clone().unwrap_or_default(),
             ]
             .into_iter()

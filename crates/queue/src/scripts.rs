@@ -1,17 +1,18 @@
 //! The queue's Lua scripts: one generated line, the default job options as
-//! JSON (`DEFAULT_OPTS`), which a stored spec leaves out, from
-//! `JobOptions::default()` itself so that Lua and Rust cannot disagree;
+//! JSON (`DEFAULT_OPTS`), which apply where neither a job's spec nor its
+//! queue's policy says, from `options::DEFAULTS` itself so that Lua and
+//! Rust cannot disagree;
 //! then `common.lua`, the shared prelude and the script's body. The lean
 //! one-job enqueue (`push`) is `common.lua` and its body alone (it reads no
 //! option). `redis::Script` sends them by hash
 //! (EVALSHA) and loads them again after a server restart (NOSCRIPT), so a
 //! restarted Redis needs nothing from us.
 
-use crate::options::JobOptions;
+use crate::options::DEFAULTS;
 use std::sync::LazyLock;
 
 fn defaults_line() -> String {
-    let json = serde_json::to_string(&JobOptions::default()).expect("the default options serialize");
+    let json = serde_json::to_string(&DEFAULTS).expect("the default options serialize");
     // A Lua long string: the JSON needs no escaping (it holds no `]==]`).
     // Decoded only where a script needs it (a failure), not on every call.
     format!("local DEFAULT_OPTS = [==[{json}]==]\n")

@@ -15,7 +15,7 @@ async fn queue(redis: &RedisServer, name: &str) -> Queue {
 }
 
 fn job(id: &str) -> NewJob {
-    let options = JobOptions { attempts: 2, backoff: Backoff::None, ..JobOptions::default() };
+    let options = JobOptions { attempts: Some(2), backoff: Some(Backoff::None), ..JobOptions::default() };
     NewJob { id: Some(id.into()), job_type: "noop".into(), payload: "{}".into(), options }
 }
 
@@ -62,7 +62,7 @@ async fn a_wait_that_runs_out_says_where_the_job_stands() {
     assert_eq!(record.state, State::Waiting);
 
     // A job failed for good ends a wait too.
-    let once = NewJob { options: JobOptions { attempts: 1, ..JobOptions::default() }, ..job("c") };
+    let once = NewJob { options: JobOptions { attempts: Some(1), ..JobOptions::default() }, ..job("c") };
     q.enqueue(once).await.unwrap();
     let waiter = {
         let q = q.clone();

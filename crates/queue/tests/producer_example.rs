@@ -20,9 +20,9 @@ async fn the_example_producer_enqueues_what_it_says() {
     let q = Queue::new(Connection::connect(&redis.url()).await.unwrap(), "emails").unwrap();
     let job = q.get("booking-B-1042").await.unwrap().expect("the job with the app's id");
     assert_eq!((job.state, job.job_type.as_str()), (State::Waiting, "email"));
-    assert_eq!((job.options.priority, job.options.attempts), (10, 5));
+    assert_eq!((job.options.priority, job.options.attempts), (Some(10), Some(5)));
     assert_eq!(job.options.group.as_deref(), Some("vendor-lumen"));
-    assert!(matches!(job.options.backoff, Backoff::Exponential { delay_ms: 1000, .. }));
+    assert!(matches!(job.options.backoff, Some(Backoff::Exponential { delay_ms: 1000, .. })));
     assert_eq!(job.payload["data"]["booking_id"], "B-1042");
 
     let again = producer::produce(&redis.url(), "emails", 2).await.unwrap();

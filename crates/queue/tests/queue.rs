@@ -98,7 +98,7 @@ async fn bad_jobs_are_refused_before_anything_is_written() {
     let e = q.enqueue_bulk(vec![job("{}"), job("{not json")]).await.unwrap_err();
     assert!(format!("{e:#}").contains("job 1: payload is not valid JSON"), "{e:#}");
     assert_eq!(q.counts().await.unwrap().waiting, 0, "the valid job was not written either");
-    assert!(q.enqueue(with(|o| o.attempts = 0)).await.is_err());
+    assert!(q.enqueue(with(|o| o.attempts = Some(0))).await.is_err());
     assert!(q.enqueue(NewJob { id: Some("a{b}".into()), ..job("{}") }).await.is_err());
     assert!(Queue::new(Connection::connect(&redis.url()).await.unwrap(), "no spaces").is_err());
 }
@@ -108,7 +108,7 @@ async fn priority_then_fifo() {
     let redis = RedisServer::start();
     let q = queue(&redis, "prio").await;
     for (id, p) in [("low-1", 0), ("high-1", 10), ("low-2", 0), ("high-2", 10), ("mid", 5)] {
-        q.enqueue(NewJob { id: Some(id.into()), ..with(|o| o.priority = p) }).await.unwrap();
+        q.enqueue(NewJob { id: Some(id.into()), ..with(|o| o.priority = Some(p)) }).await.unwrap();
     }
     let ids: Vec<String> = q.fetch(10, LEASE).await.unwrap().jobs.into_iter().map(|l| l.id).collect();
     assert_eq!(ids, ["high-1", "high-2", "mid", "low-1", "low-2"]);
@@ -323,8 +323,8 @@ async fn batches_behave_as_their_jobs_one_at_a_time() {
             named(
                 "b",
                 with(|o| {
-                    o.priority = 5;
-                    o.backoff = Backoff::None;
+                    o.priority = Some(5);
+                    o.backoff = Some(Backoff::None);
                 }),
             ),
             named("a", job(r#"{"n":2}"#)),
@@ -430,10 +430,10 @@ async fn a_lease_that_expires_unstarted_comes_back_unspent() {
     let redis = RedisServer::start();
     let q = queue(&redis, "unstarted").await;
     let short = Duration::from_millis(40);
-    let one = |id: &str| NewJob { id: Some(id.into()), ..with(|o| o.attempts = 1) };
+    let one = |id: &str| NewJob { id: Some(id.into()), ..with(|o| o.attempts = Some(1)) };
     // Through bulk enqueue and the lean single enqueue (no id: its own).
     q.enqueue_bulk(vec![one("ran"), one("buffered")]).await.unwrap();
-    let lean = q.enqueue(with(|o| o.attempts = 1)).await.unwrap().id;
+    let lean = q.enqueue(with(|o| o.attempts = Some(1))).await.unwrap().id;
     let leased = q.fetch(3, short).await.unwrap().jobs;
     assert_eq!(leased.len(), 3);
     let ran = leased.iter().find(|l| l.id == "ran").unwrap();
@@ -459,7 +459,7 @@ async fn a_lease_that_expires_unstarted_comes_back_unspent() {
     let consumer = Consumer::new(q.clone());
     wait_for_push_channels(&redis, "unstarted", 1).await;
     assert!(consumer.next(5, short, Duration::from_secs(20)).await.unwrap().is_empty());
-    let handed = q.enqueue(NewJob { id: Some("handed".into()), ..with(|o| o.attempts = 1) }).await.unwrap();
+    let handed = q.enqueue(NewJob { id: Some("handed".into()), ..with(|o| o.attempts = Some(1)) }).await.unwrap();
     assert_eq!(handed.state, "active");
     drop(consumer);
     let back = wait_for_jobs(&q, 1).await;
@@ -505,7 +505,7 @@ async fn wait_for_jobs(q: &Queue, n: usize) -> Vec<jobrunner_queue::Leased> {
 async fn an_expired_lease_is_a_stall_and_the_stale_token_is_refused() {
     let redis = RedisServer::start();
     let q = queue(&redis, "lease").await;
-    q.enqueue(with(|o| o.backoff = Backoff::None)).await.unwrap();
+    q.enqueue(with(|o| o.backoff = Some(Backoff::None))).await.unwrap();
     let first = q.fetch(1, Duration::from_millis(50)).await.unwrap().jobs.remove(0);
     // Extending with the right token works while the lease is held.
     assert_eq!(
@@ -546,8 +546,8 @@ async fn failures_follow_the_policy() {
     q.enqueue(NewJob {
         id: Some("j".into()),
         ..with(|o| {
-            o.attempts = 3;
-            o.backoff = Backoff::Fixed { delay_ms: 60_000 };
+            o.attempts = Some(3);
+            o.backoff = Some(Backoff::Fixed { delay_ms: 60_000 });
         })
     })
     .await
@@ -614,7 +614,7 @@ async fn default_options_are_left_out_of_the_stored_spec_and_still_apply() {
     let delay = run_at_ms.saturating_sub(before);
     assert!((750..=1100).contains(&delay), "delayed {delay} ms");
     // An option that differs is stored, and only it.
-    let id = q.enqueue(with(|o| o.attempts = 7)).await.unwrap().id;
+    let id = q.enqueue(with(|o| o.attempts = Some(7))).await.unwrap().id;
     let spec: String = redis::cmd("HGET").arg("jr:{defaults}:specs").arg(&id).query(&mut c).unwrap();
     let stored: serde_json::Value = serde_json::from_str(&spec).unwrap();
     assert_eq!(stored["opts"], serde_json::json!({"attempts": 7}), "{spec}");
@@ -627,8 +627,8 @@ async fn exponential_backoff_grows() {
     q.enqueue(NewJob {
         id: Some("e".into()),
         ..with(|o| {
-            o.attempts = 5;
-            o.backoff = Backoff::Exponential { delay_ms: 10_000, max_delay_ms: 0, jitter: 0.0 };
+            o.attempts = Some(5);
+            o.backoff = Some(Backoff::Exponential { delay_ms: 10_000, max_delay_ms: 0, jitter: 0.0 });
         })
     })
     .await
@@ -681,7 +681,7 @@ async fn operations_and_paging() {
 async fn retry_all_and_clean() {
     let redis = RedisServer::start();
     let q = queue(&redis, "clean").await;
-    let jobs: Vec<NewJob> = (0..20).map(|_| with(|o| o.attempts = 1)).collect();
+    let jobs: Vec<NewJob> = (0..20).map(|_| with(|o| o.attempts = Some(1))).collect();
     q.enqueue_bulk(jobs).await.unwrap();
     for l in q.fetch(20, LEASE).await.unwrap().jobs {
         q.fail(&l.id, &l.token, &Failure::Retry("x".into()), None, None).await.unwrap();
@@ -703,7 +703,7 @@ async fn retention_bounds_memory() {
     // hashes that are empty, and must still clear the ones that are not.
     let jobs = (0..50)
         .map(|i| match i % 3 {
-            0 => with(|o| o.priority = 5),
+            0 => with(|o| o.priority = Some(5)),
             1 => with(|o| o.group = Some(format!("g{i}"))),
             _ => job("{}"),
         })

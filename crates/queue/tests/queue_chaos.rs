@@ -19,10 +19,10 @@ async fn ten_thousand_jobs_with_failures_and_deaths_lose_nothing() {
     let redis = testkit::redis::RedisServer::start();
     let q = Queue::new(Connection::connect(&redis.url()).await.unwrap(), "chaos").unwrap();
     let options = JobOptions {
-        attempts: ATTEMPTS,
-        backoff: Backoff::None,
-        keep_completed: Keep { count: None, age_ms: None },
-        keep_failed: Keep { count: None, age_ms: None },
+        attempts: Some(ATTEMPTS),
+        backoff: Some(Backoff::None),
+        keep_completed: Some(Keep { count: None, age_ms: None }),
+        keep_failed: Some(Keep { count: None, age_ms: None }),
         ..Default::default()
     };
     let jobs: Vec<NewJob> = (0..JOBS)

@@ -84,10 +84,10 @@ impl Model {
 
 fn options() -> JobOptions {
     JobOptions {
-        attempts: MAX_ATTEMPTS,
-        backoff: Backoff::None,
-        keep_completed: Keep { count: None, age_ms: None },
-        keep_failed: Keep { count: None, age_ms: None },
+        attempts: Some(MAX_ATTEMPTS),
+        backoff: Some(Backoff::None),
+        keep_completed: Some(Keep { count: None, age_ms: None }),
+        keep_failed: Some(Keep { count: None, age_ms: None }),
         ..Default::default()
     }
 }
@@ -100,7 +100,7 @@ async fn step(q: &Queue, m: &mut Model, op: &Op) {
             m.next_id += 1;
             let id = format!("m{:03}", m.next_id);
             let mut o = options();
-            o.priority = *priority;
+            o.priority = Some(*priority);
             o.delay_ms = if *delayed { 3_600_000 } else { 0 };
             q.enqueue(NewJob { id: Some(id.clone()), job_type: "t".into(), payload: "{}".into(), options: o })
                 .await

@@ -34,9 +34,9 @@ pub async fn produce(redis_url: &str, queue: &str, bulk: usize) -> Result<Vec<En
     // five attempts with exponential backoff, and a group (jobs are shared
     // fairly between groups, and a group may have its own rate limit).
     let options = JobOptions {
-        priority: 10,
-        attempts: 5,
-        backoff: Backoff::Exponential { delay_ms: 1000, max_delay_ms: 60_000, jitter: 0.2 },
+        priority: Some(10),
+        attempts: Some(5),
+        backoff: Some(Backoff::Exponential { delay_ms: 1000, max_delay_ms: 60_000, jitter: 0.2 }),
         group: Some("vendor-lumen".into()),
         ..JobOptions::default()
     };

@@ -82,20 +82,41 @@ pub struct QueueView {
     pub counts: jobrunner_queue::Counts,
     /// Jobs completed in the last minute.
     pub completed_last_minute: u64,
+    /// The policy in effect (`[queues.NAME]`), each value with its source:
+    /// `default` or `config` (a job's own options override it: the job's
+    /// record says which did).
+    pub policy: jobrunner_queue::EffectivePolicy,
+}
+
+async fn view(state: &ApiState, name: String) -> ApiResult<QueueView> {
+    let q = queue(state, &name)?;
+    Ok(QueueView {
+        backend: q.backend(),
+        counts: q.counts().await?,
+        completed_last_minute: q.completed_last_minute().await?,
+        policy: q.policy().await?,
+        name,
+    })
 }
 
 pub async fn queues(AxState(state): AxState<Arc<ApiState>>) -> ApiResult<Json<Vec<QueueView>>> {
     let mut out = Vec::new();
     for name in state.queue_names().await? {
-        let q = queue(&state, &name)?;
-        out.push(QueueView {
-            backend: q.backend(),
-            counts: q.counts().await?,
-            completed_last_minute: q.completed_last_minute().await?,
-            name,
-        });
+        out.push(view(&state, name).await?);
     }
     Ok(Json(out))
+}
+
+/// One queue: its counts and its policy in effect. 404 for a name no
+/// runner consumes or has had a job on, and no config declares.
+pub async fn get_queue(AxState(state): AxState<Arc<ApiState>>, Path(name): Path<String>) -> ApiResult<Json<QueueView>> {
+    jobrunner_queue::check_queue_name(&name).map_err(ApiError::bad)?;
+    if !state.queue_names().await?.contains(&name) && !state.consumed.contains(&name) {
+        return Err(ApiError::NotFound(format!(
+            "no queue `{name}`: no job was ever enqueued to it and no runner consumes it"
+        )));
+    }
+    Ok(Json(view(&state, name).await?))
 }
 
 #[derive(Debug, Deserialize)]

@@ -24,6 +24,7 @@ use std::sync::Arc;
 pub fn routes() -> Router<Arc<ApiState>> {
     Router::new()
         .route("/queues", get(jobs::queues))
+        .route("/queues/{queue}", get(jobs::get_queue))
         .route("/queues/{queue}/jobs", post(jobs::enqueue).get(jobs::list))
         .route("/queues/{queue}/jobs/bulk", post(jobs::enqueue_bulk))
         .route("/queues/{queue}/jobs/{id}", get(jobs::get).delete(jobs::remove))

@@ -53,10 +53,10 @@ fn options_from(args: &EnqueueArgs, base: JobOptions) -> JobOptions {
         o.delay_ms = d.as_millis() as u64;
     }
     if let Some(p) = args.priority {
-        o.priority = p;
+        o.priority = Some(p);
     }
     if let Some(a) = args.attempts {
-        o.attempts = a;
+        o.attempts = Some(a);
     }
     o
 }
@@ -186,14 +186,15 @@ pub async fn queues(args: QueuesArgs, config: &Config) -> Result<ExitCode> {
     let mut rows = Vec::new();
     for name in AnyQueue::names(&conn, &bull).await? {
         let q = AnyQueue::open(&conn, &bull, &name)?;
-        rows.push((name, q.backend(), q.counts().await?));
+        rows.push((name, q.backend(), q.counts().await?, q.policy().await?));
     }
     if args.json {
         let v: serde_json::Map<String, serde_json::Value> = rows
             .into_iter()
-            .map(|(n, backend, c)| {
+            .map(|(n, backend, c, policy)| {
                 let mut v = serde_json::to_value(c).expect("counts serialise");
                 v["backend"] = backend.into();
+                v["policy"] = serde_json::to_value(policy).expect("a policy serialises");
                 (n, v)
             })
             .collect();
@@ -203,12 +204,19 @@ pub async fn queues(args: QueuesArgs, config: &Config) -> Result<ExitCode> {
             "{:<24} {:<7} {:>9} {:>9} {:>9} {:>10} {:>9}",
             "QUEUE", "BACKEND", "WAITING", "DELAYED", "ACTIVE", "COMPLETED", "FAILED"
         );
-        for (n, backend, c) in rows {
-            let name = if c.paused { format!("{n} (paused)") } else { n };
+        for (n, backend, c, _) in &rows {
+            let name = if c.paused { format!("{n} (paused)") } else { n.clone() };
             println!(
                 "{name:<24} {backend:<7} {:>9} {:>9} {:>9} {:>10} {:>9}",
                 c.waiting, c.delayed, c.active, c.completed, c.failed
             );
+        }
+        // Each queue's policy, every value with where it came from.
+        for (n, _, _, policy) in &rows {
+            println!("\n{n}:");
+            for (key, value, source) in policy.describe() {
+                println!("  {key:<16} {value:<40} {source}");
+            }
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -243,7 +251,7 @@ pub async fn jobs(args: JobsArgs, config: &Config) -> Result<ExitCode> {
             .last()
             .map(|e| format!("  last error: {}", e.error.lines().next().unwrap_or("")))
             .unwrap_or_default();
-        println!("{}  {}  attempts {}/{}{}", j.id, j.job_type, j.attempts_made, j.options.attempts, last_error);
+        println!("{}  {}  attempts {}/{}{}", j.id, j.job_type, j.attempts_made, j.attempts_allowed(), last_error);
     }
     if page.len() as u64 == args.limit.clamp(1, 1000) {
         println!("(more: --offset {})", args.offset.saturating_add(page.len() as u64));
@@ -356,7 +364,7 @@ pub async fn schedule(cmd: ScheduleCommand, config: &Config) -> Result<ExitCode>
             };
             let mut options = JobOptions::default();
             if let Some(a) = attempts {
-                options.attempts = a;
+                options.attempts = Some(a);
             }
             let queue = Queue::new(conn, &queue)?;
             queue.check_not_from_config(&id).await?;

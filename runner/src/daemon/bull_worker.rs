@@ -78,6 +78,15 @@ pub async fn run(
         options = options.metrics(MetricsOptions { max_data_points: METRICS_MINUTES });
     }
     options.max_started_attempts = queue.decl().max_started_attempts;
+    // `[queues.NAME]`'s policy, where BullMQ has a place for it: the
+    // worker's limiter, and the retention of the jobs it finishes whose
+    // producers set none (the config refuses the rest).
+    let policy = queue.policy();
+    if let Some(rate) = policy.rate {
+        options.limiter = Some(bullmq::RateLimiterOptions { max: rate.max, duration: rate.window_ms });
+    }
+    options.remove_on_complete = policy.keep_completed.as_ref().map(jobrunner_bullmq::record::keep);
+    options.remove_on_fail = policy.keep_failed.as_ref().map(jobrunner_bullmq::record::keep);
     let worker = loop {
         match bullmq::Worker::with_options(queue.bull_name(), processor.clone(), options.clone()).await {
             Ok(w) => break w,
@@ -139,7 +148,7 @@ async fn process(
         )
     };
     let report = tokio::select! {
-        r = plugin.run_reporting(input, None, Some(live.sink())) => r,
+        r = plugin.run_reporting(input, queue.policy().timeout_ms.map(Duration::from_millis), Some(live.sink())) => r,
         _ = cancel.cancelled() => {
             drop(live);
             match job.move_to_wait(None).await {

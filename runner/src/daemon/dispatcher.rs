@@ -311,17 +311,19 @@ async fn run_job(
     // The payload moves into the job (and from there into the guest): only
     // its plugin reads it, so the dispatcher need not keep a copy.
     let payload = std::mem::replace(&mut leased.spec.payload, serde_json::value::RawValue::NULL.to_owned());
+    // The queue's policy, for what the job's producer left unset.
+    let policy = shared.policy(queue.name());
     let input = JobInput {
         id: leased.id.clone(),
         queue: queue.name().to_string(),
         job_type: job_type.clone(),
         payload: Box::<str>::from(payload).into_string(),
         attempt: leased.attempt,
-        max_attempts: leased.spec.opts.attempts,
+        max_attempts: policy.attempts_for(&leased.spec.opts),
         enqueued_at_ms: leased.spec.created_at,
     };
     let held = tools.leases.hold(&leased.id, &leased.token);
-    let timeout = leased.spec.opts.timeout_ms.map(Duration::from_millis);
+    let timeout = policy.timeout_for(&leased.spec.opts);
     // `biased`: polled in this order rather than a random one, which spent
     // a random number per poll of every job (the plugin returns at once
     // most of the time; a shutdown is still seen at the next poll).
@@ -468,8 +470,8 @@ pub(crate) async fn enqueue_follow_ups(shared: &Shared, report: &Report) -> Resu
     for f in &report.follow_ups {
         let options = jobrunner_queue::JobOptions {
             delay_ms: f.delay_ms.unwrap_or(0),
-            priority: f.priority.unwrap_or(0).min(jobrunner_queue::options::MAX_PRIORITY),
-            attempts: f.max_attempts.unwrap_or(jobrunner_queue::JobOptions::default().attempts),
+            priority: f.priority.map(|p| p.min(jobrunner_queue::options::MAX_PRIORITY)),
+            attempts: f.max_attempts,
             ..Default::default()
         };
         by_queue.entry(f.queue.as_str()).or_default().push(NewJob {
@@ -522,7 +524,7 @@ async fn complete(
         acker.settled(&leased.token);
         return;
     }
-    let keep = leased.spec.opts.keep_completed;
+    let keep = shared.policy(queue.name()).keep_completed_for(&leased.spec.opts);
     let done = Completion {
         id: leased.id,
         token: leased.token,

@@ -5,11 +5,13 @@
 //!    (started again if it dies);
 //! 2. load every plugin in the plugins folder, and reload on change
 //!    (`watcher`, `registry`): a broken version leaves the old one serving;
-//! 3. run one dispatcher per consumed queue (`dispatcher`), and fire the
+//! 3. write each queue's policy to Redis, at start and on reload
+//!    (`policies`);
+//! 4. run one dispatcher per consumed queue (`dispatcher`), and fire the
 //!    queues' recurring schedules (kept in step with the config's
 //!    `[[schedules]]` at start and on reload: `schedules`); a queue
 //!    declared as BullMQ's runs BullMQ's own worker instead (`bull_worker`);
-//! 4. on shutdown: stop fetching, let jobs in flight finish until the grace
+//! 5. on shutdown: stop fetching, let jobs in flight finish until the grace
 //!    deadline, cancel and put back the rest, then stop the embedded Redis.
 //!
 //! Layout: `embedded` (the embedded Redis), `watcher` (the plugins
@@ -25,6 +27,7 @@ pub mod cancels;
 pub mod dispatcher;
 pub mod embedded;
 pub mod leases;
+pub mod policies;
 pub mod progress;
 pub mod schedules;
 pub mod watcher;
@@ -51,6 +54,8 @@ pub struct Shared {
     pub config: RwLock<Arc<Config>>,
     /// The queues declared as BullMQ's (for follow-ups sent to them).
     pub bull: Arc<jobrunner_bullmq::BullQueues>,
+    /// The consumed queues' policies, as the config says (`policies`).
+    pub policies: RwLock<std::collections::BTreeMap<String, Arc<jobrunner_queue::QueuePolicy>>>,
 }
 
 /// The `.wasm` files directly in `dir`.
@@ -149,7 +154,9 @@ pub async fn serve(config: Config, config_file: Option<PathBuf>, shutdown: impl 
         host,
         config: RwLock::new(Arc::new(config.clone())),
         bull: bull.clone(),
+        policies: RwLock::default(),
     });
+    policies::apply(&shared, &config).await?;
     for file in plugin_files(&plugins_dir) {
         // A broken plugin is reported, not fatal: the others still serve.
         let _ = shared.registry.load(&shared.host, &config, &file).await;
@@ -198,11 +205,16 @@ pub async fn serve(config: Config, config_file: Option<PathBuf>, shutdown: impl 
                             tracing::error!(error = %format!("{e:#}"), "the environment overrides are invalid");
                             continue;
                         }
-                        tracing::info!("config changed: reloading plugins with their new grants and limits");
+                        tracing::info!(
+                            "config changed: reloading plugins with their new grants and limits, and the queues' policies"
+                        );
                         let fresh = Arc::new(fresh);
                         *shared.config.write().unwrap() = fresh.clone();
                         for file in plugin_files(&plugins_dir) {
                             let _ = shared.registry.load(&shared.host, &fresh, &file).await;
+                        }
+                        if let Err(e) = policies::apply(&shared, &fresh).await {
+                            tracing::error!(error = %format!("{e:#}"), "could not write the queues' changed policies");
                         }
                         if let Err(e) = schedules::reconcile(&shared.connection, &fresh).await {
                             tracing::error!(error = %format!("{e:#}"), "could not bring the schedules in step with the changed config");
@@ -259,12 +271,6 @@ pub async fn serve(config: Config, config_file: Option<PathBuf>, shutdown: impl 
             continue;
         }
         let queue = Queue::new(connection.clone(), &name)?;
-        // The bound lives in Redis, so producers meet it too; every runner
-        // of the queue writes the same value from the same config.
-        queue
-            .set_max_waiting(q.max_waiting.unwrap_or(0))
-            .await
-            .with_context(|| format!("queues.{name}.max_waiting"))?;
         tracing::info!(queue = %name, concurrency = q.concurrency, max_waiting = ?q.max_waiting, "consuming");
         dispatchers.spawn(dispatcher::run(
             shared.clone(),

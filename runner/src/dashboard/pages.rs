@@ -98,6 +98,7 @@ pub async fn queue_page(state: &ApiState, name: &str, q: QueueQuery) -> ApiResul
     let st = State::parse(q.state.as_deref().unwrap_or("waiting")).ok_or_else(|| ApiError::bad("unknown state"))?;
     let queue = queue(state, name)?;
     let counts = queue.counts().await?;
+    let policy = queue.policy().await?;
     let offset = q.cursor.unwrap_or(0);
     let jobs = queue.list(st, offset, PAGE).await?;
     let count_of = |s: State| match s {
@@ -140,7 +141,7 @@ pub async fn queue_page(state: &ApiState, name: &str, q: QueueQuery) -> ApiResul
                     tr {
                         td { a href=(format!("/dashboard/queues/{name}/jobs/{}", j.id)) { (j.id) } }
                         td { (j.job_type) }
-                        td.num { (j.attempts_made) "/" (j.options.attempts) }
+                        td.num { (j.attempts_made) "/" (j.attempts_allowed()) }
                         td.muted { (when(j.created_at)) }
                         td.bad { (j.errors.last().map(|e| e.error.lines().next().unwrap_or("").to_string()).unwrap_or_default()) }
                         td { (job_actions(name, &j.id, j.state, j.bullmq.is_none())) }
@@ -151,6 +152,19 @@ pub async fn queue_page(state: &ApiState, name: &str, q: QueueQuery) -> ApiResul
         @if jobs.is_empty() { p.muted { "No " (st) " jobs." } }
         @if jobs.len() as u64 == PAGE {
             a href=(format!("/dashboard/queues/{name}?state={st}&cursor={}", offset + PAGE)) { "Next page" }
+        }
+        details #policy {
+            summary { "Policy" }
+            p.muted { "What a job gets where its producer sets nothing: " code { "[queues." (name) "]" }
+                " in the runners' config, else the default." }
+            table {
+                thead { tr { th { "Key" } th { "Value" } th { "From" } } }
+                tbody {
+                    @for (key, value, source) in policy.describe() {
+                        tr { td { code { (key) } } td { (value) } td.muted { (source) } }
+                    }
+                }
+            }
         }
     };
     Ok(layout(name, (name, ""), state.tokens.required(), content).into_response())
@@ -188,7 +202,7 @@ pub async fn job(
     let content = html! {
         h1 { "Job " (j.id) }
         p { "Queue " a href=(format!("/dashboard/queues/{name}")) { (name) } " · type " (j.job_type)
-            " · state " strong #state { (j.state) } " · attempts " (j.attempts_made) "/" (j.options.attempts)
+            " · state " strong #state { (j.state) } " · attempts " (j.attempts_made) "/" (j.attempts_allowed())
             @if j.stalls > 0 { " · stalled " (j.stalls) " times" } }
         p { (job_actions(&name, &j.id, j.state, j.bullmq.is_none())) }
         @if let Some(p) = j.progress {

@@ -10,6 +10,11 @@
 --   rate_limit MAX WINDOW_MS   at most MAX jobs per window (MAX 0: no limit)
 --   group_rate_limit MAX WINDOW_MS   the same, per group
 --   max_waiting MAX     enqueues refused past MAX jobs waiting, delayed or leased (0: no bound)
+--   policy JSON PRIORITY GROUP_FROM RL_MAX RL_WINDOW GRL_MAX GRL_WINDOW
+--                       the queue's policy (`policy.rs`): the JSON for
+--                       `retry_or_fail` and the readers, the default priority
+--                       and the group's JSON pointer for `place`, the rate
+--                       limits (MAX 0: none), all in one call
 local op, channel = ARGV[1], ARGV[2]
 local now = now_ms()
 
@@ -76,6 +81,15 @@ elseif op == 'rate_limit' then
   return 'ok'
 elseif op == 'max_waiting' then
   redis.call('HSET', K.meta, 'max_waiting', ARGV[3])
+  return 'ok'
+elseif op == 'policy' then
+  redis.call('HSET', K.meta, 'policy', ARGV[3], 'rl_max', ARGV[6], 'rl_window_ms', ARGV[7],
+    'grl_max', ARGV[8], 'grl_window_ms', ARGV[9])
+  if tonumber(ARGV[4]) ~= 0 then redis.call('HSET', K.meta, 'default_priority', ARGV[4])
+  else redis.call('HDEL', K.meta, 'default_priority') end
+  if ARGV[5] ~= '' then redis.call('HSET', K.meta, 'group_from', ARGV[5])
+  else redis.call('HDEL', K.meta, 'group_from') end
+  if tonumber(ARGV[8]) == 0 then redis.call('DEL', K.grl) end
   return 'ok'
 elseif op == 'group_rate_limit' then
   redis.call('HSET', K.meta, 'grl_max', ARGV[3], 'grl_window_ms', ARGV[4])

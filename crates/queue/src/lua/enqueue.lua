@@ -1,9 +1,11 @@
 -- Enqueues jobs; an id that exists already is left as it is.
 -- ARGV: wake channel, count, flags, then per job: id, spec JSON, delay ms,
--- priority, group ('' for none). The flags are a sum: 1 when the caller
+-- priority ('' for the queue's default), group ('' for none of the
+-- producer's: the queue's `group_from` may give one; see `place`). The
+-- flags are a sum: 1 when the caller
 -- made every id of this call itself, just now, so that none can exist; 2
 -- for the short layout, per job only id and spec, for a call whose jobs
--- all start now, at priority 0 and in no group (a bulk call of plain
+-- all start now, with no priority or group of their producer's (a bulk call of plain
 -- jobs: three fewer arguments a job for Redis to make into Lua strings,
 -- and none to convert; with the loop's own counts below, a tenth off the
 -- script's time). '0' and '1' are the long layout, as before the short
@@ -42,6 +44,8 @@ local now = now_ms()
 local out, woken = {}, false
 local prios, groups, waiting, delayed = {}, {}, {}, {}
 local earliest_new = nil
+-- The group of the batch's first job, for the hand-off below.
+local first_group = nil
 -- Jobs created earlier in this batch: their sets are written at the end,
 -- so a repeated id reads its state here (not needed with new ids, which
 -- cannot repeat).
@@ -62,12 +66,14 @@ for i = 0, n - 1 do
   if existing[i + 1] or fresh[id] then
     out[i + 1] = fresh[id] or state_of(id) or 'unknown'
   else
-    local delay, priority, group = 0, 0, ''
-    if not short then delay, priority, group = tonumber(ARGV[b + 2]), tonumber(ARGV[b + 3]), ARGV[b + 4] end
+    local delay, priority, group = 0, '', ''
+    if not short then delay, priority, group = tonumber(ARGV[b + 2]), ARGV[b + 3], ARGV[b + 4] end
+    priority, group = place(spec, priority, group)
+    if i == 0 then first_group = group end
     local state
     specs[ns + 1] = id; specs[ns + 2] = spec
     ns = ns + 2
-    if priority ~= 0 then prios[#prios + 1] = id; prios[#prios + 1] = ARGV[b + 3] end
+    if priority ~= 0 then prios[#prios + 1] = id; prios[#prios + 1] = int(priority) end
     if group ~= '' then groups[#groups + 1] = id; groups[#groups + 1] = group end
     if delay > 0 then
       delayed[#delayed + 1] = int(now + delay); delayed[#delayed + 1] = id
@@ -96,7 +102,7 @@ call_many('HSET', K.groups, groups)
 call_many('ZADD', K.delayed, delayed)
 -- One job, and a consumer idle for it: leased to it now, so it need not
 -- wait, nor anyone wake. (A bulk call's jobs go to the line, in order.)
-if n == 1 and out[1] == 1 and (short or ARGV[8] == '')
+if n == 1 and out[1] == 1 and first_group == ''
     and hand_off(K, ARGV[4], ARGV[5], now, math.max(seq_vt or 0, tonumber(waiting[1]) % SEQ_SPAN)) then
   out[1], woken, waiting = 3, false, {}
 end

@@ -1,7 +1,8 @@
 -- Reads jobs for `get` and listings. ARGV: ids.
--- Returns per id: state (or ''), spec, attempts, created, result, errors,
--- logs, progress, stalls, state score (run-at, lease end or finished-at).
-local out = {}
+-- Returns the queue's policy JSON ('' for none), then per id: state (or ''), spec, attempts, created, result, errors,
+-- logs, progress, stalls, state score (run-at, lease end or finished-at),
+-- group (its producer's, or the one read at the queue's `group_from`).
+local out = { redis.call('HGET', K.meta, 'policy') or '' }
 for _, id in ipairs(ARGV) do
   local state, score = '', ''
   for i, key in ipairs(ALL_STATES) do
@@ -13,5 +14,6 @@ for _, id in ipairs(ARGV) do
     table.insert(out, redis.call('HGET', key, id) or '')
   end
   table.insert(out, score)
+  table.insert(out, redis.call('HGET', K.groups, id) or '')
 end
 return out

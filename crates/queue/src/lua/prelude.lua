@@ -72,6 +72,44 @@ local function save_seqs()
   call_many('HSET', K.gvt, seqs)
 end
 
+-- A new job's priority and group where its producer set none ('' or nil):
+-- the queue's default priority, and the string or number at the queue's
+-- JSON pointer into the payload (`group_from`), both from `meta`, read
+-- once per call. A payload with nothing usable there leaves the job in no
+-- group. The spec is decoded only when the queue has a pointer.
+local placement = nil
+local function unescape_pointer(part)
+  return (string.gsub(string.gsub(part, '~1', '/'), '~0', '~'))
+end
+local function group_at(spec, pointer)
+  local ok, decoded = pcall(cjson.decode, spec)
+  if not ok or type(decoded) ~= 'table' then return nil end
+  local node = decoded.payload
+  for part in string.gmatch(string.sub(pointer, 2) .. '/', '([^/]*)/') do
+    if type(node) ~= 'table' then return nil end
+    local name = unescape_pointer(part)
+    local index = tonumber(name)
+    if node[name] ~= nil then node = node[name]
+    elseif index and index % 1 == 0 then node = node[index + 1]
+    else return nil end
+  end
+  if type(node) == 'number' then
+    if node % 1 == 0 then return int(node) end
+    return tostring(node)
+  end
+  if type(node) == 'string' and node ~= '' and #node <= 256 then return node end
+  return nil
+end
+local function place(spec, priority, group)
+  if placement == nil then
+    local m = redis.call('HMGET', K.meta, 'default_priority', 'group_from')
+    placement = { priority = tonumber(m[1] or '0') or 0, from = m[2] }
+  end
+  if priority == nil or priority == '' then priority = placement.priority else priority = tonumber(priority) end
+  if (group == nil or group == '') and placement.from then group = group_at(spec, placement.from) or '' end
+  return priority, group or ''
+end
+
 local function push_wait(id)
   -- A job that waited out its group's rate limit returns to its place.
   local saved = redis.call('HGET', K.gscore, id)
@@ -150,8 +188,15 @@ end
 -- Returns the new state and, when delayed, the time it runs.
 local function retry_or_fail(id, attempts, kind, delay_ms, message, now, rnd, channel)
   local spec = cjson.decode(redis.call('HGET', K.specs, id))
-  -- A spec stores only the options that differ from the defaults.
+  -- A spec stores only the options its producer set; the rest come from
+  -- the queue's policy as it is now (`policy.rs`), then the defaults.
   local opts = spec.opts or {}
+  local policy = redis.call('HGET', K.meta, 'policy')
+  if policy then
+    for name, value in pairs(cjson.decode(policy)) do
+      if opts[name] == nil then opts[name] = value end
+    end
+  end
   for name, value in pairs(cjson.decode(DEFAULT_OPTS)) do
     if opts[name] == nil then opts[name] = value end
   end

@@ -1,5 +1,5 @@
--- Enqueues one new job that starts now, at priority 0 and in no group,
--- with an id the caller made just now (the runner's ULIDs): the common
+-- Enqueues one new job that starts now, with no priority or group of its
+-- producer's, with an id the caller made just now (the runner's ULIDs): the common
 -- single enqueue, which `enqueue` covers too. This one runs after
 -- `common.lua` alone, without the prelude, and declares only the 11 keys
 -- it touches (`keys::PUSH_NAMES`, in this order), because at light load a
@@ -12,7 +12,9 @@
 -- the same place in line and wake-up, the same sequence, the same event.
 -- ARGV: wake channel, id, spec JSON.
 -- Returns 1 if created waiting, 3 if created and leased at once to an idle
--- consumer (as `enqueue`).
+-- consumer (as `enqueue`), or 0, having written nothing, when the queue's
+-- policy gives its jobs a priority or a group (`place` in the prelude,
+-- which this script has not): the caller sends the job to `enqueue`.
 local K = {
   meta = KEYS[1], wait = KEYS[2], active = KEYS[3], specs = KEYS[4], attempts = KEYS[5],
   tokens = KEYS[6], events = KEYS[7], gvt = KEYS[8], idle = KEYS[9], unstarted = KEYS[10],
@@ -24,9 +26,11 @@ end
 local full = over_bound(K.meta, K.wait, K.delayed, K.active, 1)
 if full then return full end
 local channel, id, spec = ARGV[1], ARGV[2], ARGV[3]
+local meta = redis.call('HMGET', K.meta, 'vt', 'default_priority', 'group_from')
+if meta[2] or meta[3] then return 0 end
 local now = now_ms()
 -- As `wait_score` for a job in no group (the group '') at priority 0.
-local vt = tonumber(redis.call('HGET', K.meta, 'vt') or '0')
+local vt = tonumber(meta[1] or '0')
 local seq = math.max(tonumber(redis.call('HGET', K.gvt, '') or '0'), vt) + 1
 redis.call('HSET', K.specs, id, spec)
 local out = 1

@@ -30,6 +30,8 @@
 //! signing_secret = "env:WEBHOOK_SECRET"
 //! ```
 
+mod queue;
+
 use anyhow::{Context, Result, bail};
 pub use jobrunner_bullmq::BullmqSection;
 use jobrunner_host::mail::{Mailer, SmtpOptions, SmtpTls};
@@ -37,6 +39,7 @@ pub use jobrunner_host::settings::{
     DEFAULT_HTTP_RESPONSE_BYTES, DEFAULT_LOG_BYTES, DEFAULT_MAX_EMAILS, DEFAULT_MEMORY, DEFAULT_OUTPUT_BYTES,
     DEFAULT_TIMEOUT, Grants, Limits, PluginSettings,
 };
+pub use queue::{DEFAULT_CONCURRENCY, QueueSection};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -226,30 +229,6 @@ impl Default for HttpSection {
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct QueueSection {
-    /// Jobs of this queue run at once in this runner.
-    pub concurrency: usize,
-    /// Set: the queue is a BullMQ queue that BullMQ producers fill, read
-    /// and written through BullMQ's own protocol (see `bull`).
-    pub bullmq: Option<BullmqSection>,
-    /// The most jobs waiting, delayed or running at once; an enqueue past
-    /// it is refused (producers get 429, a plugin's follow-ups fail its
-    /// attempt), so that a runaway cannot fill Redis. None: no bound.
-    pub max_waiting: Option<u64>,
-}
-
-impl Default for QueueSection {
-    fn default() -> Self {
-        QueueSection { concurrency: DEFAULT_CONCURRENCY, bullmq: None, max_waiting: None }
-    }
-}
-
-/// Jobs run at once per queue when the config says nothing: enough to keep
-/// two cores busy with I/O-bound handlers.
-pub const DEFAULT_CONCURRENCY: usize = 10;
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
 pub struct RunnerSection {
     /// Where `.wasm` plugins are loaded from.
     pub plugins_dir: PathBuf,
@@ -421,9 +400,7 @@ impl Config {
             if q.concurrency == 0 || q.concurrency > 10_000 {
                 bail!("queues.{name}.concurrency: must be from 1 to 10000");
             }
-            if q.bullmq.is_some() && q.max_waiting.is_some() {
-                bail!("queues.{name}.max_waiting: BullMQ has no such bound, so a BullMQ-backed queue cannot take one");
-            }
+            q.check_policy(name)?;
             if let Some(b) = &q.bullmq {
                 // BullMQ builds its keys as `prefix:name:…`, so neither may hold a `:`.
                 if b.prefix.is_empty() || b.prefix.contains(':') {
@@ -670,9 +647,18 @@ impl Config {
         self.mail.outbox.clone().unwrap_or_else(|| self.runner.state_dir.join("outbox"))
     }
 
-    /// The queues declared as BullMQ's, with their sections.
-    pub fn bullmq_queues(&self) -> Vec<(String, BullmqSection)> {
-        self.queues.iter().filter_map(|(n, q)| q.bullmq.clone().map(|b| (n.clone(), b))).collect()
+    /// The queues declared as BullMQ's, with their sections and policies.
+    pub fn bullmq_queues(&self) -> Vec<(String, BullmqSection, jobrunner_queue::QueuePolicy)> {
+        self.queues
+            .iter()
+            .filter_map(|(n, q)| q.bullmq.clone().map(|b| (n.clone(), b, q.policy_or_default())))
+            .collect()
+    }
+
+    /// The policy of a queue the file declares; a queue it does not
+    /// declare has the defaults.
+    pub fn queue_policy(&self, name: &str) -> jobrunner_queue::QueuePolicy {
+        self.queues.get(name).map(QueueSection::policy_or_default).unwrap_or_default()
     }
 
     /// The mailer the plugins' email goes through: the SMTP server of
@@ -766,7 +752,7 @@ mod tests {
         )
         .unwrap();
         let (q, s) = c.schedules[0].to_schedule().unwrap();
-        assert_eq!((q.as_str(), s.options.attempts), ("default", 2));
+        assert_eq!((q.as_str(), s.options.attempts), ("default", Some(2)));
         assert_eq!(s.timing, jobrunner_queue::Timing::Cron { expr: "0 3 * * *".into(), tz: "Europe/Paris".into() });
         assert_eq!(s.source, jobrunner_queue::ScheduleSource::Config);
         let (q, s) = c.schedules[1].to_schedule().unwrap();
