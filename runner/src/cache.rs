@@ -2,19 +2,20 @@
 //! host checks what a plugin asks; this stores it and keeps the budget).
 //! It counts hits and misses in the runner's metrics when given them.
 //!
-//! Key layout, per namespace NS (the hash tag keeps a namespace's keys in
-//! one Redis Cluster slot, so one script can update a value, its tags and
-//! the namespace's usage together):
-//! - `jr:cache:{NS}:k:KEY`: the value, with its TTL;
-//! - `jr:cache:{NS}:t:TAG`: a set of the value keys carrying TAG; it lives as
+//! Key layout, per namespace NS, under the connection's prefix P (`jr`
+//! unless `[redis] prefix` says otherwise; the hash tag keeps a
+//! namespace's keys in one Redis Cluster slot, so one script can update a
+//! value, its tags and the namespace's usage together):
+//! - `P:cache:{NS}:k:KEY`: the value, with its TTL;
+//! - `P:cache:{NS}:t:TAG`: a set of the value keys carrying TAG; it lives as
 //!   long as its longest-lived member;
-//! - `jr:cache:{NS}:sizes` (value key → bytes), `jr:cache:{NS}:exp` (value
-//!   key → when it expires, ms) and `jr:cache:{NS}:usage` (`bytes`): what
+//! - `P:cache:{NS}:sizes` (value key → bytes), `P:cache:{NS}:exp` (value
+//!   key → when it expires, ms) and `P:cache:{NS}:usage` (`bytes`): what
 //!   the plugins' own writes hold, for the budget (`Budget`). Every entry a
 //!   plugin writes has a TTL, so every entry leaves the accounts: a write
 //!   first settles the ones that have expired since.
 //!
-//! An app writes `jr:cache:{NS}:k:KEY` with a plain `SET` to hand a value to
+//! An app writes `P:cache:{NS}:k:KEY` with a plain `SET` to hand a value to
 //! a plugin (for example a "vendor answered" flag); such values are the
 //! app's, outside the plugins' budget.
 
@@ -111,20 +112,22 @@ pub struct RedisCache {
     metrics: Option<Arc<Metrics>>,
 }
 
-fn value_key(ns: &str, key: &str) -> String {
-    format!("jr:cache:{{{ns}}}:k:{key}")
-}
-
-fn tag_key(ns: &str, tag: &str) -> String {
-    format!("jr:cache:{{{ns}}}:t:{tag}")
-}
-
-/// The namespace's accounting keys: sizes, expiries, usage.
-fn accounts(ns: &str) -> [String; 3] {
-    ["sizes", "exp", "usage"].map(|k| format!("jr:cache:{{{ns}}}:{k}"))
-}
-
 impl RedisCache {
+    /// The keys live under the connection's prefix (`[redis] prefix`):
+    /// `PREFIX:cache:{NAMESPACE}:...`, one cluster slot per namespace.
+    fn value_key(&self, ns: &str, key: &str) -> String {
+        self.conn.key(&format!("cache:{{{ns}}}:k:{key}"))
+    }
+
+    fn tag_key(&self, ns: &str, tag: &str) -> String {
+        self.conn.key(&format!("cache:{{{ns}}}:t:{tag}"))
+    }
+
+    /// The namespace's accounting keys: sizes, expiries, usage.
+    fn accounts(&self, ns: &str) -> [String; 3] {
+        ["sizes", "exp", "usage"].map(|k| self.conn.key(&format!("cache:{{{ns}}}:{k}")))
+    }
+
     pub fn new(conn: Connection) -> Self {
         let script = |body: &str| redis::Script::new(&format!("{SETTLE}\n{body}"));
         RedisCache {
@@ -144,7 +147,7 @@ impl RedisCache {
 
     pub async fn get(&self, ns: &str, key: &str) -> Result<Option<Vec<u8>>> {
         let got: Option<Vec<u8>> =
-            self.conn.query(redis::cmd("GET").arg(value_key(ns, key))).await.context("cache get")?;
+            self.conn.query(redis::cmd("GET").arg(self.value_key(ns, key))).await.context("cache get")?;
         if let Some(m) = &self.metrics {
             m.cache.with_label_values(&[if got.is_some() { "hit" } else { "miss" }]).inc();
         }
@@ -160,9 +163,9 @@ impl RedisCache {
         tags: &[String],
         budget: &Budget,
     ) -> Result<()> {
-        let mut keys = vec![value_key(ns, key)];
-        keys.extend(accounts(ns));
-        keys.extend(tags.iter().map(|t| tag_key(ns, t)));
+        let mut keys = vec![self.value_key(ns, key)];
+        keys.extend(self.accounts(ns));
+        keys.extend(tags.iter().map(|t| self.tag_key(ns, t)));
         let args = [
             value,
             (ttl.as_millis().max(1) as u64).to_string().into_bytes(),
@@ -184,15 +187,15 @@ impl RedisCache {
     }
 
     pub async fn delete(&self, ns: &str, key: &str) -> Result<bool> {
-        let mut keys = vec![value_key(ns, key)];
-        keys.extend(accounts(ns));
+        let mut keys = vec![self.value_key(ns, key)];
+        keys.extend(self.accounts(ns));
         let n: i64 = self.conn.invoke(&self.delete, &keys, &[]).await.context("cache delete")?;
         Ok(n > 0)
     }
 
     pub async fn invalidate_tag(&self, ns: &str, tag: &str) -> Result<u32> {
-        let mut keys = vec![tag_key(ns, tag)];
-        keys.extend(accounts(ns));
+        let mut keys = vec![self.tag_key(ns, tag)];
+        keys.extend(self.accounts(ns));
         let n: u32 = self.conn.invoke(&self.invalidate, &keys, &[]).await.context("cache invalidate")?;
         Ok(n)
     }

@@ -449,6 +449,62 @@ async fn queue_policies_follow_the_config() {
     assert!(daemon.log().contains("queue policy set"), "{}", daemon.log());
 }
 
+/// `[redis] prefix`: two runners on one Redis, each with its own prefix,
+/// run only their own jobs; the CLI and the API of each see only its own
+/// queues and runners.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_prefixes_share_one_redis() {
+    let redis = testkit::redis::RedisServer::start();
+    let bed_for = |prefix: &str| {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("runner.toml"), format!("[redis]\nurl = \"{}\"\nprefix = \"{prefix}\"\n", redis.url()))
+            .unwrap();
+        install(dir.path(), "noop_plugin", "noop.wasm");
+        dir
+    };
+    let (blue_dir, green_dir) = (bed_for("blue"), bed_for("green"));
+    let blue = Daemon::start(blue_dir.path(), Some(&redis.url()));
+    let green = Daemon::start(green_dir.path(), Some(&redis.url()));
+    assert!(blue.log().contains("prefix=blue"), "{}", blue.log());
+
+    let out = crate::runner_async(
+        blue_dir.path(),
+        &["enqueue", "default", "noop", "--payload", "{}", "--wait", "60s", "--config", "runner.toml"],
+    )
+    .await;
+    assert!(out.status.success(), "{}", crate::stderr(&out));
+    let conn = Connection::connect(&redis.url()).await.unwrap();
+    let counts = |prefix: &'static str| {
+        let conn = conn.clone();
+        async move { Queue::new(conn.with_prefix(prefix).unwrap(), "default").unwrap().counts().await.unwrap() }
+    };
+    assert_eq!(counts("blue").await.completed, 1);
+    assert_eq!(counts("green").await.completed, 0, "{}", green.log());
+    assert_eq!(counts("jr").await.completed, 0);
+
+    let listed = |dir: &Path| {
+        let out = crate::runner(dir, &["queues", "--json", "--config", "runner.toml"]);
+        serde_json::from_str::<serde_json::Value>(&crate::stdout(&out)).unwrap()
+    };
+    assert_eq!(listed(blue_dir.path())["default"]["completed"], 1);
+    assert!(listed(green_dir.path()).get("default").is_none_or(|q| q["completed"] == 0));
+    // Each sees only itself, once its first heartbeat has landed.
+    for daemon in [&blue, &green] {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let runners: serde_json::Value =
+                reqwest::get(format!("{}/api/v1/runners", daemon.http_url())).await.unwrap().json().await.unwrap();
+            let n = runners.as_array().map(Vec::len).unwrap_or(0);
+            assert!(n <= 1, "each sees only itself: {runners}");
+            if n == 1 {
+                break;
+            }
+            assert!(Instant::now() < deadline, "no heartbeat: {}", daemon.log());
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
 /// A running job is cancelled wherever it runs: two runners share a queue,
 /// each running one long job; a cancel request stops each on the runner
 /// that holds it and records it failed, "cancelled", with no retry. A

@@ -278,7 +278,7 @@ impl Queue {
 
     /// The names of every queue that has been used.
     pub async fn names(conn: &Connection) -> Result<Vec<String>> {
-        let mut names: Vec<String> = conn.query(redis::cmd("SMEMBERS").arg(keys::REGISTRY)).await?;
+        let mut names: Vec<String> = conn.query(redis::cmd("SMEMBERS").arg(keys::registry(conn.prefix()))).await?;
         names.sort();
         Ok(names)
     }

@@ -7,6 +7,13 @@
 //! Both kinds reconnect by themselves with backoff: a command that fails
 //! while Redis is away returns an error, and the next one reconnects. The
 //! callers retry their loops; nothing here waits forever.
+//!
+//! A connection also carries the key prefix (`jr` unless `with_prefix`
+//! says otherwise: `[redis] prefix`), so that every key built from it, by
+//! queues, schedules, the runners' heartbeats, the cache and the
+//! dashboard's sessions, is in the same namespace: two apps or
+//! environments with their own prefixes share one Redis without seeing
+//! each other.
 
 use anyhow::{Context, Result};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
@@ -37,6 +44,29 @@ pub struct Connection {
     /// A client for the first node, for pub/sub (which reaches every node
     /// of a cluster) and for blocking calls.
     first: redis::Client,
+    /// The first part of every key: `jr` by default.
+    prefix: std::sync::Arc<str>,
+}
+
+/// The key prefix when none is given.
+pub const DEFAULT_PREFIX: &str = "jr";
+
+/// Checks a key prefix: 1 to 64 letters, digits, `_`, `-`, `.` and `:`
+/// (no braces, which would take over the queues' Redis Cluster hash tags,
+/// and no spaces).
+pub fn check_prefix(prefix: &str) -> Result<(), String> {
+    if prefix.is_empty() || prefix.len() > 64 {
+        return Err(format!("prefix `{prefix}`: 1 to 64 characters"));
+    }
+    if let Some(c) = prefix.chars().find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | ':'))) {
+        return Err(format!(
+            "prefix `{prefix}`: `{c}` is not allowed (letters, digits, `_`, `-`, `.` and `:` are; braces would break the queues' cluster hash tags)"
+        ));
+    }
+    if prefix.ends_with(':') {
+        return Err(format!("prefix `{prefix}`: the runner adds the `:` after it"));
+    }
+    Ok(())
 }
 
 impl Connection {
@@ -64,7 +94,23 @@ impl Connection {
                 .context("invalid Redis Cluster URLs")?;
             Kind::Cluster(client.get_async_connection().await.context("cannot connect to the Redis Cluster")?)
         };
-        Ok(Connection { kind, first, target: url.into() })
+        Ok(Connection { kind, first, target: url.into(), prefix: DEFAULT_PREFIX.into() })
+    }
+
+    /// The same connection, its keys under `prefix` instead (checked).
+    pub fn with_prefix(&self, prefix: &str) -> Result<Connection> {
+        check_prefix(prefix).map_err(anyhow::Error::msg)?;
+        Ok(Connection { prefix: prefix.into(), ..self.clone() })
+    }
+
+    /// The first part of every key this connection's users build.
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// A key in this connection's namespace: `PREFIX:rest`.
+    pub fn key(&self, rest: &str) -> String {
+        format!("{}:{rest}", self.prefix)
     }
 
     /// The server(s) this connection talks to, as given.
@@ -179,6 +225,16 @@ pub fn redact(url: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn prefixes_are_checked() {
+        for good in ["jr", "staging", "app-1.jobs", "team:app"] {
+            assert!(super::check_prefix(good).is_ok(), "{good}");
+        }
+        for bad in ["", "a{b}", "has space", "trailing:", &"x".repeat(65)] {
+            assert!(super::check_prefix(bad).is_err(), "{bad}");
+        }
+    }
+
     #[test]
     fn passwords_are_redacted() {
         assert_eq!(super::redact("redis://app:s3cret@db:6379/0"), "redis://app:***@db:6379/0");

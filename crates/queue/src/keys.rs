@@ -1,11 +1,10 @@
 //! The Redis key layout of one queue. Every key carries the queue's name as
 //! a hash tag, `{NAME}`, so a queue lives in one Redis Cluster slot and each
-//! script, which always declares all of these keys, touches one slot.
+//! script, which always declares all of these keys, touches one slot. Every
+//! key starts with the connection's prefix (`jr` by default; see
+//! `connection.rs`).
 //!
 //! See `docs/queue-protocol.md` for what each key holds.
-
-/// The prefix of every key the runner writes.
-pub const PREFIX: &str = "jr";
 
 /// The names of the fixed keys, in the order the scripts expect them.
 pub const NAMES: [&str; 26] = [
@@ -54,13 +53,15 @@ pub struct Keys {
 }
 
 impl Keys {
-    pub fn new(queue: &str) -> Keys {
-        let key = |n: &&str| format!("{PREFIX}:{{{queue}}}:{n}");
+    /// The keys of `queue` under `prefix` (`jr` unless the operator set
+    /// another).
+    pub fn new(prefix: &str, queue: &str) -> Keys {
+        let key = |n: &&str| format!("{prefix}:{{{queue}}}:{n}");
         Keys {
             all: NAMES.iter().map(key).collect(),
             push: PUSH_NAMES.iter().map(key).collect(),
-            wake_channel: format!("{PREFIX}:{{{queue}}}:wake"),
-            cancel_channel: format!("{PREFIX}:{{{queue}}}:cancel"),
+            wake_channel: format!("{prefix}:{{{queue}}}:wake"),
+            cancel_channel: format!("{prefix}:{{{queue}}}:cancel"),
         }
     }
 
@@ -70,16 +71,19 @@ impl Keys {
     }
 }
 
-/// The set of queue names, kept so that `runner queues` can list them
-/// without scanning the keyspace.
-pub const REGISTRY: &str = "jr:queues";
+/// The set of queue names under a prefix (`jr:queues`), kept so that
+/// `runner queues` can list them without scanning the keyspace.
+pub fn registry(prefix: &str) -> String {
+    format!("{prefix}:queues")
+}
 
 #[cfg(test)]
 mod tests {
     #[test]
     fn keys_share_the_hash_tag() {
-        let k = super::Keys::new("emails");
+        let k = super::Keys::new("jr", "emails");
         assert_eq!(k.get("wait"), "jr:{emails}:wait");
+        assert_eq!(super::Keys::new("staging", "emails").get("meta"), "staging:{emails}:meta");
         assert!(k.all.iter().all(|key| key.contains("{emails}")));
         // The lean enqueue's keys are some of the same keys.
         assert!(k.push.iter().all(|key| k.all.contains(key)));

@@ -123,7 +123,7 @@ pub(crate) fn arg(s: impl ToString) -> Vec<u8> {
 impl Queue {
     pub fn new(conn: Connection, name: &str) -> Result<Queue> {
         check_queue_name(name).map_err(|e| anyhow!(e))?;
-        Ok(Queue { inner: Arc::new(QueueInner { name: name.to_string(), keys: keys::Keys::new(name), conn }) })
+        Ok(Queue { inner: Arc::new(QueueInner { name: name.to_string(), keys: keys::Keys::new(conn.prefix(), name), conn }) })
     }
 
     pub fn name(&self) -> &str {
@@ -243,11 +243,11 @@ impl Queue {
     pub(crate) async fn register(&self) -> Result<()> {
         type Seen = std::collections::HashMap<(String, String), std::time::Instant>;
         static SEEN: std::sync::LazyLock<std::sync::Mutex<Seen>> = std::sync::LazyLock::new(Default::default);
-        let key = (self.inner.conn.target().to_string(), self.inner.name.clone());
+        let key = (format!("{} {}", self.inner.conn.target(), self.inner.conn.prefix()), self.inner.name.clone());
         if SEEN.lock().unwrap().get(&key).is_some_and(|at| at.elapsed() < Duration::from_secs(60)) {
             return Ok(());
         }
-        let _: i64 = self.inner.conn.query(redis::cmd("SADD").arg(keys::REGISTRY).arg(&self.inner.name)).await?;
+        let _: i64 = self.inner.conn.query(redis::cmd("SADD").arg(keys::registry(self.inner.conn.prefix())).arg(&self.inner.name)).await?;
         SEEN.lock().unwrap().insert(key, std::time::Instant::now());
         Ok(())
     }

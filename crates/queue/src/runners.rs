@@ -1,13 +1,17 @@
-//! Runner heartbeats: each runner records itself in `jr:runners` every few
-//! seconds, so the API can list the runners connected to this Redis.
+//! Runner heartbeats: each runner records itself in `PREFIX:runners`
+//! (`jr:runners`) every few seconds, so the API can list the runners
+//! connected to this Redis under the same prefix.
 
 use crate::Connection;
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-/// The hash of heartbeats: runner id → `RunnerInfo` as JSON.
-pub const KEY: &str = "jr:runners";
+/// The hash of heartbeats under a connection's prefix: runner id →
+/// `RunnerInfo` as JSON.
+pub fn key(conn: &Connection) -> String {
+    conn.key("runners")
+}
 /// How often a runner says it is alive.
 pub const HEARTBEAT: Duration = Duration::from_secs(5);
 /// A runner silent for this long is shown as gone, and its entry removed.
@@ -31,27 +35,27 @@ fn now_ms() -> u64 {
 pub async fn beat(conn: &Connection, info: &mut RunnerInfo) -> Result<()> {
     info.last_seen_ms = now_ms();
     let _: i64 = conn
-        .query(redis::cmd("HSET").arg(KEY).arg(&info.id).arg(serde_json::to_string(info)?))
+        .query(redis::cmd("HSET").arg(key(conn)).arg(&info.id).arg(serde_json::to_string(info)?))
         .await
         .context("heartbeat")?;
     Ok(())
 }
 
 pub async fn leave(conn: &Connection, id: &str) -> Result<()> {
-    let _: i64 = conn.query(redis::cmd("HDEL").arg(KEY).arg(id)).await?;
+    let _: i64 = conn.query(redis::cmd("HDEL").arg(key(conn)).arg(id)).await?;
     Ok(())
 }
 
 /// The runners seen recently; forgets those silent past `GONE_AFTER`.
 pub async fn list(conn: &Connection) -> Result<Vec<RunnerInfo>> {
-    let all: Vec<(String, String)> = conn.query(redis::cmd("HGETALL").arg(KEY)).await.context("runners")?;
+    let all: Vec<(String, String)> = conn.query(redis::cmd("HGETALL").arg(key(conn))).await.context("runners")?;
     let cutoff = now_ms().saturating_sub(GONE_AFTER.as_millis() as u64);
     let mut out = Vec::new();
     for (id, json) in all {
         match serde_json::from_str::<RunnerInfo>(&json) {
             Ok(r) if r.last_seen_ms >= cutoff => out.push(r),
             _ => {
-                let _: i64 = conn.query(redis::cmd("HDEL").arg(KEY).arg(&id)).await?;
+                let _: i64 = conn.query(redis::cmd("HDEL").arg(key(conn)).arg(&id)).await?;
             }
         }
     }

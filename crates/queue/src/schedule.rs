@@ -120,7 +120,7 @@ impl Queue {
         schedule.timing.validate()?;
         let next = schedule.timing.next_after(now_ms())?;
         let mut pipe = redis::pipe();
-        pipe.cmd("SADD").arg(crate::keys::REGISTRY).arg(self.name()).ignore();
+        pipe.cmd("SADD").arg(crate::keys::registry(self.inner.conn.prefix())).arg(self.name()).ignore();
         pipe.cmd("HSET")
             .arg(self.inner.keys.get("schedules"))
             .arg(&schedule.id)

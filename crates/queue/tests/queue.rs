@@ -56,7 +56,7 @@ fn raw_script(body: &str) -> redis::Script {
 /// A call of `script` on `queue`'s keys, its arguments still to add.
 fn on_keys<'a>(script: &'a redis::Script, queue: &str) -> redis::ScriptInvocation<'a> {
     let mut inv = script.prepare_invoke();
-    for k in &jobrunner_queue::keys::Keys::new(queue).all {
+    for k in &jobrunner_queue::keys::Keys::new("jr", queue).all {
         inv.key(k);
     }
     inv
@@ -259,7 +259,7 @@ async fn enqueue_from_another_language() {
     let redis = RedisServer::start();
     let q = queue(&redis, "polyglot").await;
     let script = raw_script(include_str!("../src/lua/enqueue.lua"));
-    let keys = jobrunner_queue::keys::Keys::new("polyglot");
+    let keys = jobrunner_queue::keys::Keys::new("jr", "polyglot");
     let mut conn = redis::Client::open(redis.url()).unwrap().get_multiplexed_async_connection().await.unwrap();
     let spec = |n: u32| format!(r#"{{"type":"noop","payload":{{"n":{n}}},"created_at":1795324749099}}"#);
     let call = |flags: &str, jobs: Vec<Vec<String>>| {

@@ -95,7 +95,7 @@ pub async fn run(args: ExecArgs, config_path: Option<&std::path::Path>) -> Resul
 
     let cache = match &args.redis {
         Some(url) => {
-            let conn = jobrunner_queue::Connection::connect(url).await.with_context(|| format!("--redis {url}"))?;
+            let conn = config.connect_redis(url).await.with_context(|| format!("--redis {url}"))?;
             Cache::new(RedisCache::new(conn))
         }
         None => Cache::memory(),

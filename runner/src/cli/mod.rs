@@ -121,7 +121,7 @@ fn redis_url(config: &Config) -> Result<String> {
 
 /// Connects to the daemon's Redis (see `redis_url`).
 pub(crate) async fn connect(config: &Config) -> Result<jobrunner_queue::Connection> {
-    jobrunner_queue::Connection::connect(&redis_url(config)?).await
+    config.connect_redis(&redis_url(config)?).await
 }
 
 /// Connects, and opens the queues the config declares as BullMQ's, so that
@@ -130,7 +130,7 @@ pub(crate) async fn connect_all(
     config: &Config,
 ) -> Result<(jobrunner_queue::Connection, jobrunner_bullmq::BullQueues)> {
     let url = redis_url(config)?;
-    let conn = jobrunner_queue::Connection::connect(&url).await?;
+    let conn = config.connect_redis(&url).await?;
     let bull = jobrunner_bullmq::open_all(config.bullmq_queues(), &url).await?;
     Ok((conn, bull))
 }

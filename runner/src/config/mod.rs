@@ -157,6 +157,10 @@ pub struct RedisSection {
     /// is refused at start and makes `/ready` fail.
     #[serde(default)]
     pub allow_eviction: bool,
+    /// The first part of every key the runner writes (BullMQ's `prefix`):
+    /// runners, producers and dashboards of one prefix see only its
+    /// queues, schedules, cache and sessions. None: `jr`.
+    pub prefix: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -395,6 +399,9 @@ impl Config {
         if self.runner.lease < Duration::from_secs(1) {
             bail!("runner.lease: must be at least 1s");
         }
+        if let Some(p) = &self.redis.prefix {
+            jobrunner_queue::connection::check_prefix(p).map_err(|e| anyhow::anyhow!("redis.prefix: {e}"))?;
+        }
         for (name, q) in &self.queues {
             jobrunner_job::check_queue_name(name).map_err(|e| anyhow::anyhow!("queues.{name}: {e}"))?;
             if q.concurrency == 0 || q.concurrency > 10_000 {
@@ -591,6 +598,11 @@ impl Config {
         if let Some(url) = env("REDIS_URL").filter(|v| !v.is_empty()) {
             self.redis.url = Some(url);
         }
+        if let Some(prefix) = env("RUNNER_REDIS_PREFIX").filter(|v| !v.is_empty()) {
+            jobrunner_queue::connection::check_prefix(&prefix)
+                .map_err(|e| anyhow::anyhow!("RUNNER_REDIS_PREFIX: {e}"))?;
+            self.redis.prefix = Some(prefix);
+        }
         if let Some(dir) = env("RUNNER_PLUGINS_DIR").filter(|v| !v.is_empty()) {
             self.runner.plugins_dir = PathBuf::from(dir);
         }
@@ -645,6 +657,16 @@ impl Config {
     /// The outbox folder used when no SMTP server is configured.
     pub fn outbox_dir(&self) -> PathBuf {
         self.mail.outbox.clone().unwrap_or_else(|| self.runner.state_dir.join("outbox"))
+    }
+
+    /// The key prefix: `[redis] prefix`, else `jr`.
+    pub fn redis_prefix(&self) -> &str {
+        self.redis.prefix.as_deref().unwrap_or(jobrunner_queue::connection::DEFAULT_PREFIX)
+    }
+
+    /// Connects to the Redis at `url`, its keys under the configured prefix.
+    pub async fn connect_redis(&self, url: &str) -> Result<jobrunner_queue::Connection> {
+        jobrunner_queue::Connection::connect(url).await?.with_prefix(self.redis_prefix())
     }
 
     /// The queues declared as BullMQ's, with their sections and policies.

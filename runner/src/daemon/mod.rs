@@ -91,14 +91,14 @@ pub async fn serve(config: Config, config_file: Option<PathBuf>, shutdown: impl 
         (None, Some(e)) => e.lock().unwrap().url.clone(),
         (None, None) => unreachable!("an embedded Redis was started"),
     };
-    let connection = Connection::connect(&url).await?;
-    tracing::info!(redis = %jobrunner_queue::connection::redact(&url), cluster = connection.is_cluster(), "connected to Redis");
+    let connection = config.connect_redis(&url).await?;
+    tracing::info!(redis = %jobrunner_queue::connection::redact(&url), cluster = connection.is_cluster(), prefix = connection.prefix(), "connected to Redis");
     check_durability(&connection, config.redis.allow_eviction).await?;
     // The plugins' cache, on the queues' Redis or (`[cache] url`) its own.
     let cache_connection = match &config.cache.url {
         Some(url) => {
             let url = crate::config::resolve_secret(url).context("cache.url")?;
-            let c = Connection::connect(&url).await.context("cache.url")?;
+            let c = config.connect_redis(&url).await.context("cache.url")?;
             tracing::info!(redis = %jobrunner_queue::connection::redact(&url), "the plugins' cache has a Redis of its own");
             c
         }
@@ -340,7 +340,7 @@ fn runner_id() -> String {
     format!("{host}:{}", std::process::id())
 }
 
-/// Records this runner in `jr:runners` every few seconds, and reads
+/// Records this runner in `PREFIX:runners` every few seconds, and reads
 /// Redis's durability again: a Redis restarted (or reconfigured) with an
 /// evicting policy is logged as an error the moment it is seen (`/ready`
 /// fails then too).

@@ -2,7 +2,7 @@
 //! behind a load balancer knows them and a sign-out ends them everywhere.
 //!
 //! A session id is 256 random bits, given to the browser once, in an
-//! HttpOnly cookie; Redis holds only its SHA-256 (`jr:session:<digest>`),
+//! HttpOnly cookie; Redis holds only its SHA-256 (`jr:session:<digest>`, under `[redis] prefix`),
 //! with what it may do and an expiry (`[http] session_ttl`, 12 hours by
 //! default), so a copy of Redis's data signs nobody in.
 
@@ -30,8 +30,9 @@ impl Role {
     }
 }
 
-fn key(id: &str) -> String {
-    format!("jr:session:{}", hex::encode(Sha256::digest(id.as_bytes())))
+/// A session's key under the connection's prefix: `PREFIX:session:HASH`.
+fn key(conn: &Connection, id: &str) -> String {
+    conn.key(&format!("session:{}", hex::encode(Sha256::digest(id.as_bytes()))))
 }
 
 /// Who signed in: a role, and the user's name (none for a token).
@@ -50,7 +51,7 @@ pub async fn start(conn: &Connection, who: &Session, ttl: Duration) -> Result<St
         Some(user) => format!("{}:{user}", who.role.as_str()),
         None => who.role.as_str().to_string(),
     };
-    let _: () = conn.query(redis::cmd("SET").arg(key(&id)).arg(value).arg("PX").arg(ms)).await?;
+    let _: () = conn.query(redis::cmd("SET").arg(key(conn, &id)).arg(value).arg("PX").arg(ms)).await?;
     Ok(id)
 }
 
@@ -60,7 +61,7 @@ pub async fn find(conn: &Connection, id: &str) -> Result<Option<Session>> {
     if id.len() != 64 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
         return Ok(None);
     }
-    let value: Option<String> = conn.query(redis::cmd("GET").arg(key(id))).await?;
+    let value: Option<String> = conn.query(redis::cmd("GET").arg(key(conn, id))).await?;
     let Some(value) = value else { return Ok(None) };
     let (role, user) = match value.split_once(':') {
         Some((role, user)) => (role, Some(user.to_string())),
@@ -76,7 +77,7 @@ pub async fn find(conn: &Connection, id: &str) -> Result<Option<Session>> {
 
 /// Ends a session (sign-out).
 pub async fn end(conn: &Connection, id: &str) -> Result<()> {
-    let _: i64 = conn.query(redis::cmd("DEL").arg(key(id))).await?;
+    let _: i64 = conn.query(redis::cmd("DEL").arg(key(conn, id))).await?;
     Ok(())
 }
 
