@@ -457,8 +457,11 @@ async fn two_prefixes_share_one_redis() {
     let redis = testkit::redis::RedisServer::start();
     let bed_for = |prefix: &str| {
         let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("runner.toml"), format!("[redis]\nurl = \"{}\"\nprefix = \"{prefix}\"\n", redis.url()))
-            .unwrap();
+        std::fs::write(
+            dir.path().join("runner.toml"),
+            format!("[redis]\nurl = \"{}\"\nprefix = \"{prefix}\"\n", redis.url()),
+        )
+        .unwrap();
         install(dir.path(), "noop_plugin", "noop.wasm");
         dir
     };
@@ -502,6 +505,64 @@ async fn two_prefixes_share_one_redis() {
             assert!(Instant::now() < deadline, "no heartbeat: {}", daemon.log());
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+    }
+}
+
+/// `dead_letter`: a job whose attempts ran out under `runner serve` moves
+/// to the dead-letter queue with its errors; `runner retry` sends it back
+/// to its queue, where it runs (and fails) again and comes back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jobs_that_fail_for_good_go_to_the_dead_letter_queue_and_back() {
+    let (redis, dir) = bed("", &[("hostile_plugin", "hostile.wasm")]);
+    let config = format!(
+        "[redis]\nurl = \"{}\"\n[queues.default]\nattempts = 2\nbackoff = {{ type = \"none\" }}\ndead_letter = \"dead\"\n",
+        redis.url()
+    );
+    std::fs::write(dir.path().join("runner.toml"), config).unwrap();
+    let daemon = Daemon::start(dir.path(), Some(&redis.url()));
+    let q = queue(&redis.url(), "default").await;
+    let dead = queue(&redis.url(), "dead").await;
+    let job = NewJob {
+        id: Some("doomed".into()),
+        job_type: "flaky".into(),
+        payload: r#"{"fail_percent": 100}"#.into(),
+        options: JobOptions::default(),
+    };
+    q.enqueue(job).await.unwrap();
+    let letter = loop_until(&dead, "doomed's dead letter", |r| r.errors.len() == 2).await;
+    assert_eq!(letter.state, State::Failed);
+    assert_eq!(letter.errors[1].error, "flaky failure on attempt 2");
+    let first_failure = letter.dead_letter.unwrap().failed_at;
+    assert!(q.get("doomed").await.unwrap().is_none(), "moved out of its queue");
+    // The dead-letter queue keeps every letter: its policy says so.
+    let p = dead.policy().await.unwrap();
+    assert_eq!(p.keep_failed, Some(Keep { count: None, age_ms: None }));
+
+    let out = crate::runner(dir.path(), &["retry", "dead", "default:doomed", "--config", "runner.toml"]);
+    assert!(out.status.success(), "{}", crate::stderr(&out));
+    let again = loop_until(&dead, "doomed's second dead letter", |r| {
+        r.dead_letter.as_ref().is_some_and(|d| d.failed_at > first_failure)
+    })
+    .await;
+    assert_eq!(again.errors.len(), 2, "its attempts began afresh: {:?}", again.errors);
+    assert!(daemon.log().contains("moved to the dead-letter queue"), "{}", daemon.log());
+}
+
+/// Waits for `default:doomed` in `dead` to satisfy `done`.
+async fn loop_until(
+    dead: &Queue,
+    what: &str,
+    done: impl Fn(&jobrunner_queue::JobRecord) -> bool,
+) -> jobrunner_queue::JobRecord {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Some(r) = dead.get("default:doomed").await.unwrap()
+            && done(&r)
+        {
+            return r;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 

@@ -137,6 +137,7 @@ pub fn to_record(queue: &Place<'_>, job: &Job, state: State, log: Option<Vec<Str
         errors,
         log: log.map(|lines| json!(lines)),
         stalls: 0,
+        dead_letter: None,
         bullmq: Some(json!({
             "name": job.name(),
             "queue": queue.bull_name,

@@ -23,23 +23,49 @@ impl Queue {
             .with_context(|| format!("{op} on queue {}", self.inner.name))
     }
 
-    /// Moves a failed job back to waiting with its attempts reset. Returns
-    /// `retried`, or the job's state if it was not failed (`missing` if
-    /// there is none).
+    /// Moves a failed job back to waiting with its attempts reset, or a
+    /// dead letter back to the queue it failed in. Returns `retried`, or the
+    /// job's state if it was not failed (`missing` if there is none).
     pub async fn retry(&self, id: &str) -> Result<String> {
-        self.admin("retry", &[arg(id)]).await
+        let answer: String = self.admin("retry", &[arg(id)]).await?;
+        if answer == "dead_letter" {
+            return self.retry_dead_letter(id).await;
+        }
+        Ok(answer)
     }
 
-    /// Moves every failed job back to waiting; returns how many.
+    /// Moves every failed job back to waiting, and every dead letter back
+    /// to its own queue; returns how many.
     pub async fn retry_all_failed(&self) -> Result<u64> {
-        let mut total = 0;
+        const PAGE: u64 = 1000;
+        let (mut total, mut offset) = (0, 0);
+        // Dead letters stay in `failed` until moved below: each call starts
+        // past the ones the calls before it passed.
         loop {
-            let n: u64 = self.admin("retry_failed", &[arg(1000)]).await?;
+            let (n, passed): (u64, u64) = self.admin("retry_failed", &[arg(PAGE), arg(offset)]).await?;
             total += n;
-            if n < 1000 {
-                return Ok(total);
+            offset += passed;
+            if n + passed < PAGE {
+                break;
             }
         }
+        // Then the dead letters, each back to its own queue, a page at a
+        // time (each page leaves the set as it goes).
+        while offset > 0 {
+            let page = self.list(State::Failed, 0, PAGE).await?;
+            let mut sent = 0;
+            for r in page.iter().filter(|r| r.dead_letter.is_some()) {
+                if self.retry_dead_letter(&r.id).await? == "retried" {
+                    sent += 1;
+                }
+            }
+            total += sent;
+            offset = offset.saturating_sub(sent);
+            if sent == 0 || (page.len() as u64) < PAGE {
+                break;
+            }
+        }
+        Ok(total)
     }
 
     /// Removes a job in any state; returns the state it was in, or `missing`.
@@ -198,6 +224,7 @@ impl Queue {
                 errors: if f[5].is_empty() { vec![] } else { serde_json::from_str(&f[5]).unwrap_or_default() },
                 log: if f[6].is_empty() { None } else { serde_json::from_str(&f[6]).ok() },
                 stalls: f[8].parse().unwrap_or(0),
+                dead_letter: spec.dead_letter,
                 bullmq: None,
             });
         }

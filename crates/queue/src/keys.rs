@@ -7,7 +7,7 @@
 //! See `docs/queue-protocol.md` for what each key holds.
 
 /// The names of the fixed keys, in the order the scripts expect them.
-pub const NAMES: [&str; 26] = [
+pub const NAMES: [&str; 27] = [
     "meta",
     "wait",
     "delayed",
@@ -34,6 +34,7 @@ pub const NAMES: [&str; 26] = [
     "gscore",
     "idle",
     "unstarted",
+    "dead",
 ];
 
 /// The keys of the lean one-job enqueue (`lua/push.lua`), in its order:

@@ -51,6 +51,8 @@
 //! - [`events`]: a queue's events as they happen, and waiting for a job
 //!   to finish (`Queue::wait`);
 //! - [`cancel`]: asking the runner running a job to stop it;
+//! - [`dead_letter`]: moving jobs that failed for good to a dead-letter
+//!   queue, and back;
 //! - [`admin`]: the operator's side (retry, remove, pause, clean, rate
 //!   limits) and the reads (counts, pages, one job, events);
 //! - [`options`], [`record`]: what producers ask for, and what the queue says;
@@ -72,6 +74,7 @@ pub mod admin;
 pub mod cancel;
 pub mod connection;
 pub mod consumer;
+pub mod dead_letter;
 pub mod durability;
 pub mod events;
 pub mod keys;
@@ -91,7 +94,7 @@ pub use events::{Event, EventReader};
 pub use options::{Backoff, DEFAULTS, JobOptions, Keep};
 pub use policy::{EffectiveOptions, EffectivePolicy, QueuePolicy, Rate, Source, Sourced};
 pub use queue::{Enqueued, MAX_BULK, NewJob, Queue, QueueFull};
-pub use record::{AttemptError, Counts, JobRecord, Leased, Spec, State};
+pub use record::{AttemptError, Counts, DeadLetter, JobRecord, Leased, Spec, State};
 pub use schedule::{Schedule, ScheduleInfo, ScheduleSource, Timing};
 pub use work::{AfterFailure, Completion, Failure, Fetched};
 

@@ -88,6 +88,9 @@ pub struct QueuePolicy {
     /// set no group takes the string or number there as its group.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub group_from: Option<String>,
+    /// The queue a job whose attempts ran out moves to (`dead_letter.rs`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dead_letter: Option<String>,
 }
 
 impl QueuePolicy {
@@ -108,6 +111,9 @@ impl QueuePolicy {
         }
         if let Some(p) = &self.group_from {
             check_pointer(p).map_err(key("group_from"))?;
+        }
+        if let Some(q) = &self.dead_letter {
+            jobrunner_job::check_queue_name(q).map_err(key("dead_letter"))?;
         }
         Ok(())
     }
@@ -140,6 +146,7 @@ impl QueuePolicy {
             rate: pick_optional(None, self.rate),
             group_rate: pick_optional(None, self.group_rate),
             group_from: pick_optional(None, self.group_from.clone()),
+            dead_letter: pick_optional(None, self.dead_letter.clone()),
         }
     }
 
@@ -231,6 +238,7 @@ pub struct EffectivePolicy {
     pub rate: Sourced<Option<Rate>>,
     pub group_rate: Sourced<Option<Rate>>,
     pub group_from: Sourced<Option<String>>,
+    pub dead_letter: Sourced<Option<String>>,
 }
 
 /// One job's options in effect, with each value's source.
@@ -276,6 +284,7 @@ impl EffectivePolicy {
             ("rate", or_none(p.rate.value.map(|r| r.to_string()), "no limit"), p.rate.source),
             ("group_rate", or_none(p.group_rate.value.map(|r| r.to_string()), "no limit"), p.group_rate.source),
             ("group_from", or_none(p.group_from.value.clone(), "the producer's group"), p.group_from.source),
+            ("dead_letter", or_none(p.dead_letter.value.clone(), "none: failed jobs stay here"), p.dead_letter.source),
         ]
     }
 }

@@ -123,7 +123,9 @@ pub(crate) fn arg(s: impl ToString) -> Vec<u8> {
 impl Queue {
     pub fn new(conn: Connection, name: &str) -> Result<Queue> {
         check_queue_name(name).map_err(|e| anyhow!(e))?;
-        Ok(Queue { inner: Arc::new(QueueInner { name: name.to_string(), keys: keys::Keys::new(conn.prefix(), name), conn }) })
+        Ok(Queue {
+            inner: Arc::new(QueueInner { name: name.to_string(), keys: keys::Keys::new(conn.prefix(), name), conn }),
+        })
     }
 
     pub fn name(&self) -> &str {
@@ -144,7 +146,13 @@ impl Queue {
         let payload = serde_json::value::RawValue::from_string(job.payload.clone())
             .map_err(|e| anyhow!("payload is not valid JSON: {e}"))?;
         let id = job.id.clone().unwrap_or_else(|| ulid::Ulid::new().to_string());
-        let spec = Spec { job_type: job.job_type.clone(), payload, opts: job.options.clone(), created_at: now_ms() };
+        let spec = Spec {
+            job_type: job.job_type.clone(),
+            payload,
+            opts: job.options.clone(),
+            created_at: now_ms(),
+            dead_letter: None,
+        };
         Ok((id, serde_json::to_string(&spec)?))
     }
 
@@ -247,7 +255,11 @@ impl Queue {
         if SEEN.lock().unwrap().get(&key).is_some_and(|at| at.elapsed() < Duration::from_secs(60)) {
             return Ok(());
         }
-        let _: i64 = self.inner.conn.query(redis::cmd("SADD").arg(keys::registry(self.inner.conn.prefix())).arg(&self.inner.name)).await?;
+        let _: i64 = self
+            .inner
+            .conn
+            .query(redis::cmd("SADD").arg(keys::registry(self.inner.conn.prefix())).arg(&self.inner.name))
+            .await?;
         SEEN.lock().unwrap().insert(key, std::time::Instant::now());
         Ok(())
     }

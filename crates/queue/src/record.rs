@@ -58,6 +58,18 @@ pub struct Spec {
     pub opts: JobOptions,
     /// Milliseconds since the epoch, by the producer's clock.
     pub created_at: u64,
+    /// Set on a dead letter: where it failed for good (`dead_letter.rs`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dead_letter: Option<DeadLetter>,
+}
+
+/// Where a dead letter came from: its queue, its id there, and when it
+/// failed for good (ms since the epoch).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeadLetter {
+    pub queue: String,
+    pub id: String,
+    pub failed_at: u64,
 }
 
 /// Jobs per state, and whether the queue is paused.
@@ -109,6 +121,10 @@ pub struct JobRecord {
     pub errors: Vec<AttemptError>,
     pub log: Option<serde_json::Value>,
     pub stalls: u32,
+    /// For a dead letter: the queue it failed in, and its id there; a retry
+    /// sends it back to that queue.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dead_letter: Option<DeadLetter>,
     /// For a job of a BullMQ-backed queue: what BullMQ keeps that the
     /// record has no place for (its job name, raw options, attempts started).
     #[serde(skip_serializing_if = "Option::is_none")]

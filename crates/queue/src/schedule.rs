@@ -233,6 +233,7 @@ impl Queue {
                 payload: serde_json::value::RawValue::from_string(schedule.payload.to_string())?,
                 opts: schedule.options.clone(),
                 created_at: now,
+                dead_letter: None,
             };
             let job_id = format!("sched:{sid}:{due_ms}");
             let args: Vec<Vec<u8>> = [

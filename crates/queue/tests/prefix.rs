@@ -13,7 +13,12 @@ async fn two_prefixes_share_a_redis_without_seeing_each_other() {
     assert_eq!(base.prefix(), "jr");
     let (blue, green) = (base.with_prefix("blue").unwrap(), base.with_prefix("green").unwrap());
     let (qb, qg) = (Queue::new(blue.clone(), "emails").unwrap(), Queue::new(green.clone(), "emails").unwrap());
-    let job = NewJob { id: Some("one".into()), job_type: "noop".into(), payload: "{}".into(), options: JobOptions::default() };
+    let job = NewJob {
+        id: Some("one".into()),
+        job_type: "noop".into(),
+        payload: "{}".into(),
+        options: JobOptions::default(),
+    };
     qb.enqueue(job.clone()).await.unwrap();
     qb.upsert_schedule(&Schedule {
         id: "tick".into(),

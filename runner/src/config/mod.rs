@@ -408,6 +408,23 @@ impl Config {
                 bail!("queues.{name}.concurrency: must be from 1 to 10000");
             }
             q.check_policy(name)?;
+            if let Some(target) = &q.dead_letter {
+                if target == name {
+                    bail!("queues.{name}.dead_letter: a queue cannot be its own dead-letter queue");
+                }
+                if let Some(t) = self.queues.get(target) {
+                    if t.bullmq.is_some() {
+                        bail!(
+                            "queues.{name}.dead_letter: `{target}` is BullMQ-backed; a dead-letter queue is a native one"
+                        );
+                    }
+                    if t.keep_failed.as_ref().is_some_and(|k| *k != queue::KeepSetting::Word("all".into())) {
+                        bail!(
+                            "queues.{target}.keep_failed: `{target}` is the dead-letter queue of `{name}`, which keeps its letters until they are handled; leave keep_failed out or set it to \"all\""
+                        );
+                    }
+                }
+            }
             if let Some(b) = &q.bullmq {
                 // BullMQ builds its keys as `prefix:name:…`, so neither may hold a `:`.
                 if b.prefix.is_empty() || b.prefix.contains(':') {
@@ -678,9 +695,19 @@ impl Config {
     }
 
     /// The policy of a queue the file declares; a queue it does not
-    /// declare has the defaults.
+    /// declare has the defaults. A dead-letter queue keeps every failed
+    /// job: its letters stay until handled.
     pub fn queue_policy(&self, name: &str) -> jobrunner_queue::QueuePolicy {
-        self.queues.get(name).map(QueueSection::policy_or_default).unwrap_or_default()
+        let mut policy = self.queues.get(name).map(QueueSection::policy_or_default).unwrap_or_default();
+        if self.dead_letter_queues().contains(name) {
+            policy.keep_failed = Some(jobrunner_queue::Keep { count: None, age_ms: None });
+        }
+        policy
+    }
+
+    /// The queues some queue sends its dead letters to.
+    pub fn dead_letter_queues(&self) -> std::collections::BTreeSet<&str> {
+        self.queues.values().filter_map(|q| q.dead_letter.as_deref()).collect()
     }
 
     /// The mailer the plugins' email goes through: the SMTP server of

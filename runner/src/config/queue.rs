@@ -16,6 +16,7 @@
 //! rate = "20/1m"                                 # limiter: { max: 20, duration: 60000 }
 //! group_rate = "5/1s"                            # per vendor, below
 //! group_from = "/vendor_id"                      # a JSON pointer into the payload
+//! dead_letter = "emails-dead"                    # where jobs whose attempts ran out go
 //! ```
 
 use anyhow::{Result, bail};
@@ -60,6 +61,9 @@ pub struct QueueSection {
     /// A JSON pointer into the payload whose value is the job's group when
     /// its producer gives none: `"/vendor_id"`.
     pub group_from: Option<String>,
+    /// The queue a job whose attempts ran out moves to, with its errors,
+    /// kept there until retried back or removed.
+    pub dead_letter: Option<String>,
 }
 
 impl Default for QueueSection {
@@ -77,6 +81,7 @@ impl Default for QueueSection {
             rate: None,
             group_rate: None,
             group_from: None,
+            dead_letter: None,
         }
     }
 }
@@ -185,6 +190,7 @@ impl QueueSection {
             rate: rate("rate", &self.rate)?,
             group_rate: rate("group_rate", &self.group_rate)?,
             group_from: self.group_from.clone(),
+            dead_letter: self.dead_letter.clone(),
         };
         policy.validate()?;
         Ok(policy)
@@ -203,7 +209,12 @@ impl QueueSection {
             return Ok(());
         }
         let per_job = "BullMQ keeps it on each job, as its producer sets it (the job's options, or the Queue's `defaultJobOptions`); a BullMQ-backed queue has no queue-wide default";
-        let refused: [(&str, bool, &str); 6] = [
+        let refused: [(&str, bool, &str); 7] = [
+            (
+                "dead_letter",
+                self.dead_letter.is_some(),
+                "BullMQ keeps a job whose attempts ran out in its failed set; it has no dead-letter queue",
+            ),
             ("max_waiting", self.max_waiting.is_some(), "BullMQ has no such bound"),
             ("attempts", self.attempts.is_some(), per_job),
             ("backoff", self.backoff.is_some(), per_job),
@@ -290,6 +301,20 @@ keep_completed = "all"
     }
 
     #[test]
+    fn a_dead_letter_queue_keeps_every_letter_and_is_a_native_other_queue() {
+        let c = Config::parse("[queues.orders]\ndead_letter = \"orders-dead\"\n").unwrap();
+        assert_eq!(c.queue_policy("orders").dead_letter.as_deref(), Some("orders-dead"));
+        assert_eq!(c.queue_policy("orders-dead").keep_failed, Some(Keep { count: None, age_ms: None }));
+        assert!(bad("[queues.a]\ndead_letter = \"a\"\n").contains("its own dead-letter queue"));
+        assert!(bad("[queues.a]\ndead_letter = \"has space\"\n").contains("queues.a.dead_letter"));
+        assert!(
+            bad("[queues.a]\ndead_letter = \"b\"\n[queues.b]\nkeep_failed = 10\n").contains("queues.b.keep_failed")
+        );
+        assert!(bad("[queues.a]\ndead_letter = \"b\"\n[queues.b.bullmq]\n").contains("BullMQ-backed"));
+        Config::parse("[queues.a]\ndead_letter = \"b\"\n[queues.b]\nkeep_failed = \"all\"\n").unwrap();
+    }
+
+    #[test]
     fn a_bullmq_queue_takes_what_bullmq_has_and_names_what_it_has_not() {
         let b = "[queues.m.bullmq]\n";
         let ok = Config::parse(&format!("[queues.m]\nrate = \"10/1s\"\nkeep_completed = 100\ntimeout = \"1m\"\n{b}"))
@@ -302,6 +327,7 @@ keep_completed = "all"
             ("group_rate", "group_rate = \"1/1s\""),
             ("group_from", "group_from = \"/a\""),
             ("max_waiting", "max_waiting = 10"),
+            ("dead_letter", "dead_letter = \"dlq\""),
         ] {
             let e = bad(&format!("[queues.m]\n{line}\n{b}"));
             assert!(e.contains(&format!("queues.m.{key}: not on a BullMQ-backed queue")), "{e}");

@@ -16,7 +16,8 @@
 //!
 //! Layout: `embedded` (the embedded Redis), `watcher` (the plugins
 //! folder and the config file; the plugins themselves are in `registry`),
-//! `dispatcher`, `acker` (a queue's completions, batched), `leases` (the
+//! `dispatcher`, `dead_letters` (jobs that failed for good, moved to their
+//! queue's dead-letter queue), `acker` (a queue's completions, batched), `leases` (the
 //! leases of a queue's running jobs, extended in batches), `progress` (a
 //! running job's progress, written as it moves), `cancels` (requests to
 //! stop a running job), `bull_worker`.
@@ -24,6 +25,7 @@
 pub mod acker;
 pub mod bull_worker;
 pub mod cancels;
+pub mod dead_letters;
 pub mod dispatcher;
 pub mod embedded;
 pub mod leases;
@@ -92,7 +94,7 @@ pub async fn serve(config: Config, config_file: Option<PathBuf>, shutdown: impl 
         (None, None) => unreachable!("an embedded Redis was started"),
     };
     let connection = config.connect_redis(&url).await?;
-    tracing::info!(redis = %jobrunner_queue::connection::redact(&url), cluster = connection.is_cluster(), prefix = connection.prefix(), "connected to Redis");
+    tracing::info!(redis = %jobrunner_queue::connection::redact(&url), cluster = connection.is_cluster(), prefix = %connection.prefix(), "connected to Redis");
     check_durability(&connection, config.redis.allow_eviction).await?;
     // The plugins' cache, on the queues' Redis or (`[cache] url`) its own.
     let cache_connection = match &config.cache.url {
@@ -279,6 +281,7 @@ pub async fn serve(config: Config, config_file: Option<PathBuf>, shutdown: impl 
             stop_fetching.clone(),
             cancel_jobs.clone(),
         ));
+        dispatchers.spawn(dead_letters::run(shared.clone(), queue.clone(), stop_fetching.clone()));
         dispatchers.spawn(fire_schedules(queue, stop_fetching.clone()));
     }
 

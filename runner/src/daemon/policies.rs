@@ -17,11 +17,16 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 /// Writes the policies and `max_waiting` bounds of `config`'s consumed
-/// queues, and keeps their policies in `shared` for the dispatchers.
+/// queues and of their dead-letter queues (which keep every letter), and
+/// keeps the consumed queues' policies in `shared` for the dispatchers.
 pub async fn apply(shared: &Shared, config: &Config) -> Result<()> {
     let mut policies = BTreeMap::new();
-    for (name, section) in config.consumed_queues() {
-        let policy = section.policy_or_default();
+    let mut queues = config.consumed_queues();
+    for target in config.dead_letter_queues() {
+        queues.entry(target.to_string()).or_default();
+    }
+    for (name, section) in queues {
+        let policy = config.queue_policy(&name);
         if let Some(running) = shared.bull.get(&name) {
             if running.policy() != &policy {
                 tracing::warn!(queue = %name, "the policy of a BullMQ-backed queue is its worker's options: the change takes effect at the next restart");

@@ -204,6 +204,10 @@ pub async fn job(
         p { "Queue " a href=(format!("/dashboard/queues/{name}")) { (name) } " · type " (j.job_type)
             " · state " strong #state { (j.state) } " · attempts " (j.attempts_made) "/" (j.attempts_allowed())
             @if j.stalls > 0 { " · stalled " (j.stalls) " times" } }
+        @if let Some(d) = &j.dead_letter {
+            p.muted { "A dead letter: it failed for good in " a href=(format!("/dashboard/queues/{}", d.queue)) { (d.queue) }
+                " as " code { (d.id) } " " (when(d.failed_at)) ". Retry sends it back there." }
+        }
         p { (job_actions(&name, &j.id, j.state, j.bullmq.is_none())) }
         @if let Some(p) = j.progress {
             div.progress title=(format!("{p}%")) { div style=(format!("width: {p}%")) {} }

@@ -1,7 +1,16 @@
 -- Operations on one job or the whole queue. ARGV: operation, wake channel, ...
 --   retry ID            a failed job back to waiting, with its attempts reset
---                       (answers `retried`, or the job's state if it was not failed)
---   retry_failed LIMIT  up to LIMIT failed jobs back to waiting; returns how many
+--                       (answers `retried`, or the job's state if it was not failed,
+--                       or `dead_letter` for a dead letter, which goes back to its
+--                       own queue instead: `dead_letter.rs`)
+--   retry_failed LIMIT OFFSET  up to LIMIT failed jobs from OFFSET on back to
+--                       waiting, dead letters left; returns how many, and how many
+--                       dead letters it passed
+--   dead_letter_in ID SPEC ERRORS ATTEMPTS REASON FROM
+--                       a dead letter from queue FROM, kept failed (`added`, or
+--                       the state of a job that had the id: a move done before)
+--   dead_letter_out ID TO  a job moved to queue TO removed here (`moved`, or
+--                       `gone` if it was not waiting to move)
 --   remove ID           removes a job in any state (a worker holding it is refused at ack)
 --   promote ID          a delayed job runs now (answers `promoted`, or the job's state)
 --   pause | resume
@@ -18,9 +27,17 @@
 local op, channel = ARGV[1], ARGV[2]
 local now = now_ms()
 
--- A failed job back to waiting, with its attempts and result reset.
+-- Whether a job is a dead letter (moved here from another queue).
+local function is_dead_letter(id)
+  local spec = redis.call('HGET', K.specs, id)
+  return spec ~= false and cjson.decode(spec).dead_letter ~= nil
+end
+
+-- A failed job back to waiting, with its attempts and result reset (and no
+-- longer bound for the dead-letter queue).
 local function requeue_failed(id)
   redis.call('ZREM', K.failed, id)
+  if K.dead then redis.call('ZREM', K.dead, id) end
   redis.call('HSET', K.attempts, id, 0)
   redis.call('HDEL', K.results, id)
   push_wait(id)
@@ -29,15 +46,35 @@ end
 if op == 'retry' then
   local id = ARGV[3]
   if not redis.call('ZSCORE', K.failed, id) then return state_of(id) or 'missing' end
+  if is_dead_letter(id) then return 'dead_letter' end
   requeue_failed(id)
   event('retried', id)
   wake(channel)
   return 'retried'
 elseif op == 'retry_failed' then
-  local ids = redis.call('ZRANGE', K.failed, 0, tonumber(ARGV[3]) - 1)
-  for _, id in ipairs(ids) do requeue_failed(id) end
-  if #ids > 0 then event('retried', '*', 'count', #ids); wake(channel) end
-  return #ids
+  local offset = tonumber(ARGV[4] or '0')
+  local ids = redis.call('ZRANGE', K.failed, offset, offset + tonumber(ARGV[3]) - 1)
+  local n, passed = 0, 0
+  for _, id in ipairs(ids) do
+    if is_dead_letter(id) then passed = passed + 1 else requeue_failed(id); n = n + 1 end
+  end
+  if n > 0 then event('retried', '*', 'count', n); wake(channel) end
+  return { n, passed }
+elseif op == 'dead_letter_in' then
+  local id = ARGV[3]
+  if redis.call('HSETNX', K.specs, id, ARGV[4]) == 0 then return state_of(id) or 'exists' end
+  redis.call('HSET', K.errors, id, ARGV[5])
+  redis.call('HSET', K.attempts, id, ARGV[6])
+  redis.call('HSET', K.results, id, cjson.encode({ failed_reason = ARGV[7], attempts = tonumber(ARGV[6]) }))
+  redis.call('ZADD', K.failed, now, id)
+  event('dead_letter', id, 'from', ARGV[8])
+  return 'added'
+elseif op == 'dead_letter_out' then
+  local id = ARGV[3]
+  if not redis.call('ZSCORE', K.dead, id) then return 'gone' end
+  remove_job(id)
+  event('dead_lettered', id, 'to', ARGV[4])
+  return 'moved'
 elseif op == 'remove' then
   local state = state_of(ARGV[3])
   if not state then return 'missing' end

@@ -10,7 +10,7 @@ local K = {
   logs = KEYS[13], progress = KEYS[14], stalls = KEYS[15], prios = KEYS[16],
   events = KEYS[17], rl = KEYS[18], schedules = KEYS[19], schedule_next = KEYS[20],
   groups = KEYS[21], gvt = KEYS[22], grl = KEYS[23], gscore = KEYS[24],
-  idle = KEYS[25], unstarted = KEYS[26],
+  idle = KEYS[25], unstarted = KEYS[26], dead = KEYS[27],
 }
 local ALL_STATES = { K.wait, K.delayed, K.active, K.completed, K.failed }
 local PER_JOB = { K.specs, K.attempts, K.tokens, K.created, K.results, K.errors,
@@ -137,6 +137,21 @@ end
 local function remove_job(id)
   for _, key in ipairs(ALL_STATES) do redis.call('ZREM', key, id) end
   for _, key in ipairs(PER_JOB) do redis.call('HDEL', key, id) end
+  if K.dead then redis.call('ZREM', K.dead, id) end
+end
+
+-- Jobs failed for good that wait to move to the queue's dead-letter queue
+-- (`dead`: id -> when it failed; `dead_letter.rs` moves them): retention
+-- leaves them alone until they have moved. (`K.dead` is nil for a producer
+-- of another language that declares fewer keys; only runners trim.)
+local function not_pending_dead(ids)
+  if not K.dead or #ids == 0 or redis.call('ZCARD', K.dead) == 0 then return ids end
+  local pending = redis.call('ZMSCORE', K.dead, unpack(ids))
+  local kept, n = {}, 0
+  for i, id in ipairs(ids) do
+    if not pending[i] then n = n + 1; kept[n] = id end
+  end
+  return kept
 end
 
 -- Removes jobs known to be in `set` only: one ZREM and one HDEL per hash
@@ -145,6 +160,7 @@ end
 -- its HLEN is one call, where the HDEL passes every id from Lua to Redis,
 -- and the retention trim was the largest part of a completion's cost.
 local function purge(set, ids)
+  ids = not_pending_dead(ids)
   if #ids == 0 then return end
   redis.call('ZREM', set, unpack(ids))
   for _, key in ipairs(FINISHED) do
@@ -192,8 +208,11 @@ local function retry_or_fail(id, attempts, kind, delay_ms, message, now, rnd, ch
   -- the queue's policy as it is now (`policy.rs`), then the defaults.
   local opts = spec.opts or {}
   local policy = redis.call('HGET', K.meta, 'policy')
+  local dead_letter = nil
   if policy then
-    for name, value in pairs(cjson.decode(policy)) do
+    policy = cjson.decode(policy)
+    dead_letter = policy.dead_letter
+    for name, value in pairs(policy) do
       if opts[name] == nil then opts[name] = value end
     end
   end
@@ -209,6 +228,12 @@ local function retry_or_fail(id, attempts, kind, delay_ms, message, now, rnd, ch
     redis.call('ZADD', K.failed, now, id)
     redis.call('HSET', K.results, id, cjson.encode({ failed_reason = message, attempts = attempts }))
     event('failed', id, 'reason', message, 'attempts', attempts)
+    -- Bound for the dead-letter queue: noted, to be moved by a runner
+    -- (another slot of a cluster, so not in this script), and kept from
+    -- retention until then. Not a job already moved out of one.
+    if type(dead_letter) == 'string' and K.dead and not spec.dead_letter then
+      redis.call('ZADD', K.dead, now, id)
+    end
     local keep = opts.keep_failed or {}
     -- A null count or age (JSON null) means no limit on that side.
     local count, age = keep.count, keep.age_ms
