@@ -156,6 +156,30 @@ fn a_closed_pipe_ends_a_command_quietly() {
     assert_eq!(out.status.signal(), Some(SIGPIPE), "{:?}: {err}", out.status);
 }
 
+/// The samples that reach a network or a secret need the operator's grant
+/// (least privilege): with no config each fails at once, permanently, with
+/// a reason naming what to give it, and reaches nothing.
+#[test]
+fn network_samples_with_no_config_name_the_grant_they_need() {
+    let dir = tempfile::tempdir().unwrap();
+    for (job_type, crate_name, needs) in [
+        ("webhook", "webhook_plugin", "set the secret `signing_secret`"),
+        ("vendor-notification", "vendor_notification_plugin", "config value `api_base_url` is not set"),
+        ("response-reminder", "response_reminder_plugin", "config value `api_base_url` is not set"),
+        ("cache-warmup", "cache_warmup_plugin", "is not on this plugin's allowed hosts"),
+    ] {
+        let wasm = testkit::wasm::path(crate_name);
+        let sample = examples().join(format!("payloads/{job_type}.json"));
+        let out = runner(
+            dir.path(),
+            &["exec", wasm.to_str().unwrap(), "--type", job_type, "--payload-file", sample.to_str().unwrap()],
+        );
+        assert_eq!(out.status.code(), Some(1), "{job_type}: {}", stderr(&out));
+        let text = format!("{}{}", stdout(&out), stderr(&out));
+        assert!(text.contains("permanent") && text.contains(needs), "{job_type}: {text}");
+    }
+}
+
 /// With no config file at all, the email sample goes to the outbox as
 /// `jobrunner@localhost`, and the runner says so; the operator's sender
 /// replaces it once set.

@@ -9,6 +9,7 @@
 //! BullMQ as producer, reader and fellow worker), `trust` (attempts spent only
 //! by jobs that ran; a Redis that may evict jobs refused).
 
+mod apps;
 mod browser;
 mod bullmq;
 mod exec;

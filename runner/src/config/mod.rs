@@ -645,9 +645,14 @@ impl Config {
     pub fn set_queues<'a>(&mut self, items: impl Iterator<Item = &'a str>) -> Result<()> {
         let mut queues = BTreeMap::new();
         for item in items {
-            let (name, concurrency) = match item.split_once(':') {
-                Some((n, c)) => (n, c.parse().map_err(|_| anyhow::anyhow!("`{item}`: `{c}` is not a number"))?),
-                None => (item, self.queues.get(item).map(|q| q.concurrency).unwrap_or(DEFAULT_CONCURRENCY)),
+            // `NAME:N`, where a queue's name may hold `:` itself
+            // (`whatsapp:webhook:5`): the concurrency is a number after the
+            // last `:`; an item without one is a name alone.
+            let (name, concurrency) = match item.rsplit_once(':') {
+                Some((n, c)) if !c.is_empty() && c.bytes().all(|b| b.is_ascii_digit()) => {
+                    (n, c.parse().map_err(|_| anyhow::anyhow!("`{item}`: `{c}` is too large a concurrency"))?)
+                }
+                _ => (item, self.queues.get(item).map(|q| q.concurrency).unwrap_or(DEFAULT_CONCURRENCY)),
             };
             jobrunner_job::check_queue_name(name).map_err(|e| anyhow::anyhow!(e))?;
             if concurrency == 0 {
@@ -885,8 +890,13 @@ mod tests {
         assert_eq!(c.queues["a"].concurrency, 4);
         assert_eq!(c.queues["emails"].concurrency, 20);
         assert_eq!(c.runner.state_dir, PathBuf::from("/var/lib/runner"));
-        let bad = |k: &str| (k == "RUNNER_QUEUES").then(|| "a:x".to_string());
+        let bad = |k: &str| (k == "RUNNER_QUEUES").then(|| "a:0".to_string());
         assert!(format!("{:#}", c.apply_env(bad).unwrap_err()).contains("RUNNER_QUEUES"));
+        // A queue's name may hold `:`; the concurrency is a number after the last.
+        let colons = |k: &str| (k == "RUNNER_QUEUES").then(|| "whatsapp:webhook:5, booking:reminder".to_string());
+        c.apply_env(colons).unwrap();
+        assert_eq!(c.queues["whatsapp:webhook"].concurrency, 5);
+        assert_eq!(c.queues["booking:reminder"].concurrency, DEFAULT_CONCURRENCY);
         assert_eq!(Config::default().consumed_queues().keys().collect::<Vec<_>>(), ["default"]);
     }
 
