@@ -21,14 +21,7 @@ fn node_package() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
         let dir = testkit::workspace_root().join("tests/bullmq");
-        if !dir.join("node_modules/bullmq/package.json").exists() {
-            let out = std::process::Command::new("npm")
-                .current_dir(&dir)
-                .args(["ci", "--no-audit", "--no-fund"])
-                .output()
-                .expect("these tests need Node.js and npm on the PATH");
-            assert!(out.status.success(), "npm ci failed: {}", String::from_utf8_lossy(&out.stderr));
-        }
+        crate::npm_ci(&dir, "node_modules/bullmq/package.json");
         dir
     })
 }

@@ -12,6 +12,7 @@
 mod apps;
 mod browser;
 mod bullmq;
+mod clients;
 mod exec;
 mod faults;
 mod parity;
@@ -56,6 +57,20 @@ pub async fn runner_async_env(dir: &Path, args: &[&str], env: &[(&str, &str)]) -
         .output()
         .await
         .expect("the runner binary runs")
+}
+
+/// Installs a Node package folder's dependencies from its lock file
+/// (`npm ci`) unless `installed` (a path inside it) shows they are there.
+pub fn npm_ci(dir: &Path, installed: &str) {
+    if dir.join(installed).exists() {
+        return;
+    }
+    let out = Command::new("npm")
+        .current_dir(dir)
+        .args(["ci", "--no-audit", "--no-fund"])
+        .output()
+        .expect("these tests need Node.js and npm on the PATH");
+    assert!(out.status.success(), "npm ci in {} failed: {}", dir.display(), String::from_utf8_lossy(&out.stderr));
 }
 
 pub fn stdout(o: &Output) -> String {

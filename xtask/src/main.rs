@@ -143,6 +143,22 @@ fn bench() -> Result<(), String> {
     if status.success() { Ok(()) } else { Err(format!("the harness failed ({status})")) }
 }
 
+/// The Node client beside BullMQ's `Queue` (`clients/node/bench/add.mjs`),
+/// its packages installed from the lock file; ARGS go to the script.
+fn bench_clients() -> Result<(), String> {
+    setup()?;
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../clients/node");
+    let npm = |args: &[&str]| -> Result<(), String> {
+        let status = Command::new("npm").current_dir(&dir).args(args).status().map_err(|e| format!("npm: {e}"))?;
+        if status.success() { Ok(()) } else { Err(format!("npm {} failed ({status})", args.join(" "))) }
+    };
+    npm(&["ci", "--no-audit", "--no-fund"])?;
+    let mut args = vec!["run", "bench", "--"];
+    let rest: Vec<String> = std::env::args().skip(2).collect();
+    args.extend(rest.iter().map(String::as_str));
+    npm(&args)
+}
+
 fn main() -> ExitCode {
     let chore = std::env::args().nth(1).unwrap_or_default();
     let result = match chore.as_str() {
@@ -155,7 +171,8 @@ fn main() -> ExitCode {
             setup().and_then(|_| plugins()).and_then(|_| cargo(&["build", "-p", "runner"])).and_then(|_| demo::run())
         }
         "bench" => bench(),
-        _ => Err("usage: cargo xtask <setup|plugins|lint|test|ci|demo|bench [ARGS]>".to_string()),
+        "bench-clients" => bench_clients(),
+        _ => Err("usage: cargo xtask <setup|plugins|lint|test|ci|demo|bench [ARGS]|bench-clients [ARGS]>".to_string()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
