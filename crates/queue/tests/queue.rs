@@ -827,6 +827,30 @@ async fn a_waiting_consumer_wakes_on_enqueue_and_on_a_due_delayed_job() {
     assert_eq!(jobs.len(), 1);
 }
 
+/// A consumer asleep until its job's lease ends is woken when that job
+/// fails with a short backoff, and takes the retry when it is due, not when
+/// the lease would have ended.
+#[tokio::test]
+async fn a_retry_with_a_short_backoff_wakes_a_sleeping_consumer() {
+    let redis = RedisServer::start();
+    let q = queue(&redis, "retry-wake").await;
+    let consumer = std::sync::Arc::new(Consumer::new(q.clone()));
+    q.enqueue(with(|o| o.backoff = Some(Backoff::Fixed { delay_ms: 100 }))).await.unwrap();
+    let leased = consumer.next(1, LEASE, Duration::from_secs(20)).await.unwrap().remove(0);
+    let c = consumer.clone();
+    let before = script_calls(&redis);
+    let waiter = tokio::spawn(async move { c.next(1, LEASE, Duration::from_secs(3600)).await.unwrap() });
+    wait_until_waiting(&redis, before).await;
+    let after = q.fail(&leased.id, &leased.token, &Failure::Retry("boom".into()), None, None).await.unwrap();
+    assert!(matches!(after, AfterFailure::Delayed { .. }), "{after:?}");
+    // The lease is 30 s: a consumer left asleep would take it only then.
+    let jobs = tokio::time::timeout(Duration::from_secs(20), waiter)
+        .await
+        .expect("woken for the retry, not left asleep until the lease's end")
+        .unwrap();
+    assert_eq!((jobs[0].id.as_str(), jobs[0].attempt), (leased.id.as_str(), 2));
+}
+
 /// Waits until `n` consumers of queue `name` listen on channels of their own.
 async fn wait_for_push_channels(redis: &RedisServer, name: &str, n: usize) {
     let pattern = format!("jr:{{{name}}}:wake:*");

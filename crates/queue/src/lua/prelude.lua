@@ -245,6 +245,12 @@ local function retry_or_fail(id, attempts, kind, delay_ms, message, now, rnd, ch
   local delay = delay_ms
   if kind ~= 'retry_after' then delay = backoff_ms(opts.backoff, attempts, rnd) end
   if delay > 0 then
+    -- Due before every other delayed job: a consumer asleep until a later
+    -- due time (its job's lease end, as often as not) must wake to learn
+    -- this one, as for a delayed enqueue; else a 100 ms backoff waited out
+    -- the consumer's whole sleep.
+    local head = redis.call('ZRANGE', K.delayed, 0, 0, 'WITHSCORES')
+    if not head[2] or now + delay < tonumber(head[2]) then wake(channel) end
     redis.call('ZADD', K.delayed, now + delay, id)
     event('retrying', id, 'delay_ms', delay, 'attempts', attempts)
     return { 'delayed', now + delay }
