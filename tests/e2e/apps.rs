@@ -9,8 +9,8 @@
 //! priorities order the work (the order a runner of concurrency 1 starts
 //! the jobs in).
 
-use crate::serve::{Daemon, install};
-use jobrunner_queue::{Connection, JobOptions, NewJob, Queue, State};
+use crate::serve::{Daemon, install, wait_counts};
+use jobrunner_queue::{JobOptions, NewJob, Queue, State};
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -63,28 +63,11 @@ fn start(dir: &Path, redis: &testkit::redis::RedisServer, extra: &[(&str, &str)]
 }
 
 async fn queue(redis: &testkit::redis::RedisServer, name: &str) -> Queue {
-    Queue::new(Connection::connect(&redis.url()).await.unwrap(), name).unwrap()
+    crate::serve::queue(&redis.url(), name).await
 }
 
 fn job(id: &str, job_type: &str, payload: &str, options: JobOptions) -> NewJob {
     NewJob { id: Some(id.into()), job_type: job_type.into(), payload: payload.into(), options }
-}
-
-/// Waits until `check` holds of the queue's counts.
-async fn counts_until(
-    q: &Queue,
-    what: &str,
-    check: impl Fn(&jobrunner_queue::Counts) -> bool,
-) -> jobrunner_queue::Counts {
-    let deadline = Instant::now() + Duration::from_secs(90);
-    loop {
-        let c = q.counts().await.unwrap();
-        if check(&c) {
-            return c;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}: {c:?}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }
 
 /// The delays of a job's retries, as its `retrying` events give them,
@@ -155,7 +138,7 @@ async fn order_of_work(app: &str, queue_name: &str, jobs: Vec<NewJob>) -> Vec<St
     let n = jobs.len() as u64;
     q.enqueue_bulk(jobs).await.unwrap();
     q.resume().await.unwrap();
-    counts_until(&q, "every job done", |c| c.completed == n).await;
+    wait_counts(&q, "every job done", Duration::from_secs(90), |c| c.completed == n).await;
     daemon
         .log()
         .lines()
@@ -180,7 +163,7 @@ async fn whatsapp_crm_queue_options_take_effect() {
     let began = Instant::now();
     let jobs = (0..25).map(|i| job(&format!("m{i}"), "noop", "{}", JobOptions::default())).collect();
     messages.enqueue_bulk(jobs).await.unwrap();
-    counts_until(&messages, "20 messages", |c| c.completed == 20).await;
+    wait_counts(&messages, "20 messages", Duration::from_secs(90), |c| c.completed == 20).await;
     // The runner is told the window's wait by the queue: it fetches again
     // only when the minute is up, so within it none of the rest start.
     let c = messages.counts().await.unwrap();
@@ -197,7 +180,7 @@ async fn whatsapp_crm_queue_options_take_effect() {
     let notifications = queue(&redis, "notifications").await;
     let jobs = (0..105).map(|i| job(&format!("n{i}"), "noop", "{}", JobOptions::default())).collect();
     notifications.enqueue_bulk(jobs).await.unwrap();
-    let c = counts_until(&notifications, "105 notifications done", |c| {
+    let c = wait_counts(&notifications, "105 notifications done", Duration::from_secs(90), |c| {
         c.waiting + c.active + c.delayed == 0 && c.completed <= 100 && c.completed > 0
     })
     .await;

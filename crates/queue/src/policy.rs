@@ -136,13 +136,16 @@ impl QueuePolicy {
 
     /// Every value with where it came from: the queue's view.
     pub fn effective(&self) -> EffectivePolicy {
+        // A job that sets nothing takes exactly the queue's values.
+        let EffectiveOptions { attempts, backoff, timeout_ms, priority, keep_completed, keep_failed, group: _ } =
+            self.effective_for(&JobOptions::default(), None);
         EffectivePolicy {
-            attempts: pick(None, self.attempts, DEFAULTS.attempts),
-            backoff: pick(None, self.backoff, DEFAULTS.backoff),
-            timeout_ms: pick_optional(None, self.timeout_ms),
-            priority: pick(None, self.priority, DEFAULTS.priority),
-            keep_completed: pick(None, self.keep_completed, DEFAULTS.keep_completed),
-            keep_failed: pick(None, self.keep_failed, DEFAULTS.keep_failed),
+            attempts,
+            backoff,
+            timeout_ms,
+            priority,
+            keep_completed,
+            keep_failed,
             rate: pick_optional(None, self.rate),
             group_rate: pick_optional(None, self.group_rate),
             group_from: pick_optional(None, self.group_from.clone()),

@@ -418,7 +418,8 @@ impl Config {
                             "queues.{name}.dead_letter: `{target}` is BullMQ-backed; a dead-letter queue is a native one"
                         );
                     }
-                    if t.keep_failed.as_ref().is_some_and(|k| *k != queue::KeepSetting::Word("all".into())) {
+                    let keeps_all = jobrunner_queue::Keep { count: None, age_ms: None };
+                    if t.keep_failed.as_ref().is_some_and(|k| k.to_keep() != Ok(keeps_all)) {
                         bail!(
                             "queues.{target}.keep_failed: `{target}` is the dead-letter queue of `{name}`, which keeps its letters until they are handled; leave keep_failed out or set it to \"all\""
                         );

@@ -129,7 +129,7 @@ pub struct KeepTable {
 }
 
 impl KeepSetting {
-    fn to_keep(&self) -> Result<Keep, String> {
+    pub(crate) fn to_keep(&self) -> Result<Keep, String> {
         match self {
             KeepSetting::Count(n) => Ok(Keep { count: Some(*n), age_ms: None }),
             KeepSetting::Word(w) if w == "all" => Ok(Keep { count: None, age_ms: None }),
@@ -312,6 +312,8 @@ keep_completed = "all"
         );
         assert!(bad("[queues.a]\ndead_letter = \"b\"\n[queues.b.bullmq]\n").contains("BullMQ-backed"));
         Config::parse("[queues.a]\ndead_letter = \"b\"\n[queues.b]\nkeep_failed = \"all\"\n").unwrap();
+        // Written as a table with neither bound, it keeps all too.
+        Config::parse("[queues.a]\ndead_letter = \"b\"\n[queues.b]\nkeep_failed = {}\n").unwrap();
     }
 
     #[test]
