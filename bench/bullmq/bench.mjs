@@ -7,11 +7,13 @@
 //   node bench.mjs <redis-url> enqueue-single <jobs>
 //   node bench.mjs <redis-url> enqueue-bulk <jobs>
 //   node bench.mjs <redis-url> drain <jobs> <concurrency>
+//   node bench.mjs <redis-url> template <jobs> <concurrency>   (template.mjs's handler)
 //   node bench.mjs <redis-url> latency <jobs>
 //   node bench.mjs <redis-url> delayed <jobs>
 
 import { Queue, Worker } from 'bullmq';
 import IORedis from 'ioredis';
+import { templateProcessor } from './template.mjs';
 
 const [url, mode, jobsArg, concurrencyArg] = process.argv.slice(2);
 const jobs = Number(jobsArg);
@@ -79,23 +81,39 @@ async function enqueue(queue, redis, bulk) {
   return { jobs_per_s: jobsPerS, redis_bytes_per_job: grown / jobs };
 }
 
-async function drain(queue, redis) {
+// The template's jobs: a thousand names, so that cache reads find entries.
+const templateJob = (i) => ({ name: 'plugin-template-ts', data: { name: `user-${i % 1000}` } });
+const noopJob = () => ({ name: 'noop', data: {} });
+
+// Drains `jobs` jobs made by `makeJob` through `processor`. BullMQ keeps
+// every completed job by default, as the runner's queue is set to in the
+// harness's drains.
+async function drain(queue, redis, processor, makeJob) {
   for (let i = 0; i < jobs; i += 1000) {
     const batch = [];
-    for (let j = i; j < Math.min(jobs, i + 1000); j++) batch.push({ name: 'noop', data: {} });
+    for (let j = i; j < Math.min(jobs, i + 1000); j++) batch.push(makeJob(j));
     await queue.addBulk(batch);
   }
   const calls = await commandCalls(redis);
   const cpu = { worker: process.cpuUsage(), redis: await redisCpu(redis) };
   const started = performance.now();
-  const worker = new Worker(QUEUE, async () => {}, { connection: connect(), concurrency: Number(concurrencyArg) });
-  // Done when the completed set (BullMQ keeps every completed job by
-  // default) holds them all: read from Redis, not from the worker's events.
-  while ((await redis.zcard(`bull:${QUEUE}:completed`)) < jobs) {
+  const worker = new Worker(QUEUE, processor, { connection: connect(), concurrency: Number(concurrencyArg) });
+  // Done when the completed set holds them all: read from Redis, not from
+  // the worker's events. Each poll is one command, taken off the count
+  // below, as the runner's side does with its own.
+  let polls = 0;
+  for (;;) {
+    polls++;
+    const done = await redis.zcard(`bull:${QUEUE}:completed`);
+    if (done >= jobs) break;
+    const failed = await redis.zcard(`bull:${QUEUE}:failed`);
+    polls++;
+    if (failed > 0) throw new Error(`${failed} job(s) failed`);
     await new Promise((r) => setTimeout(r, 5));
   }
   const seconds = (performance.now() - started) / 1000;
-  const commands = (await commandCalls(redis)) - calls;
+  // Less the polls and the one `INFO` that read the count before.
+  const commands = (await commandCalls(redis)) - calls - polls - 1;
   // This process's CPU (µs, user and system): the worker and the polling.
   const used = process.cpuUsage(cpu.worker);
   const redisCpuUs = ((await redisCpu(redis)) - cpu.redis) * 1e6;
@@ -154,7 +172,10 @@ switch (mode) {
     result = await enqueue(queue, redis, true);
     break;
   case 'drain':
-    result = await drain(queue, redis);
+    result = await drain(queue, redis, async () => {}, noopJob);
+    break;
+  case 'template':
+    result = await drain(queue, redis, templateProcessor(connect()), templateJob);
     break;
   case 'latency':
     result = await timing(queue, false);

@@ -1,10 +1,13 @@
 //! BullMQ's side of the comparison: the `bullmq` npm package on the
-//! machine's Node, one worker with a no-op processor, against the same
-//! Redis and with the same counts as the runner's side (see
-//! `bench/bullmq/bench.mjs`).
+//! machine's Node, one worker with a no-op processor (or the TypeScript
+//! template's handler written for BullMQ, `bench/bullmq/template.mjs`),
+//! against the same Redis and with the same counts as the runner's side
+//! (see `bench/bullmq/bench.mjs`); and BullMQ's Python package running the
+//! Python template's handler (`bench/bullmq-python/`).
 //!
-//! Duties: install the pinned package once (`npm ci`, from the lock file),
-//! run one measure as a child process and read its one line of JSON.
+//! Duties: install the pinned packages once (`npm ci`, from the lock file;
+//! pip into a venv under `target/`), run one measure as a child process
+//! and read its one line of JSON.
 
 use crate::measure::{Drain, Enqueue, Timing};
 use anyhow::{Context, Result, bail};
@@ -14,6 +17,13 @@ use std::process::Command;
 
 pub struct BullMq {
     dir: PathBuf,
+    url: String,
+}
+
+/// BullMQ's Python package, in a venv of its own.
+pub struct BullMqPython {
+    dir: PathBuf,
+    python: PathBuf,
     url: String,
 }
 
@@ -28,6 +38,17 @@ struct Rate {
     redis_cpu_us: f64,
     #[serde(default)]
     redis_bytes_per_job: f64,
+}
+
+impl Rate {
+    fn drain(&self) -> Drain {
+        Drain {
+            jobs_per_s: self.jobs_per_s,
+            commands_per_job: self.commands_per_job,
+            worker_cpu_us: self.worker_cpu_us,
+            redis_cpu_us: self.redis_cpu_us,
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -61,20 +82,7 @@ impl BullMq {
     }
 
     fn run<T: for<'de> Deserialize<'de>>(&self, redis: &testkit::redis::RedisServer, args: &[String]) -> Result<T> {
-        redis::cmd("FLUSHALL").exec(&mut redis.connection())?;
-        let out = Command::new("node")
-            .arg("bench.mjs")
-            .arg(&self.url)
-            .args(args)
-            .current_dir(&self.dir)
-            .output()
-            .context("cannot run node")?;
-        if !out.status.success() {
-            bail!("node bench.mjs {} failed: {}", args.join(" "), String::from_utf8_lossy(&out.stderr).trim());
-        }
-        let text = String::from_utf8_lossy(&out.stdout);
-        let line = text.lines().last().unwrap_or_default();
-        serde_json::from_str(line).with_context(|| format!("node bench.mjs {} printed `{line}`", args.join(" ")))
+        run_script(redis, Path::new("node"), "bench.mjs", &self.dir, &self.url, args)
     }
 
     pub fn enqueue(&self, redis: &testkit::redis::RedisServer, bulk: bool, jobs: usize) -> Result<Enqueue> {
@@ -85,12 +93,18 @@ impl BullMq {
 
     pub fn drain(&self, redis: &testkit::redis::RedisServer, concurrency: usize, jobs: usize) -> Result<Drain> {
         let r: Rate = self.run(redis, &["drain".into(), jobs.to_string(), concurrency.to_string()])?;
-        Ok(Drain {
-            jobs_per_s: r.jobs_per_s,
-            commands_per_job: r.commands_per_job,
-            worker_cpu_us: r.worker_cpu_us,
-            redis_cpu_us: r.redis_cpu_us,
-        })
+        Ok(r.drain())
+    }
+
+    /// The TypeScript template's handler, natively (`template.mjs`).
+    pub fn template_drain(
+        &self,
+        redis: &testkit::redis::RedisServer,
+        concurrency: usize,
+        jobs: usize,
+    ) -> Result<Drain> {
+        let r: Rate = self.run(redis, &["template".into(), jobs.to_string(), concurrency.to_string()])?;
+        Ok(r.drain())
     }
 
     pub fn timing(&self, redis: &testkit::redis::RedisServer, delayed: bool, jobs: usize) -> Result<Timing> {
@@ -98,4 +112,85 @@ impl BullMq {
         let r: Latency = self.run(redis, &[mode.into(), jobs.to_string()])?;
         Ok(Timing { p50_ms: r.p50_ms, p99_ms: r.p99_ms, max_ms: r.max_ms, enqueue_p50_ms: r.add_p50_ms })
     }
+}
+
+impl BullMqPython {
+    /// Makes the venv (`target/bench-tools/bullmq-python`) and installs the
+    /// pinned package into it when missing.
+    pub fn prepare(workspace: &Path, redis_url: &str) -> Result<BullMqPython> {
+        let dir = workspace.join("bench/bullmq-python");
+        let venv = workspace.join("target/bench-tools/bullmq-python");
+        let python = venv.join("bin/python");
+        let has = |p: &Path| Command::new(p).args(["-c", "import bullmq"]).output().is_ok_and(|o| o.status.success());
+        if !has(&python) {
+            eprintln!("$ python3 -m venv {} && pip install -r requirements.txt", venv.display());
+            let made =
+                Command::new("python3").args(["-m", "venv"]).arg(&venv).status().context("cannot run python3")?;
+            if !made.success() {
+                bail!("python3 -m venv {} failed", venv.display());
+            }
+            let ok = Command::new(venv.join("bin/pip"))
+                .args(["install", "--quiet", "-r"])
+                .arg(dir.join("requirements.txt"))
+                .status()
+                .context("cannot run pip")?;
+            if !ok.success() {
+                bail!("pip install -r {} failed", dir.join("requirements.txt").display());
+            }
+        }
+        Ok(BullMqPython { dir, python, url: redis_url.trim_end_matches('/').to_string() })
+    }
+
+    /// The Python template's handler, natively (`template.py`).
+    pub fn template_drain(
+        &self,
+        redis: &testkit::redis::RedisServer,
+        concurrency: usize,
+        jobs: usize,
+    ) -> Result<Drain> {
+        redis::cmd("FLUSHALL").exec(&mut redis.connection())?;
+        let args = ["template".to_string(), jobs.to_string(), concurrency.to_string()];
+        let out = Command::new(&self.python)
+            .arg("bench.py")
+            .arg(&self.url)
+            .args(&args)
+            .current_dir(&self.dir)
+            .output()
+            .context("cannot run python")?;
+        if !out.status.success() {
+            bail!("python bench.py {} failed: {}", args.join(" "), String::from_utf8_lossy(&out.stderr).trim());
+        }
+        let text = String::from_utf8_lossy(&out.stdout);
+        let line = text.lines().last().unwrap_or_default();
+        let r: Rate = serde_json::from_str(line)
+            .with_context(|| format!("python bench.py {} printed `{line}`", args.join(" ")))?;
+        Ok(r.drain())
+    }
+}
+
+/// Runs one measure of a side's script (`program script URL ARGS...` in
+/// `dir`) on an empty Redis and reads the one line of JSON it prints last.
+fn run_script<T: for<'de> Deserialize<'de>>(
+    redis: &testkit::redis::RedisServer,
+    program: &Path,
+    script: &str,
+    dir: &Path,
+    url: &str,
+    args: &[String],
+) -> Result<T> {
+    redis::cmd("FLUSHALL").exec(&mut redis.connection())?;
+    let what = format!("{} {script} {}", program.display(), args.join(" "));
+    let out = Command::new(program)
+        .arg(script)
+        .arg(url)
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .with_context(|| format!("cannot run {}", program.display()))?;
+    if !out.status.success() {
+        bail!("{what} failed: {}", String::from_utf8_lossy(&out.stderr).trim());
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text.lines().last().unwrap_or_default();
+    serde_json::from_str(line).with_context(|| format!("{what} printed `{line}`"))
 }

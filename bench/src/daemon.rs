@@ -29,6 +29,12 @@ pub struct Setup<'a> {
     pub bullmq: bool,
     /// With `bullmq`: record BullMQ's per-minute metrics (the default).
     pub bullmq_metrics: bool,
+    /// Lines added to each queue's section (`keep_completed = "all"`, ...).
+    pub queue_extra: &'a str,
+    /// Sections added at the end of the config (`[plugins.NAME]`, ...).
+    pub extra: &'a str,
+    /// `[http] token`, for measures that call the API.
+    pub token: Option<&'a str>,
 }
 
 pub struct Daemon {
@@ -55,11 +61,14 @@ impl Daemon {
             setup.compile_cache,
             setup.redis_url
         );
+        if let Some(t) = setup.token {
+            config.push_str(&format!("token = {t:?}\n"));
+        }
         if let Some(n) = setup.max_instances {
             config.push_str(&format!("\n[engine]\nmax_instances = {n}\n"));
         }
         for (q, c) in setup.queues {
-            config.push_str(&format!("\n[queues.{q}]\nconcurrency = {c}\n"));
+            config.push_str(&format!("\n[queues.{q}]\nconcurrency = {c}\n{}", setup.queue_extra));
             if setup.bullmq {
                 config.push_str(&format!("[queues.{q}.bullmq]\n"));
                 if !setup.bullmq_metrics {
@@ -67,6 +76,7 @@ impl Daemon {
                 }
             }
         }
+        config.push_str(setup.extra);
         let config_path = setup.dir.join("runner.toml");
         std::fs::write(&config_path, config)?;
         let log = setup.dir.join("runner.log");

@@ -14,11 +14,13 @@ use crate::redis_info;
 use crate::stats::percentile;
 use anyhow::{Context, Result, bail, ensure};
 use jobrunner_queue::{Connection, JobOptions, NewJob, Queue, State};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// The queue every measure uses.
 pub const QUEUE: &str = "bench";
+/// The drains' queue keeps every completed job, as BullMQ does by default.
+const KEEP_ALL: &str = "keep_completed = \"all\"\n";
 /// Jobs per bulk call (BullMQ's side uses the same).
 const BULK: usize = 1000;
 /// Producers of the single-job enqueue measure (BullMQ's side uses the same).
@@ -55,8 +57,8 @@ pub struct Drain {
 }
 
 /// A drain's clock and counters, read when the queue is resumed and again
-/// when the last job is done. (The harness's polling meanwhile, a command
-/// every 2 ms, is a rounding error next to the jobs' own.)
+/// when the last job is done. The harness's polling meanwhile is counted
+/// and taken off Redis's command count, as BullMQ's side does with its own.
 struct DrainWindow {
     started: Instant,
     calls: u64,
@@ -75,13 +77,17 @@ impl DrainWindow {
         })
     }
 
-    fn close(self, redis: &testkit::redis::RedisServer, daemon: &Daemon, jobs: usize) -> Result<Drain> {
+    /// The window's figures; `polls` is how many commands the harness's
+    /// own waiting sent meanwhile, taken off the count with the `INFO`
+    /// that read it first.
+    fn close(self, redis: &testkit::redis::RedisServer, daemon: &Daemon, jobs: usize, polls: u64) -> Result<Drain> {
         let seconds = self.started.elapsed().as_secs_f64();
         let mut conn = redis.connection();
         let per_job = |total: f64| total / jobs as f64;
+        let calls = redis_info::command_calls(&mut conn)?.saturating_sub(self.calls + polls + 1);
         Ok(Drain {
             jobs_per_s: jobs as f64 / seconds,
-            commands_per_job: per_job((redis_info::command_calls(&mut conn)? - self.calls) as f64),
+            commands_per_job: per_job(calls as f64),
             worker_cpu_us: per_job((daemon.cpu_seconds()? - self.worker_cpu) * 1e6),
             redis_cpu_us: per_job((redis_info::cpu_seconds(&mut conn)? - self.redis_cpu) * 1e6),
         })
@@ -123,16 +129,19 @@ impl Bench {
     }
 
     async fn daemon(&self, dir: &tempfile::TempDir, concurrency: usize, plugins: &[PathBuf]) -> Result<Daemon> {
-        self.daemon_on(dir, concurrency, plugins, false).await
+        self.daemon_on(dir, concurrency, plugins, false, "", "").await
     }
 
-    /// As `daemon`, its queue native or BullMQ-backed.
+    /// As `daemon`, its queue native or BullMQ-backed, with lines added to
+    /// the queue's section and sections added to the config.
     async fn daemon_on(
         &self,
         dir: &tempfile::TempDir,
         concurrency: usize,
         plugins: &[PathBuf],
         bullmq: bool,
+        queue_extra: &str,
+        extra: &str,
     ) -> Result<Daemon> {
         let url = self.redis.url();
         let queues = [(QUEUE, concurrency)];
@@ -146,9 +155,38 @@ impl Bench {
             max_instances: Some(concurrency.max(1000) as u32),
             bullmq,
             bullmq_metrics: self.bullmq_metrics,
+            queue_extra,
+            extra,
+            token: None,
         })?;
         d.wait_ready(Instant::now(), Duration::from_secs(120)).await?;
         Ok(d)
+    }
+
+    /// The set-up of a daemon on the bench queue (concurrency 10) with
+    /// `plugins`, nothing else changed from the defaults but what is given.
+    fn plain_setup<'a>(
+        &'a self,
+        dir: &'a Path,
+        url: &'a str,
+        plugins: &'a [PathBuf],
+        compile_cache: bool,
+        token: Option<&'a str>,
+    ) -> Setup<'a> {
+        Setup {
+            binary: &self.binary,
+            dir,
+            redis_url: url,
+            queues: &[(QUEUE, 10)],
+            plugins,
+            compile_cache,
+            max_instances: None,
+            bullmq: false,
+            bullmq_metrics: true,
+            queue_extra: "",
+            extra: "",
+            token,
+        }
     }
 
     /// Enqueue throughput, jobs/s: bulk calls of 1000, or 32 producers
@@ -185,21 +223,64 @@ impl Bench {
 
     /// End-to-end drain: `jobs` no-op jobs wait in a paused queue; the
     /// clock starts when the queue is resumed and stops when the last one
-    /// is recorded as completed.
+    /// is recorded as completed. The queue keeps every completed job, as
+    /// BullMQ does by default on its side.
     pub async fn drain(&self, concurrency: usize, jobs: usize) -> Result<Drain> {
+        let plugins = std::slice::from_ref(&self.noop);
+        self.drain_jobs(concurrency, jobs, plugins, "", |_| noop_job()).await
+    }
+
+    /// The drain of `jobs` jobs made by `make`, run by `plugins` under the
+    /// config sections `extra`.
+    async fn drain_jobs(
+        &self,
+        concurrency: usize,
+        jobs: usize,
+        plugins: &[PathBuf],
+        extra: &str,
+        make: impl Fn(usize) -> NewJob,
+    ) -> Result<Drain> {
         let q = self.fresh().await?;
         let dir = tempfile::tempdir()?;
-        let daemon = self.daemon(&dir, concurrency, std::slice::from_ref(&self.noop)).await?;
+        let daemon = self.daemon_on(&dir, concurrency, plugins, false, KEEP_ALL, extra).await?;
         q.pause().await?;
         for chunk in (0..jobs).collect::<Vec<_>>().chunks(BULK) {
-            q.enqueue_bulk(chunk.iter().map(|_| noop_job()).collect()).await?;
+            q.enqueue_bulk(chunk.iter().map(|&i| make(i)).collect()).await?;
         }
         let window = DrainWindow::open(&self.redis, &daemon)?;
         q.resume().await?;
-        wait_completed(&q, jobs as u64, Duration::from_secs(600)).await?;
-        let drain = window.close(&self.redis, &daemon, jobs)?;
+        let keys = jobrunner_queue::keys::Keys::new(jobrunner_queue::connection::DEFAULT_PREFIX, QUEUE);
+        let sets = [keys.get("completed").to_string(), keys.get("failed").to_string()];
+        let polls = wait_all_completed(&self.redis, &sets, jobs as u64, Duration::from_secs(900)).await?;
+        let drain = window.close(&self.redis, &daemon, jobs, polls)?;
         daemon.stop()?;
         Ok(drain)
+    }
+
+    /// The drain of a plugin template in a guest language (`guest`): jobs
+    /// of its type with a thousand different names, its config's greeting
+    /// set, each job in an instance of its own (`reuse: None`) or in
+    /// instances serving up to `reuse` jobs each (`isolation = "instance"`).
+    pub async fn guest_drain(
+        &self,
+        guest: &Guest,
+        reuse: Option<u32>,
+        concurrency: usize,
+        jobs: usize,
+    ) -> Result<Drain> {
+        let file = guest.wasm.file_name().context("a plugin without a file name")?.to_string_lossy();
+        let mut extra = format!("\n[plugins.{}]\nfile = {file:?}\n", guest.job_type);
+        if let Some(n) = reuse {
+            extra.push_str(&format!("isolation = \"instance\"\nmax_jobs_per_instance = {n}\n"));
+        }
+        extra.push_str(&format!("[plugins.{}.config]\ngreeting = \"Hello\"\n", guest.job_type));
+        let make = |i: usize| NewJob {
+            id: None,
+            job_type: guest.job_type.into(),
+            payload: format!(r#"{{"name":"user-{}"}}"#, i % 1000),
+            options: JobOptions::default(),
+        };
+        self.drain_jobs(concurrency, jobs, std::slice::from_ref(&guest.wasm), &extra, make).await
     }
 
     /// End-to-end drain of a BullMQ-backed queue: `jobs` no-op BullMQ jobs
@@ -214,7 +295,7 @@ impl Bench {
         let queues = jobrunner_bullmq::open_all(config.bullmq_queues(), &self.redis.url()).await?;
         let q = queues.get(QUEUE).context("the BullMQ queue")?;
         q.pause().await?;
-        let daemon = self.daemon_on(&dir, concurrency, std::slice::from_ref(&self.noop), true).await?;
+        let daemon = self.daemon_on(&dir, concurrency, std::slice::from_ref(&self.noop), true, "", "").await?;
         let keep_all = jobrunner_queue::options::Keep { count: None, age_ms: None };
         let opts = JobOptions { attempts: Some(1), keep_completed: Some(keep_all), ..JobOptions::default() };
         for chunk in (0..jobs).collect::<Vec<_>>().chunks(BULK) {
@@ -222,17 +303,11 @@ impl Bench {
         }
         let window = DrainWindow::open(&self.redis, &daemon)?;
         q.resume().await?;
-        let deadline = Instant::now() + Duration::from_secs(600);
-        loop {
-            let c = q.counts().await?;
-            ensure!(c.failed == 0, "{} job(s) failed; the runner's log says why", c.failed);
-            if c.completed == jobs as u64 {
-                break;
-            }
-            ensure!(Instant::now() < deadline, "{} of {jobs} jobs completed after 600 s", c.completed);
-            tokio::time::sleep(Duration::from_millis(2)).await;
-        }
-        let drain = window.close(&self.redis, &daemon, jobs)?;
+        // BullMQ's own sets, as its side polls them (the runner keeps
+        // every completed job, as BullMQ's worker does by default).
+        let sets = [format!("bull:{QUEUE}:completed"), format!("bull:{QUEUE}:failed")];
+        let polls = wait_all_completed(&self.redis, &sets, jobs as u64, Duration::from_secs(900)).await?;
+        let drain = window.close(&self.redis, &daemon, jobs, polls)?;
         daemon.stop()?;
         Ok(drain)
     }
@@ -343,17 +418,7 @@ impl Bench {
         let q = self.fresh().await?;
         let dir = tempfile::tempdir()?;
         let url = self.redis.url();
-        let mut daemon = Daemon::start(&Setup {
-            binary: &self.binary,
-            dir: dir.path(),
-            redis_url: &url,
-            queues: &[(QUEUE, 10)],
-            plugins: &[],
-            compile_cache: false,
-            max_instances: None,
-            bullmq: false,
-            bullmq_metrics: true,
-        })?;
+        let mut daemon = Daemon::start(&self.plain_setup(dir.path(), &url, &[], false, None))?;
         let target = daemon.plugins_dir.join("whoami.wasm");
         let versions = [(std::fs::read(&self.noop)?, "noop"), (std::fs::read(&self.hostile)?, "hostile")];
         std::fs::write(&target, &versions[0].0)?;
@@ -371,6 +436,41 @@ impl Bench {
         Ok(percentile(&mut times, 50.0))
     }
 
+    /// Enqueue over the HTTP API, jobs/s: `wrk` (one thread) against the
+    /// release binary with the scripts in `bench/http/`: one job a request
+    /// on 32 keep-alive connections, or 1000 a request on 2. The load
+    /// generator, the runner and Redis share the machine's cores.
+    pub async fn http(&self, bulk: bool) -> Result<f64> {
+        const TOKEN: &str = "bench-token-0123456789abcdef";
+        self.fresh().await?;
+        let dir = tempfile::tempdir()?;
+        let url = self.redis.url();
+        let mut daemon = Daemon::start(&self.plain_setup(dir.path(), &url, &[], true, Some(TOKEN)))?;
+        daemon.wait_ready(Instant::now(), Duration::from_secs(60)).await?;
+        let (script, connections, path, per_request) = if bulk {
+            ("post-bulk.lua", "2", format!("/api/v1/queues/{QUEUE}/jobs/bulk"), 1000.0)
+        } else {
+            ("post.lua", "32", format!("/api/v1/queues/{QUEUE}/jobs"), 1.0)
+        };
+        let script = testkit::workspace_root().join("bench/http").join(script);
+        let out = std::process::Command::new("wrk")
+            .args(["-t1", "-c", connections, "-d8s", "-s"])
+            .arg(&script)
+            .args(["-H", &format!("authorization: Bearer {TOKEN}")])
+            .arg(format!("{}{path}", daemon.http))
+            .output()
+            .context("cannot run wrk (apt-get install wrk)")?;
+        daemon.stop()?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        ensure!(out.status.success(), "wrk failed: {}{}", text, String::from_utf8_lossy(&out.stderr));
+        let field = |name: &str| text.lines().find_map(|l| l.trim().strip_prefix(name).map(|v| v.trim().to_string()));
+        let errors: u64 = field("error responses:").context("wrk's script printed no error count")?.parse()?;
+        ensure!(errors == 0, "{errors} requests were answered with an error:\n{text}");
+        ensure!(field("Non-2xx or 3xx responses:").is_none(), "some requests failed:\n{text}");
+        let rate: f64 = field("Requests/sec:").with_context(|| format!("no rate in wrk's output:\n{text}"))?.parse()?;
+        Ok(rate * per_request)
+    }
+
     /// Start-up time, ms, from spawning `runner serve` to `/ready` answering
     /// 200, with the five built-in plugins and the no-op one: first with an
     /// empty compile cache, then again with the cache the first start wrote.
@@ -383,21 +483,46 @@ impl Bench {
         let mut times = [0.0; 2];
         for t in &mut times {
             let started = Instant::now();
-            let mut d = Daemon::start(&Setup {
-                binary: &self.binary,
-                dir: dir.path(),
-                redis_url: &url,
-                queues: &[(QUEUE, 10)],
-                plugins: &plugins,
-                compile_cache: true,
-                max_instances: None,
-                bullmq: false,
-                bullmq_metrics: true,
-            })?;
+            let mut d = Daemon::start(&self.plain_setup(dir.path(), &url, &plugins, true, None))?;
             *t = d.wait_ready(started, Duration::from_secs(120)).await?.as_secs_f64() * 1e3;
             d.stop()?;
         }
         Ok(Startup { cold_ms: times[0], cached_ms: times[1] })
+    }
+}
+
+/// A plugin template built from a guest language, and its job type (also
+/// the name of its config section).
+pub struct Guest {
+    pub wasm: PathBuf,
+    pub job_type: &'static str,
+}
+
+/// Waits until a queue's completed set (`sets[0]`) holds `jobs` jobs (it
+/// keeps them all in the drains), one `ZCARD` a poll and one more of the
+/// failed set (`sets[1]`) while not done; returns how many commands that
+/// sent, for the drain to take off Redis's count.
+async fn wait_all_completed(
+    redis: &testkit::redis::RedisServer,
+    sets: &[String; 2],
+    jobs: u64,
+    timeout: Duration,
+) -> Result<u64> {
+    let client = redis::Client::open(redis.url())?;
+    let mut conn = client.get_multiplexed_async_connection().await?;
+    let deadline = Instant::now() + timeout;
+    let mut polls = 0;
+    loop {
+        polls += 1;
+        let done: u64 = redis::cmd("ZCARD").arg(&sets[0]).query_async(&mut conn).await?;
+        if done >= jobs {
+            return Ok(polls);
+        }
+        polls += 1;
+        let failed: u64 = redis::cmd("ZCARD").arg(&sets[1]).query_async(&mut conn).await?;
+        ensure!(failed == 0, "{failed} job(s) failed; the runner's log says why");
+        ensure!(Instant::now() < deadline, "{done} of {jobs} jobs completed after {timeout:?}");
+        tokio::time::sleep(Duration::from_millis(2)).await;
     }
 }
 

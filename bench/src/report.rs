@@ -41,18 +41,55 @@ impl Row {
         }
     }
 
+    /// Whether the runner's median meets the bound (`None`: no bound).
+    fn bound_met(&self) -> Option<bool> {
+        let b = self.bound?;
+        Some(match self.better {
+            Better::Lower => self.runner.median <= b,
+            _ => self.runner.median >= b,
+        })
+    }
+
+    /// Whether the ratio over BullMQ meets the least one (`None`: no such
+    /// target; a target without BullMQ's side to compare is not missed).
+    fn ratio_met(&self) -> Option<bool> {
+        Some(self.ratio()? >= self.min_ratio?)
+    }
+
+    /// What this row missed, named, or `None` when it met every target.
+    pub fn missed(&self) -> Option<String> {
+        let mut parts = Vec::new();
+        if self.bound_met() == Some(false) {
+            let sign = if self.better == Better::Lower { "≤" } else { "≥" };
+            parts.push(format!(
+                "{} {} {} {} (median {})",
+                self.measure,
+                sign,
+                human(self.bound.unwrap_or_default()),
+                self.unit,
+                human(self.runner.median)
+            ));
+        }
+        if self.ratio_met() == Some(false) {
+            parts.push(format!(
+                "{}: ≥ {}× BullMQ (ratio {:.2}×)",
+                self.measure,
+                self.min_ratio.unwrap_or_default(),
+                self.ratio().unwrap_or_default()
+            ));
+        }
+        (!parts.is_empty()).then(|| parts.join("; "))
+    }
+
     fn target(&self) -> String {
         let mut parts = Vec::new();
-        if let Some(b) = self.bound {
-            let (sign, ok) = match self.better {
-                Better::Lower => ("≤", self.runner.median <= b),
-                _ => ("≥", self.runner.median >= b),
-            };
+        if let (Some(b), Some(ok)) = (self.bound, self.bound_met()) {
+            let sign = if self.better == Better::Lower { "≤" } else { "≥" };
             parts.push(format!("{sign} {} {}", human(b), mark(ok)));
         }
         if let Some(want) = self.min_ratio {
-            match self.ratio() {
-                Some(r) => parts.push(format!("≥ {want}× BullMQ {}", mark(r >= want))),
+            match self.ratio_met() {
+                Some(ok) => parts.push(format!("≥ {want}× BullMQ {}", mark(ok))),
                 None => parts.push(format!("≥ {want}× BullMQ (not compared)")),
             }
         }
@@ -110,6 +147,20 @@ mod tests {
         assert!(table.contains("≤ 2 met"), "{table}");
         let mut slow = Row::new("slow", "ms", Runs::of(&[9.0]), Better::Lower);
         slow.bound = Some(5.0);
-        assert!(markdown(&[slow]).contains("≤ 5 MISSED"));
+        assert!(markdown(&[slow.clone()]).contains("≤ 5 MISSED"));
+        assert_eq!(slow.missed().as_deref(), Some("slow ≤ 5 ms (median 9)"));
+        assert_eq!(drain_missed(3.0, 10e3, 40e3).as_deref(), Some("d: ≥ 3× BullMQ (ratio 0.25×)"));
+        assert_eq!(drain_missed(3.0, 40e3, 10e3), None);
+        // No BullMQ side: not compared, so not missed.
+        let mut alone = Row::new("d", "jobs/s", Runs::of(&[1.0]), Better::Higher);
+        alone.min_ratio = Some(3.0);
+        assert_eq!(alone.missed(), None);
+    }
+
+    fn drain_missed(min_ratio: f64, ours: f64, theirs: f64) -> Option<String> {
+        let mut row = Row::new("d", "jobs/s", Runs::of(&[ours]), Better::Higher);
+        row.bullmq = Some(Runs::of(&[theirs]));
+        row.min_ratio = Some(min_ratio);
+        row.missed()
     }
 }

@@ -1,7 +1,8 @@
 //! Prometheus metrics of one runner process, served at `/metrics`.
 //!
 //! Jobs by queue, type and outcome; job duration and wait time; failures by
-//! reason; stalls; plugin reloads and their errors; wasm instantiation time;
+//! reason; stalls; plugin reloads and their errors; wasm instantiation time,
+//! and attempts run in fresh or reused instances (`isolation = "instance"`);
 //! Redis errors (each one a reconnection the connection makes by itself);
 //! cache hits and misses; and, read at scrape time, the jobs in each queue
 //! by state (native and BullMQ-backed alike) and whether it is paused.
@@ -20,6 +21,7 @@ pub struct Metrics {
     pub stalls: IntCounterVec,
     pub reloads: IntCounterVec,
     pub instantiate: HistogramVec,
+    pub instances: IntCounterVec,
     pub redis_errors: IntCounter,
     pub cache: IntCounterVec,
     pub queue_jobs: IntGaugeVec,
@@ -69,6 +71,11 @@ impl Metrics {
                 "Time to instantiate a plugin for one job",
                 &["plugin"],
                 seconds,
+            ),
+            instances: counter(
+                "plugin_instance_jobs_total",
+                "Job attempts by the instance they ran in: fresh, or reused (isolation = \"instance\")",
+                &["plugin", "instance"],
             ),
             redis_errors: {
                 let c = IntCounter::new(

@@ -175,6 +175,14 @@ impl Registry {
                     started.elapsed().as_millis()
                 );
                 tracing::info!(file = %file.display(), plugin = %plugin.name(), declared = %d.name, version = %d.version, sha256 = %&plugin.sha256[..12], "plugin loaded");
+                // Shared instances widen the default isolation: say so.
+                if let jobrunner_host::Isolation::Instance { max_jobs_per_instance } = plugin.limits().isolation {
+                    tracing::warn!(
+                        plugin = %plugin.name(),
+                        max_jobs_per_instance,
+                        "isolation = \"instance\": this plugin's jobs share instances (globals and heap carry over from one completed job to the next)"
+                    );
+                }
                 // Before sections were bound to files, a plugin took the
                 // section of the name it declared: say why it has none now.
                 if config.section_for_file(&file_name).is_none() && config.plugins.contains_key(&d.name) {

@@ -16,7 +16,8 @@
 //! - `demo`: set up, build, and run the demo (see `demo.rs`);
 //! - `bench [ARGS]`: set up, build the release binaries and run the
 //!   end-to-end benchmark harness (`bench/src/bin/harness.rs`) with ARGS,
-//!   for example `--bullmq` to measure BullMQ in the same run.
+//!   for example `--bullmq` to measure BullMQ in the same run, or
+//!   `--check` to exit non-zero, naming it, when a target is missed.
 
 mod demo;
 
@@ -133,6 +134,11 @@ fn test() -> Result<(), String> {
 
 fn bench() -> Result<(), String> {
     setup()?;
+    // The HTTP measure's load generator (`wrk` prints its usage and exits
+    // non-zero when asked its version, so only whether it runs is asked).
+    if Command::new("wrk").output().is_err() {
+        apt_install(&["wrk"])?;
+    }
     plugins()?;
     cargo(&["build", "--release", "-p", "runner", "-p", "bench", "--bin", "runner", "--bin", "harness"])?;
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask sits in the workspace");

@@ -7,15 +7,27 @@
 //! also written to `target/bench/results.md`.
 
 use anyhow::{Context, Result, bail};
-use bench::bullmq::BullMq;
-use bench::measure::{Bench, Drain, Enqueue, Timing};
+use bench::bullmq::{BullMq, BullMqPython};
+use bench::measure::{Bench, Drain, Enqueue, Guest, Timing};
 use bench::report::{Better, Row, markdown};
 use bench::stats::Runs;
 use clap::Parser;
 use std::path::PathBuf;
+use testkit::guest::{self, Lang};
 
-const MEASURES: &[&str] =
-    &["enqueue", "drain", "bullmq-drain", "latency", "delayed", "overhead", "memory", "reload", "startup"];
+const MEASURES: &[&str] = &[
+    "enqueue",
+    "drain",
+    "bullmq-drain",
+    "template",
+    "http",
+    "latency",
+    "delayed",
+    "overhead",
+    "memory",
+    "reload",
+    "startup",
+];
 
 /// A percentile's name, how to read it from a run, and its bound.
 type Percentile = (&'static str, fn(&Timing) -> f64, Option<f64>);
@@ -35,11 +47,31 @@ struct Args {
     /// Run BullMQ (the npm package, one Node worker) beside the runner.
     #[arg(long)]
     bullmq: bool,
-    /// Only these measures (of enqueue, drain, bullmq-drain, latency,
-    /// delayed, overhead, memory, reload, startup). `bullmq-drain` drains a
-    /// BullMQ-backed queue (BullMQ's jobs, the runner's plugins).
+    /// Only these measures (of enqueue, drain, bullmq-drain, template,
+    /// http, latency, delayed, overhead, memory, reload, startup). `http`
+    /// needs `wrk`. `bullmq-drain`
+    /// drains a BullMQ-backed queue (BullMQ's jobs, the runner's plugins);
+    /// `template` drains the TypeScript and Python plugin templates' jobs,
+    /// beside BullMQ's Node and Python packages running the same handlers
+    /// natively.
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
+    /// Jobs drained per run of the `template` measure.
+    #[arg(long, default_value_t = 10_000)]
+    template_jobs: usize,
+    /// Concurrency of the `template` measure, on every side.
+    #[arg(long, default_value_t = 50)]
+    template_concurrency: usize,
+    /// Which templates the `template` measure drains (ts, python).
+    #[arg(long, value_delimiter = ',', default_value = "ts,python")]
+    templates: Vec<String>,
+    /// Jobs one instance serves in the `template` measure's runs with
+    /// `isolation = "instance"`.
+    #[arg(long, default_value_t = 1000)]
+    max_jobs_per_instance: u32,
+    /// Exit non-zero, naming each, when a target is missed.
+    #[arg(long)]
+    check: bool,
     /// BullMQ-backed queues without BullMQ's per-minute metrics (which the
     /// runner records by default, and BullMQ's Node worker does not).
     #[arg(long)]
@@ -116,7 +148,12 @@ fn drain_rows(
     let pickers: [(String, &str, Pick, Better); 4] = [
         (measure, "jobs/s", |d| d.jobs_per_s, Better::Higher),
         (format!("Redis commands per job, {of}"), "commands", |d| d.commands_per_job, Better::Lower),
-        (format!("worker CPU per job (runner / BullMQ's Node), {of}"), "µs", |d| d.worker_cpu_us, Better::Lower),
+        (
+            format!("worker CPU per job (the runner / BullMQ's worker process), {of}"),
+            "µs",
+            |d| d.worker_cpu_us,
+            Better::Lower,
+        ),
         (format!("Redis CPU per job, {of}"), "µs", |d| d.redis_cpu_us, Better::Lower),
     ];
     let mut rows = pickers.map(|(name, unit, pick, better)| {
@@ -183,6 +220,13 @@ async fn main() -> Result<()> {
     };
     let b = &b;
     let bull = if args.bullmq { Some(BullMq::prepare(&testkit::workspace_root(), &b.redis.url())?) } else { None };
+    // BullMQ's Python package, for the Python template's comparison.
+    let python_template = wanted("template") && args.templates.iter().any(|t| t == "python");
+    let bull_py = if args.bullmq && python_template {
+        Some(BullMqPython::prepare(&testkit::workspace_root(), &b.redis.url())?)
+    } else {
+        None
+    };
     let runs = args.runs;
     let mut rows = Vec::new();
 
@@ -238,6 +282,72 @@ async fn main() -> Result<()> {
             rows.extend(drain_rows(title, of, &all, ball, (!backed).then_some(3.0)));
         }
     }
+    if wanted("template") {
+        for lang in &args.templates {
+            let (glang, dir, job_type, native) = match lang.as_str() {
+                "ts" => (Lang::Js, "plugin-template-ts", "plugin-template-ts", "BullMQ's Node package"),
+                "python" => {
+                    (Lang::Python, "plugin-template-python", "plugin-template-python", "BullMQ's Python package")
+                }
+                other => bail!("--templates {other}: not a template (ts, python)"),
+            };
+            let wasm = guest::plugin(glang, dir).map_err(|e| anyhow::anyhow!("building {dir}: {e}"))?;
+            let guest = Guest { wasm, job_type };
+            let (c, jobs, reuse) = (args.template_concurrency, args.template_jobs, args.max_jobs_per_instance);
+            eprintln!("drain {jobs} jobs of {dir} at concurrency {c}: isolation job, then instance; {native}");
+            let guest = &guest;
+            // Each runner run takes both isolations, one after the other,
+            // so the two see the same stretch of the machine.
+            let run = || async move {
+                let fresh = b.guest_drain(guest, None, c, jobs).await?;
+                let reused = b.guest_drain(guest, Some(reuse), c, jobs).await?;
+                eprintln!("    isolation job: {}", bench::stats::human(fresh.jobs_per_s));
+                anyhow::Ok((fresh, reused))
+            };
+            let (all, theirs) = match (lang.as_str(), &bull, &bull_py) {
+                ("ts", Some(bull), _) => {
+                    let theirs = move || async move {
+                        let d = bull.template_drain(&b.redis, c, jobs)?;
+                        anyhow::Ok((d, d))
+                    };
+                    alternate(runs, run, Some(theirs), |(_, r): &(Drain, Drain)| r.jobs_per_s).await?
+                }
+                ("python", _, Some(py)) => {
+                    let theirs = move || async move {
+                        let d = py.template_drain(&b.redis, c, jobs)?;
+                        anyhow::Ok((d, d))
+                    };
+                    alternate(runs, run, Some(theirs), |(_, r): &(Drain, Drain)| r.jobs_per_s).await?
+                }
+                _ => {
+                    let none = None::<fn() -> std::future::Ready<Result<(Drain, Drain)>>>;
+                    alternate(runs, run, none, |(_, r): &(Drain, Drain)| r.jobs_per_s).await?
+                }
+            };
+            let theirs: Option<Vec<Drain>> = theirs.map(|v| v.into_iter().map(|(d, _)| d).collect());
+            let fresh: Vec<Drain> = all.iter().map(|(f, _)| *f).collect();
+            let reused: Vec<Drain> = all.iter().map(|(_, r)| *r).collect();
+            let of = |iso: &str| format!("{dir}, isolation = \"{iso}\", concurrency {c}");
+            rows.extend(drain_rows(
+                format!("drain {}k {dir} jobs, isolation = \"job\", concurrency {c}", jobs / 1000),
+                of("job"),
+                &fresh,
+                theirs.clone(),
+                None,
+            ));
+            // The target: at least as fast as BullMQ running the handler natively.
+            rows.extend(drain_rows(
+                format!(
+                    "drain {}k {dir} jobs, isolation = \"instance\" ({reuse} jobs an instance), concurrency {c}",
+                    jobs / 1000
+                ),
+                of("instance"),
+                &reused,
+                theirs,
+                Some(1.0),
+            ));
+        }
+    }
     for (name, delayed, jobs) in [("latency", false, 1000), ("delayed", true, 1000)] {
         if !wanted(name) {
             continue;
@@ -274,6 +384,18 @@ async fn main() -> Result<()> {
                 Better::Lower,
             );
             row.bullmq = ball.as_deref().map(pick);
+            rows.push(row);
+        }
+    }
+    if wanted("http") {
+        for (bulk, name, bound) in [
+            (false, "HTTP enqueue, one job a request (wrk, 32 connections)", 20e3),
+            (true, "HTTP enqueue, 1000 jobs a request (wrk, 2 connections)", 100e3),
+        ] {
+            eprintln!("{name}");
+            let (r, _) = repeat(runs, || b.http(bulk), |x| *x).await?;
+            let mut row = Row::new(name, "jobs/s", r, Better::Higher);
+            row.bound = Some(bound);
             rows.push(row);
         }
     }
@@ -320,6 +442,10 @@ async fn main() -> Result<()> {
     }
     std::fs::write(&out, &table).with_context(|| format!("writing {}", out.display()))?;
     eprintln!("written to {}", out.display());
+    let missed: Vec<String> = rows.iter().filter_map(|r| r.missed()).collect();
+    if args.check && !missed.is_empty() {
+        bail!("{} target(s) missed:\n  {}", missed.len(), missed.join("\n  "));
+    }
     Ok(())
 }
 

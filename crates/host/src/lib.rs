@@ -53,5 +53,5 @@ pub use engine::EngineOptions;
 pub use host::{Host, HostOptions, LoadInfo};
 pub use jobrunner_job::{JobInput, Outcome, Report};
 pub use plugin::{Description, Plugin};
-pub use settings::{Grants, Limits, PluginSettings};
+pub use settings::{Grants, Isolation, Limits, PluginSettings};
 pub use state::{OnProgress, Services};

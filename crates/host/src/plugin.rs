@@ -1,5 +1,7 @@
 //! One loaded plugin version: compiled once, linked once (`PluginPre`), and
-//! run any number of times, each job in a fresh `Store`.
+//! run any number of times, each job in a fresh `Store` (or, under
+//! `isolation = "instance"`, in the store of an instance that completed
+//! the plugin's last job).
 //!
 //! Duties:
 //! 1. check a component against the contract: it must export the handler
@@ -9,11 +11,14 @@
 //!    happen into a `Report` (`run`). A trap, a panic, a timeout or a limit
 //!    becomes a `Fault`; none of them reaches past the store;
 //! 4. make the next job's instance ahead of it when asked (`prepare`; see
-//!    `spare`), and hand it to that job.
+//!    `spare`), and hand it to that job;
+//! 5. under `isolation = "instance"`, keep an instance whose job completed
+//!    for the next job, up to `max_jobs_per_instance` jobs, and drop it
+//!    after any job that did not complete.
 
 use crate::contract::v0_1::{self, HANDLER_EXPORT};
 use crate::fault;
-use crate::spare::{Spare, SpareSlots};
+use crate::spare::{Idle, Spare, SpareSlots};
 use crate::state::{JobState, PluginContext};
 use anyhow::{Context, Result, anyhow, bail};
 use jobrunner_job::{Fault, FaultKind, JobInput, LogLevel, LogSource, Outcome, Report, check_job_type};
@@ -53,6 +58,10 @@ pub struct Plugin {
     /// for a spare that fails too.
     no_spares: AtomicBool,
     spare_slots: Arc<SpareSlots>,
+    /// Instances that completed a job, kept for the next
+    /// (`isolation = "instance"`; always empty otherwise). The last one in
+    /// is the first out: its memory is the likeliest still in the caches.
+    idle: Mutex<Vec<Idle>>,
 }
 
 impl std::fmt::Debug for Plugin {
@@ -99,6 +108,7 @@ impl Plugin {
             preparing: AtomicBool::new(false),
             no_spares: AtomicBool::new(false),
             spare_slots,
+            idle: Mutex::new(Vec::new()),
         }
     }
 
@@ -173,16 +183,25 @@ impl Plugin {
         if let Some(t) = job_timeout {
             limits.timeout = limits.timeout.min(t);
         }
-        // The spare, if one was made, else a store of its own. Either way
-        // the job's deadline runs from now.
-        let spare = self.spare.lock().unwrap().take();
-        let (mut store, mut ready) = match spare {
-            Some(Spare { mut store, bindings, instantiate, slot }) => {
+        let jobs_per_instance = limits.isolation.jobs_per_instance();
+        // An idle instance of this plugin's (under `isolation = "instance"`),
+        // else the spare, if one was made, else a store of its own. Either
+        // way the job's deadline runs from now.
+        let idle = if jobs_per_instance > 1 { self.idle.lock().unwrap().pop() } else { None };
+        let (mut store, mut ready, served) = match idle {
+            Some(Idle { mut store, bindings, served, slot }) => {
                 drop(slot);
-                store.data_mut().queue = job.queue.clone();
-                (store, Some((bindings, instantiate)))
+                store.data_mut().next_job(job.queue.clone());
+                (store, Some((bindings, Duration::ZERO)), served)
             }
-            None => (new_store(&self.engine, self.context.clone(), job.queue.clone()), None),
+            None => match self.spare.lock().unwrap().take() {
+                Some(Spare { mut store, bindings, instantiate, slot }) => {
+                    drop(slot);
+                    store.data_mut().queue = job.queue.clone();
+                    (store, Some((bindings, instantiate)), 0)
+                }
+                None => (new_store(&self.engine, self.context.clone(), job.queue.clone()), None, 0),
+            },
         };
         store.data_mut().on_progress = on_progress;
         arm(&mut store, limits.timeout);
@@ -212,14 +231,21 @@ impl Plugin {
                     bindings
                 }
             };
-            bindings
+            let out = bindings
                 .jobrunner_plugin_handler()
                 .call_handle(&mut store, &wit_job)
                 .await
-                .map_err(|e| (FaultKind::Trap, e))
+                .map_err(|e| (FaultKind::Trap, e))?;
+            Ok((out, bindings))
         };
         let result = tokio::time::timeout(limits.timeout + HOST_GRACE, call).await;
         let duration = started.elapsed() + ahead;
+        // The instance, kept only while its call returned.
+        let (result, bindings) = match result {
+            Ok(Ok((out, bindings))) => (Ok(Ok(out)), Some(bindings)),
+            Ok(Err(e)) => (Ok(Err(e)), None),
+            Err(elapsed) => (Err(elapsed), None),
+        };
 
         let state = store.data_mut();
         let stderr = state.log.lock().unwrap().stderr_text();
@@ -265,7 +291,7 @@ impl Plugin {
             Vec::new()
         };
         let (log, log_truncated) = state.log.lock().unwrap().finish();
-        Report {
+        let report = Report {
             outcome,
             log,
             log_truncated,
@@ -274,7 +300,22 @@ impl Plugin {
             emails: std::mem::take(&mut state.emails),
             duration,
             instantiate,
+            instance_job: served + 1,
+        };
+        // Kept for the next job only after a completed one, short of its
+        // bound, and while a slot for idle instances is free. A job that
+        // failed in any way may have left the guest's state half-changed,
+        // so its instance goes with it.
+        if let Some(bindings) = bindings
+            && matches!(report.outcome, Outcome::Completed { .. })
+            && served + 1 < jobs_per_instance
+            && let Some(slot) = self.spare_slots.acquire()
+        {
+            // Nothing of this job's may stay reachable from the idle store.
+            store.data_mut().on_progress = None;
+            self.idle.lock().unwrap().push(Idle { store, bindings, served: served + 1, slot });
         }
+        report
     }
 }
 
@@ -288,6 +329,10 @@ impl Plugin {
     /// instantiates its own, as it would have.
     pub async fn prepare(&self) {
         if self.no_spares.load(Ordering::Relaxed) || self.spare.lock().unwrap().is_some() {
+            return;
+        }
+        // An idle instance will serve the next job: no spare is needed.
+        if !self.idle.lock().unwrap().is_empty() {
             return;
         }
         if self.preparing.swap(true, Ordering::AcqRel) {
@@ -325,6 +370,12 @@ impl Plugin {
     /// Whether an instance is waiting for the next job (for tests).
     pub fn has_spare(&self) -> bool {
         self.spare.lock().unwrap().is_some()
+    }
+
+    /// How many instances that completed a job wait for the next one
+    /// (`isolation = "instance"`).
+    pub fn idle_instances(&self) -> usize {
+        self.idle.lock().unwrap().len()
     }
 }
 

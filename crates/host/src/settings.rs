@@ -19,6 +19,41 @@ pub const DEFAULT_OUTPUT_BYTES: u64 = 1 << 20;
 /// The most emails one attempt sends unless the operator says otherwise.
 pub const DEFAULT_MAX_EMAILS: usize = 100;
 
+/// With `isolation = "instance"`, the most jobs one instance serves before
+/// it is dropped, unless the operator says otherwise: bounds what a slow
+/// leak in the guest's heap can grow to.
+pub const DEFAULT_MAX_JOBS_PER_INSTANCE: u32 = 1000;
+
+/// How a plugin's jobs share its instances.
+///
+/// `Job` (the default): every job gets an instance of its own, in a fresh
+/// store, so nothing of one job is seen by another. `Instance`: an
+/// instance that completed a job serves the plugin's next one, up to
+/// `max_jobs_per_instance` jobs, and is dropped after any job that did not
+/// complete (a fault, a trap, a timeout, a limit, or a failure the plugin
+/// returned). Only jobs of the same plugin version share an instance; its
+/// grants are the plugin's whatever the job. What carries over is the
+/// guest's own memory: its globals and heap (docs/plugin-authoring.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
+#[serde(rename_all = "snake_case", tag = "isolation")]
+pub enum Isolation {
+    #[default]
+    Job,
+    Instance {
+        max_jobs_per_instance: u32,
+    },
+}
+
+impl Isolation {
+    /// How many jobs one instance may serve: 1 for `Job`.
+    pub fn jobs_per_instance(self) -> u32 {
+        match self {
+            Isolation::Job => 1,
+            Isolation::Instance { max_jobs_per_instance } => max_jobs_per_instance.max(1),
+        }
+    }
+}
+
 /// The limits one plugin runs under.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct Limits {
@@ -28,6 +63,8 @@ pub struct Limits {
     pub http_response_bytes: u64,
     pub log_bytes: u64,
     pub output_bytes: u64,
+    #[serde(flatten)]
+    pub isolation: Isolation,
 }
 
 impl Default for Limits {
@@ -38,6 +75,7 @@ impl Default for Limits {
             http_response_bytes: DEFAULT_HTTP_RESPONSE_BYTES,
             log_bytes: DEFAULT_LOG_BYTES,
             output_bytes: DEFAULT_OUTPUT_BYTES,
+            isolation: Isolation::Job,
         }
     }
 }

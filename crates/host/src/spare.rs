@@ -1,5 +1,6 @@
-//! Instances made ahead of their jobs ("spares"), and the pool slots they
-//! may hold.
+//! Instances not serving a job: made ahead of their jobs ("spares"), or
+//! kept after one for the plugin's next (`Idle`, under
+//! `isolation = "instance"`); and the pool slots they may hold.
 //!
 //! Duties:
 //! 1. hold at most one spare per plugin version: a fresh store with the
@@ -9,7 +10,10 @@
 //! 2. keep spares out of the slots jobs count on: the engine's pool has
 //!    `EngineOptions::spare_slots` slots beyond `max_instances`, and a
 //!    spare is made only while one of those is free, so a spare never
-//!    makes a job's instantiation fail for want of a slot.
+//!    makes a job's instantiation fail for want of a slot;
+//! 3. hold a plugin's idle instances (`Idle`), each in one of those slots
+//!    too: with none free, an instance is dropped after its job rather
+//!    than kept, and the next job instantiates its own.
 //!
 //! Why: at light load a job's instantiation ran on caches gone cold in the
 //! milliseconds since the last job, about 75 µs of the time from enqueue to
@@ -64,5 +68,15 @@ pub struct Spare {
     pub instantiate: Duration,
     /// Its place among the spares' slots, until a job takes it (the job's
     /// instance then counts as any job's).
+    pub slot: SpareSlot,
+}
+
+/// An instance that has completed `served` jobs of its plugin, its store
+/// kept for the plugin's next job (`isolation = "instance"`).
+pub struct Idle {
+    pub store: Store<JobState>,
+    pub bindings: v0_1::Plugin,
+    pub served: u32,
+    /// Its place among the slots of instances not serving a job.
     pub slot: SpareSlot,
 }

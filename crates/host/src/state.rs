@@ -3,7 +3,10 @@
 //! produced (progress, follow-up jobs, emails).
 //!
 //! A store lives for one attempt and is dropped after it, so nothing a
-//! plugin does in one job can be seen by the next.
+//! plugin does in one job can be seen by the next; except with
+//! `isolation = "instance"`, where a completed job's store serves the
+//! plugin's next job, its per-job state emptied first (`next_job`) and the
+//! guest's memory kept.
 
 use crate::cache::Cache;
 use crate::fault::MemoryLimitExceeded;
@@ -113,6 +116,20 @@ impl JobState {
             queue,
             plugin,
         }
+    }
+}
+
+impl JobState {
+    /// Readies a reused instance's store for its next job: what the last
+    /// job produced (its log, progress, follow-ups and emails) was taken
+    /// with its report; nothing of it may reach the next one's.
+    pub(crate) fn next_job(&mut self, queue: String) {
+        self.log.lock().unwrap().reset();
+        self.progress = None;
+        self.on_progress = None;
+        self.follow_ups.clear();
+        self.emails.clear();
+        self.queue = queue;
     }
 }
 

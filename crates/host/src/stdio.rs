@@ -93,6 +93,12 @@ impl JobLog {
         }
     }
 
+    /// Empties the log for the next job of a reused instance (its own
+    /// clock, cap and truncation from zero).
+    pub fn reset(&mut self) {
+        *self = JobLog::new(self.cap);
+    }
+
     /// Flushes unterminated output and hands back the lines.
     pub fn finish(&mut self) -> (Vec<LogLine>, bool) {
         for source in [LogSource::Stdout, LogSource::Stderr] {

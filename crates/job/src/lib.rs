@@ -179,6 +179,10 @@ pub struct Report {
     /// Time spent instantiating the component for this job.
     #[serde(with = "duration_ms")]
     pub instantiate: Duration,
+    /// Which job of its instance this was: 1 for a fresh instance (always,
+    /// under the default `isolation = "job"`); 2 or more for an instance
+    /// reused under `isolation = "instance"`.
+    pub instance_job: u32,
 }
 
 /// Durations as whole milliseconds in JSON, which every language reads.

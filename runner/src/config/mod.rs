@@ -334,6 +334,13 @@ pub struct PluginSection {
     pub max_http_response_bytes: Option<bytesize::ByteSize>,
     pub max_log_bytes: Option<bytesize::ByteSize>,
     pub max_output_bytes: Option<bytesize::ByteSize>,
+    /// `job` (the default: each job in a fresh instance) or `instance`
+    /// (an instance that completed a job serves the next, up to
+    /// `max_jobs_per_instance`; see `jobrunner_host::Isolation`).
+    pub isolation: Option<IsolationSetting>,
+    /// With `isolation = "instance"`: the most jobs one instance serves
+    /// (default 1000).
+    pub max_jobs_per_instance: Option<u32>,
     #[serde(default)]
     pub config: BTreeMap<String, String>,
     /// Plain values, or `env:NAME` to read the runner's environment.
@@ -365,7 +372,27 @@ pub struct PluginSection {
     pub may_enqueue: Vec<String>,
 }
 
+/// `[plugins.NAME] isolation`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum IsolationSetting {
+    Job,
+    Instance,
+}
+
 impl PluginSection {
+    /// How this plugin's jobs share instances.
+    pub fn isolation(&self) -> jobrunner_host::Isolation {
+        match self.isolation {
+            Some(IsolationSetting::Instance) => jobrunner_host::Isolation::Instance {
+                max_jobs_per_instance: self
+                    .max_jobs_per_instance
+                    .unwrap_or(jobrunner_host::settings::DEFAULT_MAX_JOBS_PER_INSTANCE),
+            },
+            _ => jobrunner_host::Isolation::Job,
+        }
+    }
+
     /// The file this section is for: `file`, or `NAME.wasm`.
     pub fn file_name(&self, name: &str) -> String {
         self.file.clone().unwrap_or_else(|| format!("{name}.wasm"))
@@ -466,6 +493,17 @@ impl Config {
                 && t.is_zero()
             {
                 bail!("{}: must be more than zero", key("timeout"));
+            }
+            if let Some(n) = p.max_jobs_per_instance {
+                if p.isolation != Some(IsolationSetting::Instance) {
+                    bail!(
+                        "{}: applies only with isolation = \"instance\" (each job has an instance of its own otherwise)",
+                        key("max_jobs_per_instance")
+                    );
+                }
+                if n == 0 {
+                    bail!("{}: must be at least 1", key("max_jobs_per_instance"));
+                }
             }
             if let Some(m) = p.memory
                 && m.as_u64() < (1 << 20)
@@ -584,6 +622,7 @@ impl Config {
                     .unwrap_or(DEFAULT_HTTP_RESPONSE_BYTES),
                 log_bytes: section.max_log_bytes.map(|b| b.as_u64()).unwrap_or(DEFAULT_LOG_BYTES),
                 output_bytes: section.max_output_bytes.map(|b| b.as_u64()).unwrap_or(DEFAULT_OUTPUT_BYTES),
+                isolation: section.isolation(),
             },
             grants: Grants {
                 allowed_hosts: section.allowed_hosts,

@@ -415,7 +415,14 @@ pub(crate) fn observe(shared: &Shared, queue: &str, job_type: &str, plugin: &Plu
     let m = &shared.metrics;
     m.jobs.with_label_values(&[queue, job_type, outcome_name]).inc();
     m.job_duration.with_label_values(&[queue, job_type]).observe(report.duration.as_secs_f64());
-    m.instantiate.with_label_values(&[plugin.name()]).observe(report.instantiate.as_secs_f64());
+    // A reused instance was not instantiated for its job: only fresh ones'
+    // times go into the histogram.
+    if report.instance_job <= 1 {
+        m.instantiate.with_label_values(&[plugin.name()]).observe(report.instantiate.as_secs_f64());
+        m.instances.with_label_values(&[plugin.name(), "fresh"]).inc();
+    } else {
+        m.instances.with_label_values(&[plugin.name(), "reused"]).inc();
+    }
     if let Outcome::Fault(f) = &report.outcome {
         m.failures.with_label_values(&[queue, &f.kind.to_string()]).inc();
     } else if outcome_name != "completed" {
