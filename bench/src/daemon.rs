@@ -39,6 +39,8 @@ pub struct Setup<'a> {
 
 pub struct Daemon {
     child: Child,
+    /// `[http] token`, sent with `/ready` (which asks for it when one is set).
+    token: Option<String>,
     pub http: String,
     pub log: PathBuf,
     pub plugins_dir: PathBuf,
@@ -93,7 +95,13 @@ impl Daemon {
             .stderr(std::fs::File::create(&log)?)
             .spawn()
             .with_context(|| format!("cannot start {}", setup.binary.display()))?;
-        Ok(Daemon { child, http: format!("http://127.0.0.1:{port}"), log, plugins_dir })
+        Ok(Daemon {
+            child,
+            token: setup.token.map(String::from),
+            http: format!("http://127.0.0.1:{port}"),
+            log,
+            plugins_dir,
+        })
     }
 
     /// Waits until `/ready` answers 200 (Redis reachable, plugins loaded)
@@ -102,7 +110,11 @@ impl Daemon {
         let client = reqwest::Client::new();
         let url = format!("{}/ready", self.http);
         loop {
-            if let Ok(r) = client.get(&url).send().await
+            let mut request = client.get(&url);
+            if let Some(t) = &self.token {
+                request = request.bearer_auth(t);
+            }
+            if let Ok(r) = request.send().await
                 && r.status().is_success()
             {
                 return Ok(since.elapsed());

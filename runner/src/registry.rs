@@ -12,14 +12,17 @@
 //!    to it (`file`, or `NAME.wasm`; its `sha256` pin checked), or none
 //!    and no grants, whatever name the plugin gives itself; and a file
 //!    that claims a job type another loaded file serves is refused, so
-//!    that no plugin takes over another's jobs.
+//!    that no plugin takes over another's jobs;
+//! 5. know which files are still loading at start (`begin_loading`), so
+//!    that `/ready` can name them and a job whose type no loaded plugin
+//!    serves can wait for them rather than fail (`wait_loading`).
 
 use crate::config::{Config, Limits};
 use anyhow::{Context, anyhow, bail};
 use jobrunner_host::{Host, Plugin};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
@@ -56,6 +59,8 @@ pub struct PluginStatus {
     pub last_error: Option<String>,
     pub reloads: u64,
     pub history: VecDeque<ReloadEvent>,
+    /// Its first load is under way (compiling, most of the time).
+    pub loading: bool,
 }
 
 impl PluginStatus {
@@ -72,6 +77,7 @@ impl PluginStatus {
             last_error: None,
             reloads: 0,
             history: VecDeque::new(),
+            loading: false,
         }
     }
 
@@ -86,17 +92,79 @@ impl PluginStatus {
 /// Each plugin file: the version serving (if any) and its status.
 type Files = BTreeMap<PathBuf, (Option<Arc<Plugin>>, PluginStatus)>;
 
-#[derive(Default)]
 pub struct Registry {
     /// Job type → plugin; replaced whole, so a reader never sees half a swap.
     by_type: RwLock<Arc<HashMap<String, Arc<Plugin>>>>,
     files: Mutex<Files>,
     metrics: Option<Arc<crate::metrics::Metrics>>,
+    /// How many files announced by `begin_loading` have not finished
+    /// their load yet; watched by jobs waiting for their plugin.
+    loading: tokio::sync::watch::Sender<usize>,
+    /// The files announced by `begin_loading`: while they load (smallest
+    /// first), two of them claiming one job type are settled by name, as
+    /// if loaded in name order, whatever their sizes.
+    boot: Mutex<BTreeSet<PathBuf>>,
 }
 
 impl Registry {
     pub fn new(metrics: Option<Arc<crate::metrics::Metrics>>) -> Registry {
-        Registry { metrics, ..Default::default() }
+        Registry {
+            by_type: RwLock::default(),
+            files: Mutex::default(),
+            metrics,
+            loading: tokio::sync::watch::Sender::new(0),
+            boot: Mutex::default(),
+        }
+    }
+
+    /// Announces files about to be loaded (at start, in the background):
+    /// they are listed, marked loading, until their load ends either way.
+    pub fn begin_loading(&self, files: &[PathBuf]) {
+        self.boot.lock().unwrap().extend(files.iter().cloned());
+        let mut known = self.files.lock().unwrap();
+        let mut added = 0;
+        for file in files {
+            let entry = known.entry(file.clone()).or_insert_with(|| (None, PluginStatus::new(file)));
+            if !entry.1.loading {
+                entry.1.loading = true;
+                added += 1;
+            }
+        }
+        self.loading.send_modify(|n| *n += added);
+    }
+
+    /// The files whose first load is still under way.
+    pub fn loading(&self) -> BTreeSet<PathBuf> {
+        self.files.lock().unwrap().iter().filter(|(_, (_, s))| s.loading).map(|(f, _)| f.clone()).collect()
+    }
+
+    /// Whether any announced file is still loading.
+    pub fn is_loading(&self) -> bool {
+        *self.loading.borrow() > 0
+    }
+
+    /// Returns once no announced file is still loading.
+    pub async fn wait_loading(&self) {
+        let mut seen = self.loading.subscribe();
+        // The sender lives as long as `self`: `wait_for` cannot fail here.
+        let _ = seen.wait_for(|n| *n == 0).await;
+    }
+
+    /// The plugin for `job_type` once one serves it, or `None` once no
+    /// announced file is left loading without one having come.
+    pub async fn wait_for_type(&self, job_type: &str) -> Option<Arc<Plugin>> {
+        let mut seen = self.loading.subscribe();
+        loop {
+            // Checked after subscribing, so a load that ends in between is
+            // seen either here or as a change. A load indexes its types
+            // before it counts itself done.
+            if let Some(plugin) = self.get(job_type) {
+                return Some(plugin);
+            }
+            if *seen.borrow_and_update() == 0 || seen.changed().await.is_err() {
+                return self.get(job_type);
+            }
+        }
     }
 
     fn count(&self, outcome: &str) {
@@ -121,6 +189,18 @@ impl Registry {
     /// Loads (or reloads) one file. On failure the previous version, if
     /// any, keeps serving. Returns the error for the caller to report.
     pub async fn load(&self, host: &Host, config: &Config, file: &Path) -> Result<(), String> {
+        let result = self.load_file(host, config, file).await;
+        // Its first load is over, however it went.
+        let mut files = self.files.lock().unwrap();
+        if let Some((_, status)) = files.get_mut(file)
+            && std::mem::take(&mut status.loading)
+        {
+            self.loading.send_modify(|n| *n = n.saturating_sub(1));
+        }
+        result
+    }
+
+    async fn load_file(&self, host: &Host, config: &Config, file: &Path) -> Result<(), String> {
         let started = Instant::now();
         let file_name = file.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
         let result = async {
@@ -137,6 +217,9 @@ impl Registry {
         .await
         .with_context(|| format!("plugin {}", file.display()));
         let mut files = self.files.lock().unwrap();
+        if let Ok((plugin, _)) = &result {
+            self.settle_by_name(&mut files, file, &plugin.description.job_types);
+        }
         // A job type is served by one file: a file claiming one that another
         // loaded file serves is refused (its previous version, if any, keeps
         // serving), rather than take over the other's jobs.
@@ -220,6 +303,34 @@ impl Registry {
         }
     }
 
+    /// While the files of the start load (smallest first), a file that
+    /// claims a job type one of them already serves takes it over when its
+    /// name comes first: the same file serves a type whatever the files'
+    /// sizes, as when they loaded in name order. The one displaced is
+    /// refused as a later file would have been.
+    fn settle_by_name(&self, files: &mut Files, file: &Path, job_types: &[String]) {
+        let boot = self.boot.lock().unwrap();
+        if !self.is_loading() || !boot.contains(file) {
+            return;
+        }
+        for (other, (plugin, status)) in files.iter_mut() {
+            let displaced = other.as_path() > file
+                && boot.contains(other)
+                && plugin.as_ref().is_some_and(|p| p.description.job_types.iter().any(|t| job_types.contains(t)));
+            if displaced {
+                let message = format!(
+                    "plugin {} claims job types that {} also claims, which comes first by name among the plugins loaded at start; a job type has one plugin, so this one is not loaded",
+                    other.display(),
+                    file.display()
+                );
+                tracing::error!(file = %other.display(), error = %message, "plugin refused");
+                *plugin = None;
+                status.last_error = Some(message.clone());
+                status.record("failed", message);
+            }
+        }
+    }
+
     /// The files known but not serving (refused or broken), to try again
     /// when a removal may have freed the job types one was refused for.
     pub fn not_serving(&self) -> Vec<PathBuf> {
@@ -229,7 +340,10 @@ impl Registry {
     /// Forgets a file that was deleted: its job types are no longer served.
     pub fn remove(&self, file: &Path) {
         let mut files = self.files.lock().unwrap();
-        if files.remove(file).is_some() {
+        if let Some((_, status)) = files.remove(file) {
+            if status.loading {
+                self.loading.send_modify(|n| *n = n.saturating_sub(1));
+            }
             tracing::info!(file = %file.display(), "plugin removed");
             self.reindex(&mut files);
             self.count("removed");

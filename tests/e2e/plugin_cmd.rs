@@ -1,4 +1,4 @@
-//! `runner plugin check` and `runner plugin new`, through the binary.
+//! `runner plugin check`, `compile` and `new`, through the binary.
 
 use crate::{assert_cli_error, runner, stderr, stdout};
 
@@ -102,4 +102,42 @@ fn new_typescript_plugin_builds_checks_and_runs() {
 #[test]
 fn new_python_plugin_builds_checks_and_runs() {
     new_guest_plugin_builds_checks_and_runs(testkit::guest::Lang::Python, "python");
+}
+
+#[test]
+fn compile_fills_the_cache_serve_reads() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    std::fs::write(dir.path().join("runner.toml"), format!("[runner]\nstate_dir = {:?}\n", state)).unwrap();
+    let noop = testkit::wasm::path("noop_plugin");
+    let webhook = testkit::wasm::path("webhook_plugin");
+    let files = [noop.to_str().unwrap(), webhook.to_str().unwrap()];
+    let mut args = vec!["--config", "runner.toml", "plugin", "compile"];
+    args.extend(files);
+    let out = runner(dir.path(), &args);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(text.contains("noop 0.1.0: compiled in"), "{text}");
+    assert!(text.contains("webhook 0.1.0: compiled in"), "{text}");
+    let cached = std::fs::read_dir(state.join("compiled")).unwrap().count();
+    assert_eq!(cached, 2, "one entry per plugin");
+    // Again: both are found in the cache, as `serve` with this config finds them.
+    let text = stdout(&runner(dir.path(), &args));
+    assert_eq!(text.matches("already in the cache").count(), 2, "{text}");
+
+    // A file that is not a plugin fails, named, and the others still compile.
+    std::fs::write(dir.path().join("core.wasm"), b"\0asm\x01\0\0\0").unwrap();
+    let hostile = testkit::wasm::path("hostile_plugin");
+    let out =
+        runner(dir.path(), &["--config", "runner.toml", "plugin", "compile", "core.wasm", hostile.to_str().unwrap()]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("core.wasm"), "{}", stderr(&out));
+    assert!(stdout(&out).contains("hostile"), "{}", stdout(&out));
+
+    // With the cache turned off there is nothing to fill: one line, exit 1.
+    std::fs::write(dir.path().join("off.toml"), "[runner]\ncompile_cache = false\n").unwrap();
+    assert_cli_error(
+        &runner(dir.path(), &["--config", "off.toml", "plugin", "compile", files[0]]),
+        "the compile cache is off",
+    );
 }

@@ -21,6 +21,16 @@ impl Daemon {
 
     /// As `start`, with extra environment for the daemon's process only.
     pub(crate) fn start_with(dir: &Path, redis_url: Option<&str>, env: &[(&str, &str)]) -> Daemon {
+        let d = Self::spawn(dir, redis_url, env);
+        // Plugins load in the background while the queues are consumed;
+        // the tests start from a runner whose plugins are all in.
+        d.wait_log("every plugin file loaded or refused", Duration::from_secs(120));
+        d
+    }
+
+    /// Starts the daemon and returns once it consumes its queues, its
+    /// plugins perhaps still loading.
+    pub(crate) fn spawn(dir: &Path, redis_url: Option<&str>, env: &[(&str, &str)]) -> Daemon {
         let log = dir.join(format!("serve-{}.log", ulid::Ulid::new()));
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_runner"));
         cmd.current_dir(dir)
@@ -253,6 +263,53 @@ async fn every_job_type_completes_under_serve() {
     })
     .await;
     assert!(std::fs::read_dir(dir.path().join(".runner/outbox")).unwrap().count() >= 3, "the emails were written");
+}
+
+/// A runner starting with a small plugin and a large one, its compile
+/// cache empty: it consumes at once, the small plugin's job completes while
+/// the large one still compiles (and `/ready` names it), and the large
+/// one's job, enqueued before the start with one attempt, waits for it and
+/// completes on that attempt.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plugins_load_in_the_background_and_jobs_wait_for_theirs() {
+    let Some(ts) = testkit::guest::plugin_or_skip(testkit::guest::Lang::Js, "plugin-template-ts") else { return };
+    let (redis, dir) = bed("[queues.default]\nconcurrency = 4\n", &[("noop_plugin", "noop.wasm")]);
+    std::fs::copy(&ts, dir.path().join("plugins/plugin-template-ts.wasm")).unwrap();
+    let q = queue(&redis.url(), "default").await;
+    let once = JobOptions { attempts: Some(1), ..keep_all() };
+    let big = NewJob {
+        id: Some("big".into()),
+        job_type: "plugin-template-ts".into(),
+        payload: r#"{"name":"Ada"}"#.into(),
+        options: once.clone(),
+    };
+    let small = NewJob { id: Some("small".into()), job_type: "noop".into(), payload: "{}".into(), options: once };
+    q.enqueue_bulk(vec![big, small]).await.unwrap();
+
+    let daemon = Daemon::spawn(dir.path(), Some(&redis.url()), &[]);
+    let http = reqwest::Client::new();
+    let ready_url = format!("{}/ready", daemon.http_url());
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while q.get("small").await.unwrap().unwrap().state != State::Completed {
+        assert!(Instant::now() < deadline, "the small plugin's job did not complete:\n{}", daemon.log());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // The small plugin's job is done; the large plugin is still compiling.
+    let r = http.get(&ready_url).send().await.unwrap();
+    assert_eq!(r.status(), 503, "{}", daemon.log());
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(body["plugins_loading"], serde_json::json!(["plugin-template-ts.wasm"]), "{body}");
+    assert_ne!(q.get("big").await.unwrap().unwrap().state, State::Failed);
+
+    let c = wait_counts(&q, "both jobs", Duration::from_secs(180), |c| c.completed + c.failed == 2).await;
+    assert_eq!(c.failed, 0, "{:?}\n{}", q.get("big").await.unwrap(), daemon.log());
+    let big = q.get("big").await.unwrap().unwrap();
+    assert_eq!((big.state, big.attempts_made, big.errors.len()), (State::Completed, 1, 0));
+    assert_eq!(big.result.unwrap()["message"], "Hello, Ada!");
+    let r = http.get(&ready_url).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.json::<serde_json::Value>().await.unwrap()["plugins_loading"], serde_json::json!([]));
+    assert!(daemon.log().contains("waiting for the plugins still loading"), "{}", daemon.log());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -210,7 +210,19 @@ async fn main() -> Result<()> {
         .iter()
         .map(|p| testkit::wasm::path(&format!("{p}_plugin")))
         .collect();
+    // The guest templates, for the start-up measure (built by their own
+    // tools; left out, saying why, when those are missing).
+    let mut guests = Vec::new();
+    if wanted("startup") {
+        for (lang, dir) in [(Lang::Js, "plugin-template-ts"), (Lang::Python, "plugin-template-python")] {
+            match guest::plugin(lang, dir) {
+                Ok(path) => guests.push(path),
+                Err(why) => eprintln!("start-up: {dir} left out: {why}"),
+            }
+        }
+    }
     let b = Bench {
+        guests,
         binary,
         noop: testkit::wasm::path("noop_plugin"),
         hostile: testkit::wasm::path("hostile_plugin"),
@@ -229,210 +241,219 @@ async fn main() -> Result<()> {
     };
     let runs = args.runs;
     let mut rows = Vec::new();
-
-    if wanted("enqueue") {
-        for bulk in [false, true] {
-            let n = if bulk { 100_000 } else { 50_000 };
-            let name = if bulk { "enqueue, bulk (1000 a call)" } else { "enqueue, single (32 producers)" };
-            eprintln!("{name}");
-            let theirs = bull.as_ref().map(|bull| move || async move { bull.enqueue(&b.redis, bulk, n) });
-            let (all, bull_all) = alternate(runs, || b.enqueue(bulk, n), theirs, |e| e.jobs_per_s).await?;
-            let rate = |all: &[Enqueue]| Runs::of(&all.iter().map(|e| e.jobs_per_s).collect::<Vec<_>>());
-            let mut row = Row::new(name, "jobs/s", rate(&all), Better::Higher);
-            row.bullmq = bull_all.as_deref().map(rate);
-            if bulk {
-                row.min_ratio = Some(7.0);
+    // A measure that fails ends the run, but the table of those before it
+    // is still written: a long run's figures are not lost to its last step.
+    let measured: Result<()> = async {
+        if wanted("enqueue") {
+            for bulk in [false, true] {
+                let n = if bulk { 100_000 } else { 50_000 };
+                let name = if bulk { "enqueue, bulk (1000 a call)" } else { "enqueue, single (32 producers)" };
+                eprintln!("{name}");
+                let theirs = bull.as_ref().map(|bull| move || async move { bull.enqueue(&b.redis, bulk, n) });
+                let (all, bull_all) = alternate(runs, || b.enqueue(bulk, n), theirs, |e| e.jobs_per_s).await?;
+                let rate = |all: &[Enqueue]| Runs::of(&all.iter().map(|e| e.jobs_per_s).collect::<Vec<_>>());
+                let mut row = Row::new(name, "jobs/s", rate(&all), Better::Higher);
+                row.bullmq = bull_all.as_deref().map(rate);
+                if bulk {
+                    row.min_ratio = Some(7.0);
+                }
+                rows.push(row);
+                if bulk {
+                    // What every waiting job costs in Redis, once they are all in.
+                    let bytes =
+                        |all: &[Enqueue]| Runs::of(&all.iter().map(|e| e.redis_bytes_per_job).collect::<Vec<_>>());
+                    let mut memory = Row::new(
+                        "Redis memory per waiting job, after the bulk enqueue",
+                        "bytes",
+                        bytes(&all),
+                        Better::Lower,
+                    );
+                    memory.bullmq = bull_all.as_deref().map(bytes);
+                    rows.push(memory);
+                }
             }
-            rows.push(row);
-            if bulk {
-                // What every waiting job costs in Redis, once they are all in.
-                let bytes = |all: &[Enqueue]| Runs::of(&all.iter().map(|e| e.redis_bytes_per_job).collect::<Vec<_>>());
-                let mut memory = Row::new(
-                    "Redis memory per waiting job, after the bulk enqueue",
-                    "bytes",
-                    bytes(&all),
+        }
+        // A native queue, then a BullMQ-backed one (BullMQ's jobs, the
+        // runner's plugins); BullMQ's own worker drains the same jobs beside each.
+        for (measure, backed) in [("drain", false), ("bullmq-drain", true)] {
+            if !wanted(measure) {
+                continue;
+            }
+            for &c in &args.concurrency {
+                let (what, of) = if backed {
+                    ("BullMQ no-op jobs on a BullMQ-backed queue", format!("BullMQ-backed drain at concurrency {c}"))
+                } else {
+                    ("no-op jobs", format!("drain at concurrency {c}"))
+                };
+                eprintln!("drain {} {what} at concurrency {c}", args.jobs);
+                let (bench, jobs) = (b, args.jobs);
+                let run = || async move {
+                    if backed { bench.bullmq_drain(c, jobs).await } else { bench.drain(c, jobs).await }
+                };
+                let theirs = bull.as_ref().map(|bull| move || async move { bull.drain(&bench.redis, c, jobs) });
+                let (all, ball) = alternate(runs, run, theirs, |d| d.jobs_per_s).await?;
+                let title = format!("drain {}k {what}, concurrency {c}", args.jobs / 1000);
+                // The 3× target is the native queue's; a BullMQ-backed queue runs
+                // BullMQ's own scripts, so it is reported beside BullMQ, untargeted.
+                rows.extend(drain_rows(title, of, &all, ball, (!backed).then_some(3.0)));
+            }
+        }
+        if wanted("template") {
+            for lang in &args.templates {
+                let (glang, dir, job_type, native) = match lang.as_str() {
+                    "ts" => (Lang::Js, "plugin-template-ts", "plugin-template-ts", "BullMQ's Node package"),
+                    "python" => {
+                        (Lang::Python, "plugin-template-python", "plugin-template-python", "BullMQ's Python package")
+                    }
+                    other => bail!("--templates {other}: not a template (ts, python)"),
+                };
+                let wasm = guest::plugin(glang, dir).map_err(|e| anyhow::anyhow!("building {dir}: {e}"))?;
+                let guest = Guest { wasm, job_type };
+                let (c, jobs, reuse) = (args.template_concurrency, args.template_jobs, args.max_jobs_per_instance);
+                eprintln!("drain {jobs} jobs of {dir} at concurrency {c}: isolation job, then instance; {native}");
+                let guest = &guest;
+                // Each runner run takes both isolations, one after the other,
+                // so the two see the same stretch of the machine.
+                let run = || async move {
+                    let fresh = b.guest_drain(guest, None, c, jobs).await?;
+                    let reused = b.guest_drain(guest, Some(reuse), c, jobs).await?;
+                    eprintln!("    isolation job: {}", bench::stats::human(fresh.jobs_per_s));
+                    anyhow::Ok((fresh, reused))
+                };
+                let (all, theirs) = match (lang.as_str(), &bull, &bull_py) {
+                    ("ts", Some(bull), _) => {
+                        let theirs = move || async move {
+                            let d = bull.template_drain(&b.redis, c, jobs)?;
+                            anyhow::Ok((d, d))
+                        };
+                        alternate(runs, run, Some(theirs), |(_, r): &(Drain, Drain)| r.jobs_per_s).await?
+                    }
+                    ("python", _, Some(py)) => {
+                        let theirs = move || async move {
+                            let d = py.template_drain(&b.redis, c, jobs)?;
+                            anyhow::Ok((d, d))
+                        };
+                        alternate(runs, run, Some(theirs), |(_, r): &(Drain, Drain)| r.jobs_per_s).await?
+                    }
+                    _ => {
+                        let none = None::<fn() -> std::future::Ready<Result<(Drain, Drain)>>>;
+                        alternate(runs, run, none, |(_, r): &(Drain, Drain)| r.jobs_per_s).await?
+                    }
+                };
+                let theirs: Option<Vec<Drain>> = theirs.map(|v| v.into_iter().map(|(d, _)| d).collect());
+                let fresh: Vec<Drain> = all.iter().map(|(f, _)| *f).collect();
+                let reused: Vec<Drain> = all.iter().map(|(_, r)| *r).collect();
+                let of = |iso: &str| format!("{dir}, isolation = \"{iso}\", concurrency {c}");
+                rows.extend(drain_rows(
+                    format!("drain {}k {dir} jobs, isolation = \"job\", concurrency {c}", jobs / 1000),
+                    of("job"),
+                    &fresh,
+                    theirs.clone(),
+                    None,
+                ));
+                // The target: at least as fast as BullMQ running the handler natively.
+                rows.extend(drain_rows(
+                    format!(
+                        "drain {}k {dir} jobs, isolation = \"instance\" ({reuse} jobs an instance), concurrency {c}",
+                        jobs / 1000
+                    ),
+                    of("instance"),
+                    &reused,
+                    theirs,
+                    Some(1.0),
+                ));
+            }
+        }
+        for (name, delayed, jobs) in [("latency", false, 1000), ("delayed", true, 1000)] {
+            if !wanted(name) {
+                continue;
+            }
+            let title =
+                if delayed { "delayed-job lateness, default hz" } else { "enqueue-to-start latency, light load" };
+            eprintln!("{title}");
+            let theirs = bull.as_ref().map(|bull| move || async move { bull.timing(&b.redis, delayed, jobs) });
+            let (all, ball) = alternate(runs, || b.timing(delayed, jobs), theirs, |t| t.p99_ms).await?;
+            let percentiles: [Percentile; 2] = if delayed {
+                [("p50", |t| t.p50_ms, None), ("p99", |t| t.p99_ms, Some(5.0))]
+            } else {
+                [("p50", |t| t.p50_ms, Some(0.5)), ("p99", |t| t.p99_ms, Some(2.0))]
+            };
+            for (p, pick, bound) in percentiles {
+                let mut row = Row::new(
+                    format!("{title}, {p}"),
+                    "ms",
+                    Runs::of(&all.iter().map(pick).collect::<Vec<_>>()),
                     Better::Lower,
                 );
-                memory.bullmq = bull_all.as_deref().map(bytes);
-                rows.push(memory);
+                row.bullmq = ball.as_ref().map(|v| Runs::of(&v.iter().map(pick).collect::<Vec<_>>()));
+                row.bound = bound;
+                rows.push(row);
+            }
+            if !delayed {
+                // How much of it the producer's own round trip is: the job
+                // leaves Redis with the enqueue's reply, so the rest is the
+                // worker's side.
+                let pick = |v: &[Timing]| Runs::of(&v.iter().map(|t| t.enqueue_p50_ms).collect::<Vec<_>>());
+                let mut row = Row::new(
+                    format!("{title}: of it, the enqueue call's round trip, p50"),
+                    "ms",
+                    pick(&all),
+                    Better::Lower,
+                );
+                row.bullmq = ball.as_deref().map(pick);
+                rows.push(row);
             }
         }
-    }
-    // A native queue, then a BullMQ-backed one (BullMQ's jobs, the
-    // runner's plugins); BullMQ's own worker drains the same jobs beside each.
-    for (measure, backed) in [("drain", false), ("bullmq-drain", true)] {
-        if !wanted(measure) {
-            continue;
+        if wanted("http") {
+            for (bulk, name, bound) in [
+                (false, "HTTP enqueue, one job a request (wrk, 32 connections)", 20e3),
+                (true, "HTTP enqueue, 1000 jobs a request (wrk, 2 connections)", 100e3),
+            ] {
+                eprintln!("{name}");
+                let (r, _) = repeat(runs, || b.http(bulk), |x| *x).await?;
+                let mut row = Row::new(name, "jobs/s", r, Better::Higher);
+                row.bound = Some(bound);
+                rows.push(row);
+            }
         }
-        for &c in &args.concurrency {
-            let (what, of) = if backed {
-                ("BullMQ no-op jobs on a BullMQ-backed queue", format!("BullMQ-backed drain at concurrency {c}"))
-            } else {
-                ("no-op jobs", format!("drain at concurrency {c}"))
-            };
-            eprintln!("drain {} {what} at concurrency {c}", args.jobs);
-            let (bench, jobs) = (b, args.jobs);
-            let run =
-                || async move { if backed { bench.bullmq_drain(c, jobs).await } else { bench.drain(c, jobs).await } };
-            let theirs = bull.as_ref().map(|bull| move || async move { bull.drain(&bench.redis, c, jobs) });
-            let (all, ball) = alternate(runs, run, theirs, |d| d.jobs_per_s).await?;
-            let title = format!("drain {}k {what}, concurrency {c}", args.jobs / 1000);
-            // The 3× target is the native queue's; a BullMQ-backed queue runs
-            // BullMQ's own scripts, so it is reported beside BullMQ, untargeted.
-            rows.extend(drain_rows(title, of, &all, ball, (!backed).then_some(3.0)));
-        }
-    }
-    if wanted("template") {
-        for lang in &args.templates {
-            let (glang, dir, job_type, native) = match lang.as_str() {
-                "ts" => (Lang::Js, "plugin-template-ts", "plugin-template-ts", "BullMQ's Node package"),
-                "python" => {
-                    (Lang::Python, "plugin-template-python", "plugin-template-python", "BullMQ's Python package")
-                }
-                other => bail!("--templates {other}: not a template (ts, python)"),
-            };
-            let wasm = guest::plugin(glang, dir).map_err(|e| anyhow::anyhow!("building {dir}: {e}"))?;
-            let guest = Guest { wasm, job_type };
-            let (c, jobs, reuse) = (args.template_concurrency, args.template_jobs, args.max_jobs_per_instance);
-            eprintln!("drain {jobs} jobs of {dir} at concurrency {c}: isolation job, then instance; {native}");
-            let guest = &guest;
-            // Each runner run takes both isolations, one after the other,
-            // so the two see the same stretch of the machine.
-            let run = || async move {
-                let fresh = b.guest_drain(guest, None, c, jobs).await?;
-                let reused = b.guest_drain(guest, Some(reuse), c, jobs).await?;
-                eprintln!("    isolation job: {}", bench::stats::human(fresh.jobs_per_s));
-                anyhow::Ok((fresh, reused))
-            };
-            let (all, theirs) = match (lang.as_str(), &bull, &bull_py) {
-                ("ts", Some(bull), _) => {
-                    let theirs = move || async move {
-                        let d = bull.template_drain(&b.redis, c, jobs)?;
-                        anyhow::Ok((d, d))
-                    };
-                    alternate(runs, run, Some(theirs), |(_, r): &(Drain, Drain)| r.jobs_per_s).await?
-                }
-                ("python", _, Some(py)) => {
-                    let theirs = move || async move {
-                        let d = py.template_drain(&b.redis, c, jobs)?;
-                        anyhow::Ok((d, d))
-                    };
-                    alternate(runs, run, Some(theirs), |(_, r): &(Drain, Drain)| r.jobs_per_s).await?
-                }
-                _ => {
-                    let none = None::<fn() -> std::future::Ready<Result<(Drain, Drain)>>>;
-                    alternate(runs, run, none, |(_, r): &(Drain, Drain)| r.jobs_per_s).await?
-                }
-            };
-            let theirs: Option<Vec<Drain>> = theirs.map(|v| v.into_iter().map(|(d, _)| d).collect());
-            let fresh: Vec<Drain> = all.iter().map(|(f, _)| *f).collect();
-            let reused: Vec<Drain> = all.iter().map(|(_, r)| *r).collect();
-            let of = |iso: &str| format!("{dir}, isolation = \"{iso}\", concurrency {c}");
-            rows.extend(drain_rows(
-                format!("drain {}k {dir} jobs, isolation = \"job\", concurrency {c}", jobs / 1000),
-                of("job"),
-                &fresh,
-                theirs.clone(),
-                None,
-            ));
-            // The target: at least as fast as BullMQ running the handler natively.
-            rows.extend(drain_rows(
-                format!(
-                    "drain {}k {dir} jobs, isolation = \"instance\" ({reuse} jobs an instance), concurrency {c}",
-                    jobs / 1000
-                ),
-                of("instance"),
-                &reused,
-                theirs,
-                Some(1.0),
-            ));
-        }
-    }
-    for (name, delayed, jobs) in [("latency", false, 1000), ("delayed", true, 1000)] {
-        if !wanted(name) {
-            continue;
-        }
-        let title = if delayed { "delayed-job lateness, default hz" } else { "enqueue-to-start latency, light load" };
-        eprintln!("{title}");
-        let theirs = bull.as_ref().map(|bull| move || async move { bull.timing(&b.redis, delayed, jobs) });
-        let (all, ball) = alternate(runs, || b.timing(delayed, jobs), theirs, |t| t.p99_ms).await?;
-        let percentiles: [Percentile; 2] = if delayed {
-            [("p50", |t| t.p50_ms, None), ("p99", |t| t.p99_ms, Some(5.0))]
-        } else {
-            [("p50", |t| t.p50_ms, Some(0.5)), ("p99", |t| t.p99_ms, Some(2.0))]
-        };
-        for (p, pick, bound) in percentiles {
-            let mut row = Row::new(
-                format!("{title}, {p}"),
-                "ms",
-                Runs::of(&all.iter().map(pick).collect::<Vec<_>>()),
-                Better::Lower,
-            );
-            row.bullmq = ball.as_ref().map(|v| Runs::of(&v.iter().map(pick).collect::<Vec<_>>()));
-            row.bound = bound;
+        if wanted("overhead") {
+            eprintln!("per-job wasm overhead");
+            let (r, _) = repeat(runs, || b.wasm_overhead(20_000), |x| *x).await?;
+            let mut row = Row::new("per-job wasm overhead, no-op plugin", "µs", r, Better::Lower);
+            row.bound = Some(20.0);
             rows.push(row);
         }
-        if !delayed {
-            // How much of it the producer's own round trip is: the job
-            // leaves Redis with the enqueue's reply, so the rest is the
-            // worker's side.
-            let pick = |v: &[Timing]| Runs::of(&v.iter().map(|t| t.enqueue_p50_ms).collect::<Vec<_>>());
-            let mut row = Row::new(
-                format!("{title}: of it, the enqueue call's round trip, p50"),
-                "ms",
-                pick(&all),
-                Better::Lower,
-            );
-            row.bullmq = ball.as_deref().map(pick);
+        if wanted("memory") {
+            eprintln!("resident memory");
+            let (_, all) = repeat(runs, || b.memory(1000), |m| m.in_flight_bytes as f64 / 1e6).await?;
+            let idle = Runs::of(&all.iter().map(|m| m.idle_bytes as f64 / 1e6).collect::<Vec<_>>());
+            rows.push(Row::new("resident memory, idle", "MB", idle, Better::Neither));
+            let busy = Runs::of(&all.iter().map(|m| m.in_flight_bytes as f64 / 1e6).collect::<Vec<_>>());
+            let mut row = Row::new("resident memory, 1000 jobs in flight", "MB", busy, Better::Lower);
+            row.bound = Some(200.0);
+            rows.push(row);
+            let pss = Runs::of(&all.iter().map(|m| m.in_flight_pss_bytes as f64 / 1e6).collect::<Vec<_>>());
+            rows.push(Row::new("proportional memory (Pss), 1000 jobs in flight", "MB", pss, Better::Lower));
+        }
+        if wanted("reload") {
+            eprintln!("hot reload");
+            let (r, _) = repeat(runs, || b.hot_reload(5), |x| *x).await?;
+            let mut row = Row::new("hot reload, write to serving (compiling)", "ms", r, Better::Lower);
+            row.bound = Some(1000.0);
             rows.push(row);
         }
-    }
-    if wanted("http") {
-        for (bulk, name, bound) in [
-            (false, "HTTP enqueue, one job a request (wrk, 32 connections)", 20e3),
-            (true, "HTTP enqueue, 1000 jobs a request (wrk, 2 connections)", 100e3),
-        ] {
-            eprintln!("{name}");
-            let (r, _) = repeat(runs, || b.http(bulk), |x| *x).await?;
-            let mut row = Row::new(name, "jobs/s", r, Better::Higher);
-            row.bound = Some(bound);
-            rows.push(row);
+        if wanted("startup") {
+            eprintln!("start-up");
+            let (_, all) = repeat(runs, || b.startup(), |s| s.cold_ms).await?;
+            let cold = Runs::of(&all.iter().map(|s| s.cold_ms).collect::<Vec<_>>());
+            let cached = Runs::of(&all.iter().map(|s| s.cached_ms).collect::<Vec<_>>());
+            rows.push(Row::new("start-up to ready, 6 plugins, cold", "ms", cold, Better::Neither));
+            rows.push(Row::new("start-up to ready, 6 plugins, compile cache warm", "ms", cached, Better::Neither));
         }
+
+        anyhow::Ok(())
     }
-    if wanted("overhead") {
-        eprintln!("per-job wasm overhead");
-        let (r, _) = repeat(runs, || b.wasm_overhead(20_000), |x| *x).await?;
-        let mut row = Row::new("per-job wasm overhead, no-op plugin", "µs", r, Better::Lower);
-        row.bound = Some(20.0);
-        rows.push(row);
-    }
-    if wanted("memory") {
-        eprintln!("resident memory");
-        let (_, all) = repeat(runs, || b.memory(1000), |m| m.in_flight_bytes as f64 / 1e6).await?;
-        let idle = Runs::of(&all.iter().map(|m| m.idle_bytes as f64 / 1e6).collect::<Vec<_>>());
-        rows.push(Row::new("resident memory, idle", "MB", idle, Better::Neither));
-        let busy = Runs::of(&all.iter().map(|m| m.in_flight_bytes as f64 / 1e6).collect::<Vec<_>>());
-        let mut row = Row::new("resident memory, 1000 jobs in flight", "MB", busy, Better::Lower);
-        row.bound = Some(200.0);
-        rows.push(row);
-        let pss = Runs::of(&all.iter().map(|m| m.in_flight_pss_bytes as f64 / 1e6).collect::<Vec<_>>());
-        rows.push(Row::new("proportional memory (Pss), 1000 jobs in flight", "MB", pss, Better::Lower));
-    }
-    if wanted("reload") {
-        eprintln!("hot reload");
-        let (r, _) = repeat(runs, || b.hot_reload(5), |x| *x).await?;
-        let mut row = Row::new("hot reload, write to serving (compiling)", "ms", r, Better::Lower);
-        row.bound = Some(1000.0);
-        rows.push(row);
-    }
-    if wanted("startup") {
-        eprintln!("start-up");
-        let (_, all) = repeat(runs, || b.startup(), |s| s.cold_ms).await?;
-        let cold = Runs::of(&all.iter().map(|s| s.cold_ms).collect::<Vec<_>>());
-        let cached = Runs::of(&all.iter().map(|s| s.cached_ms).collect::<Vec<_>>());
-        rows.push(Row::new("start-up to ready, 6 plugins, cold", "ms", cold, Better::Neither));
-        rows.push(Row::new("start-up to ready, 6 plugins, compile cache warm", "ms", cached, Better::Neither));
-    }
+    .await;
 
     let table = format!("Machine: {}. Runs per measure: {runs}.\n\n{}", machine(), markdown(&rows));
     println!("{table}");
@@ -442,6 +463,7 @@ async fn main() -> Result<()> {
     }
     std::fs::write(&out, &table).with_context(|| format!("writing {}", out.display()))?;
     eprintln!("written to {}", out.display());
+    measured.context("a measure failed (the table holds the measures before it)")?;
     let missed: Vec<String> = rows.iter().filter_map(|r| r.missed()).collect();
     if args.check && !missed.is_empty() {
         bail!("{} target(s) missed:\n  {}", missed.len(), missed.join("\n  "));

@@ -22,6 +22,12 @@ pub async fn health() -> Json<Value> {
 pub async fn ready(State(state): State<Arc<ApiState>>) -> impl IntoResponse {
     let redis = state.connection.ping().await;
     let plugins = state.registry.as_ref().is_none_or(|r| r.all_loaded());
+    // The plugin files still loading (compiling, mostly) at start, by name.
+    let loading: Vec<String> = state
+        .registry
+        .as_ref()
+        .map(|r| r.loading().iter().filter_map(|f| f.file_name()).map(|n| n.to_string_lossy().into_owned()).collect())
+        .unwrap_or_default();
     let mut queues = serde_json::Map::new();
     if redis {
         for name in &state.consumed {
@@ -60,6 +66,7 @@ pub async fn ready(State(state): State<Arc<ApiState>>) -> impl IntoResponse {
                 "warnings": warnings,
             })),
             "plugins_loaded": plugins,
+            "plugins_loading": loading,
             "queues": queues
         })),
     )

@@ -80,7 +80,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Command::Serve(args) => serve::run(args, config_path).await,
         Command::Exec(args) => exec::run(*args, config_path.as_deref()).await,
-        Command::Plugin(cmd) => plugin::run(cmd).await,
+        Command::Plugin(cmd) => plugin::run(cmd, config_path.as_deref()).await,
         Command::Enqueue(args) => queues::enqueue(args, &load_config(config_path.as_deref())?).await,
         Command::Queues(args) => queues::queues(args, &load_config(config_path.as_deref())?).await,
         Command::Jobs(args) => queues::jobs(args, &load_config(config_path.as_deref())?).await,

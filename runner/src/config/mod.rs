@@ -774,6 +774,21 @@ impl Config {
     pub fn compile_cache_dir(&self) -> Option<PathBuf> {
         self.runner.compile_cache.then(|| self.runner.state_dir.join("compiled"))
     }
+
+    /// The plugin host's options: the engine's pool and the compile cache.
+    /// The daemon and `runner plugin compile` both build their host from
+    /// them, so that what one compiles into the cache, the other finds
+    /// (an entry is keyed by the engine's settings as well as the plugin).
+    pub fn host_options(&self) -> jobrunner_host::HostOptions {
+        jobrunner_host::HostOptions {
+            engine: jobrunner_host::EngineOptions {
+                max_instances: self.engine.max_instances,
+                spare_slots: self.engine.spare_instances,
+                ..Default::default()
+            },
+            compile_cache_dir: self.compile_cache_dir(),
+        }
+    }
 }
 
 /// toml's own message draws the offending line over several lines; an

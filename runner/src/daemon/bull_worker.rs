@@ -25,7 +25,9 @@
 //! (`moveJobFromActiveToWait`), where any worker takes them again.
 
 use crate::daemon::Shared;
-use crate::daemon::dispatcher::{enqueue_follow_ups, fault_message, no_plugin, observe, observe_wait};
+use crate::daemon::dispatcher::{
+    PluginFor, enqueue_follow_ups, fault_message, no_plugin, observe, observe_wait, plugin_for,
+};
 use bullmq::options::MetricsOptions;
 use bullmq::worker::CancellationToken as BullCancel;
 use bullmq::{Job, JobProgress, WorkerOptions};
@@ -122,8 +124,24 @@ async fn process(
 ) -> Result<Value, bullmq::Error> {
     let job_type = queue.job_type(job.name()).to_string();
     observe_wait(shared, queue.name(), job.timestamp() + job.delay());
-    let Some(plugin) = shared.registry.get(&job_type) else {
-        return Err(bullmq::Error::ProcessingError(no_plugin(shared, queue.name(), &job_type)));
+    let plugin = match shared.registry.get(&job_type) {
+        Some(plugin) => plugin,
+        // BullMQ's worker keeps the job's lock while it waits.
+        None => match plugin_for(shared, &job_type, cancel).await {
+            PluginFor::Found(plugin) => plugin,
+            PluginFor::None => {
+                return Err(bullmq::Error::ProcessingError(no_plugin(shared, queue.name(), &job_type)));
+            }
+            PluginFor::Shutdown => {
+                match job.move_to_wait(None).await {
+                    Ok(_) => tracing::info!("shut down while waiting for its plugin; moved back to wait"),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "shut down while waiting for its plugin; could not move it back (its lock will expire and it will run again)")
+                    }
+                }
+                return Err(bullmq::Error::Delayed);
+            }
+        },
     };
     let input = JobInput {
         id: job.id().to_string(),

@@ -2,9 +2,12 @@
 //! plugin that handles its type, and records the outcome.
 //!
 //! Duties, per job:
-//! 1. find the plugin for its type; with none, the job is retried under its
-//!    backoff and fails with "no plugin handles type X" once its attempts
-//!    run out (so a job sent before its plugin is deployed is not lost);
+//! 1. find the plugin for its type; while plugin files are still loading
+//!    (at start), a job of a type none serves yet waits for them, its lease
+//!    held and no attempt spent; with none then, the job is retried under
+//!    its backoff and fails with "no plugin handles type X" once its
+//!    attempts run out (so a job sent before its plugin is deployed is not
+//!    lost);
 //! 2. keep the job's lease while the plugin runs (`leases`: one batched
 //!    extension every third of the lease for all running jobs);
 //! 3. on success, enqueue the follow-up jobs first and complete the job
@@ -298,10 +301,32 @@ async fn run_job(
     let started = Instant::now();
     let job_type = leased.spec.job_type.clone();
     observe_wait(shared, queue.name(), leased.spec.created_at + leased.spec.opts.delay_ms);
-    let Some(plugin) = shared.registry.get(&job_type) else {
-        let reason = no_plugin(shared, queue.name(), &job_type);
-        record_failure(queue, &leased, Failure::Retry(reason), None).await;
-        return;
+    let plugin = match shared.registry.get(&job_type) {
+        Some(plugin) => plugin,
+        None => {
+            // Its lease is kept while it waits for plugins still loading;
+            // not started, so an attempt is spent only if it then runs.
+            let waiting = tools.leases.hold(&leased.id, &leased.token);
+            match plugin_for(shared, &job_type, cancel).await {
+                PluginFor::Found(plugin) => plugin,
+                PluginFor::None => {
+                    let reason = no_plugin(shared, queue.name(), &job_type);
+                    record_failure(queue, &leased, Failure::Retry(reason), None).await;
+                    drop(waiting);
+                    return;
+                }
+                PluginFor::Shutdown => {
+                    drop(waiting);
+                    match queue.release(&leased.id, &leased.token).await {
+                        Ok(_) => tracing::info!("shut down while waiting for its plugin; put back on the queue"),
+                        Err(e) => {
+                            tracing::warn!(error = %format!("{e:#}"), "shut down while waiting for its plugin; could not put it back (its lease will expire and it will run again)")
+                        }
+                    }
+                    return;
+                }
+            }
+        }
     };
     // From here the job runs: its attempt is spent if its lease stalls.
     // (Logged first, at debug: the fault tests read it as the runner's word
@@ -433,6 +458,35 @@ pub(crate) fn observe(shared: &Shared, queue: &str, job_type: &str, plugin: &Plu
         Outcome::Completed { .. } => tracing::debug!(outcome = outcome_name, ms, "job finished"),
         Outcome::Fault(f) => tracing::warn!(outcome = outcome_name, ms, fault = %f, "job failed"),
         other => tracing::info!(outcome = outcome_name, ms, reason = other.reason().unwrap_or_default(), "job failed"),
+    }
+}
+
+/// What `plugin_for` found.
+pub(crate) enum PluginFor {
+    Found(Arc<Plugin>),
+    /// No loaded plugin serves the type, and none is still loading.
+    None,
+    /// The runner is shutting down while the job waited.
+    Shutdown,
+}
+
+/// The plugin for a type no loaded plugin serves yet: while plugin files
+/// are still loading (at start, in the background), the job waits for
+/// them rather than failing, since the type may be one of theirs.
+pub(crate) async fn plugin_for(shared: &Shared, job_type: &str, cancel: &CancellationToken) -> PluginFor {
+    let found = if shared.registry.is_loading() {
+        tracing::info!(job_type, "no plugin for this type yet; waiting for the plugins still loading");
+        tokio::select! {
+            biased;
+            _ = cancel.cancelled() => return PluginFor::Shutdown,
+            found = shared.registry.wait_for_type(job_type) => found,
+        }
+    } else {
+        shared.registry.get(job_type)
+    };
+    match found {
+        Some(plugin) => PluginFor::Found(plugin),
+        None => PluginFor::None,
     }
 }
 

@@ -3,8 +3,11 @@
 //! Duties:
 //! 1. connect to Redis: the configured one, or an embedded `redis-server`
 //!    (started again if it dies);
-//! 2. load every plugin in the plugins folder, and reload on change
-//!    (`watcher`, `registry`): a broken version leaves the old one serving;
+//! 2. load every plugin in the plugins folder, in the background and the
+//!    smallest first, while the queues are already being
+//!    consumed (a job whose plugin is still loading waits for it, unspent);
+//!    and reload on change (`watcher`, `registry`): a broken version leaves
+//!    the old one serving;
 //! 3. write each queue's policy to Redis, at start and on reload
 //!    (`policies`);
 //! 4. run one dispatcher per consumed queue (`dispatcher`), and fire the
@@ -39,7 +42,7 @@ use crate::config::Config;
 use crate::registry::Registry;
 use anyhow::{Context, Result};
 use jobrunner_host::cache::Cache;
-use jobrunner_host::{EngineOptions, Host, HostOptions, Services};
+use jobrunner_host::{Host, Services};
 use jobrunner_queue::{Connection, Queue};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
@@ -61,6 +64,26 @@ pub struct Shared {
 }
 
 /// The `.wasm` files directly in `dir`.
+/// Loads `files` in the background, the smallest first: a small plugin
+/// serves its jobs within a second while a large JavaScript or Python one
+/// compiles for ten. One at a time: wasmtime compiles a component's
+/// functions on every core already, and two compiles at once share one
+/// pool of compile threads, where a small plugin's few functions would
+/// queue behind a large one's thousands. The registry knows the files as
+/// loading until each is done, so `/ready` names them and jobs wait.
+fn load_plugins(shared: Arc<Shared>, config: Config, mut files: Vec<PathBuf>) -> tokio::task::JoinHandle<()> {
+    files.sort_by_key(|f| (std::fs::metadata(f).map(|m| m.len()).unwrap_or(u64::MAX), f.clone()));
+    shared.registry.begin_loading(&files);
+    tokio::spawn(async move {
+        let started = std::time::Instant::now();
+        for file in files {
+            // A broken plugin is reported, not fatal: the others still serve.
+            let _ = shared.registry.load(&shared.host, &config, &file).await;
+        }
+        tracing::info!(took_ms = started.elapsed().as_millis() as u64, "every plugin file loaded or refused");
+    })
+}
+
 fn plugin_files(dir: &Path) -> Vec<PathBuf> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
         .map(|rd| {
@@ -118,14 +141,7 @@ pub async fn serve(config: Config, config_file: Option<PathBuf>, shutdown: impl 
 
     let metrics = Arc::new(crate::metrics::Metrics::new());
     let host = Host::new(
-        HostOptions {
-            engine: EngineOptions {
-                max_instances: config.engine.max_instances,
-                spare_slots: config.engine.spare_instances,
-                ..Default::default()
-            },
-            compile_cache_dir: config.compile_cache_dir(),
-        },
+        config.host_options(),
         Services {
             cache: Cache::new(RedisCache::new(cache_connection).counted(metrics.clone())),
             mailer: config.mailer()?,
@@ -159,10 +175,7 @@ pub async fn serve(config: Config, config_file: Option<PathBuf>, shutdown: impl 
         policies: RwLock::default(),
     });
     policies::apply(&shared, &config).await?;
-    for file in plugin_files(&plugins_dir) {
-        // A broken plugin is reported, not fatal: the others still serve.
-        let _ = shared.registry.load(&shared.host, &config, &file).await;
-    }
+    let loader = load_plugins(shared.clone(), config.clone(), plugin_files(&plugins_dir));
 
     let (_watcher, mut changes) = watcher::watch(&plugins_dir, config_file.as_deref())
         .with_context(|| format!("cannot watch {}", plugins_dir.display()))?;
@@ -173,6 +186,10 @@ pub async fn serve(config: Config, config_file: Option<PathBuf>, shutdown: impl 
         // `plugins_dir` takes a restart.
         let plugins_dir = plugins_dir.clone();
         tokio::spawn(async move {
+            // Changes seen while the first loads run wait for them: a file
+            // loaded from its new bytes must not be overwritten by its first
+            // load finishing later with the old.
+            shared.registry.wait_loading().await;
             while let Some(change) = changes.recv().await {
                 match change {
                     watcher::Change::Plugins(files) => {
@@ -289,6 +306,7 @@ pub async fn serve(config: Config, config_file: Option<PathBuf>, shutdown: impl 
     tracing::info!(grace = ?config.runner.shutdown_grace, "shutting down: no new jobs; waiting for jobs in flight");
     stop_fetching.cancel();
     reloader.abort();
+    loader.abort();
     let drained =
         tokio::time::timeout(config.runner.shutdown_grace, async { while dispatchers.join_next().await.is_some() {} })
             .await;
