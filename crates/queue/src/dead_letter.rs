@@ -9,7 +9,9 @@
 //! 1. the failure itself notes the job in its queue's `dead` set (and
 //!    retention leaves it alone while it is there: `prelude.lua`);
 //! 2. `dead_letter_in` writes the dead letter into the other queue under
-//!    the id `QUEUE:ID`, once (a repeat finds the id and writes nothing);
+//!    the id `QUEUE:ID`, once (a repeat finds the id and writes nothing; a
+//!    letter of an earlier failure, whose retry has not removed it yet, is
+//!    replaced: the retry then removes only the letter it read);
 //! 3. `dead_letter_out` removes the job from its queue and from `dead`.
 //!
 //! The runner consuming the queue makes the moves (`daemon/dead_letters.rs`)
@@ -91,6 +93,13 @@ impl Queue {
         Ok(moved)
     }
 
+    /// Removes the dead letter `id` if it is still that of the failure at
+    /// `failed_at`: `removed`, `newer` (a later failure's letter took its
+    /// place, and stays) or `missing`.
+    pub async fn remove_dead_letter(&self, id: &str, failed_at: u64) -> Result<String> {
+        self.admin("dead_letter_remove", &[arg(id), arg(failed_at)]).await
+    }
+
     /// How many of this queue's failed jobs wait to move to its
     /// dead-letter queue.
     pub async fn dead_letters_pending(&self) -> Result<u64> {
@@ -112,7 +121,16 @@ impl Queue {
         if !back.created {
             tracing::warn!(queue = self.name(), id, origin = %from.queue, state = %back.state, "a job with the dead letter's id was already in its queue; left as it is");
         }
-        self.remove(id).await?;
+        // Only this letter: the job sent back may already have failed for
+        // good again and its new letter taken this one's place (a quick
+        // handler with no backoff), which must stay.
+        if self.remove_dead_letter(id, from.failed_at).await? == "newer" {
+            tracing::info!(
+                queue = self.name(),
+                id,
+                "the retried job failed for good again before its old letter was removed; the new letter stays"
+            );
+        }
         Ok("retried".into())
     }
 }

@@ -95,3 +95,45 @@ async fn a_removed_or_retried_job_is_not_moved() {
     assert_eq!(q.get("y").await.unwrap().unwrap().state, State::Waiting);
     assert!(q.move_dead_letters(&q).await.is_err(), "not into itself");
 }
+
+/// A retried letter's job can fail for good again before the retry has
+/// removed the old letter (a quick handler, no backoff): the new letter
+/// takes the old one's place, and the retry's removal leaves it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_failing_again_before_its_retry_finished_keeps_its_new_letter() {
+    let redis = RedisServer::start();
+    let conn = Connection::connect(&redis.url()).await.unwrap();
+    let (q, dead) = (Queue::new(conn.clone(), "orders").unwrap(), Queue::new(conn, "orders-dead").unwrap());
+    let policy = QueuePolicy { attempts: Some(1), dead_letter: Some("orders-dead".into()), ..Default::default() };
+    q.set_policy(&policy).await.unwrap();
+    fail_for_good(&q, "o-1").await;
+    assert_eq!(q.move_dead_letters(&dead).await.unwrap(), 1);
+    let first = dead.get("orders:o-1").await.unwrap().unwrap().dead_letter.unwrap().failed_at;
+
+    // The retry's first step (the job back in its queue) without its
+    // second (the old letter removed): the job fails for good again.
+    let back = q.enqueue(NewJob {
+        id: Some("o-1".into()),
+        job_type: "noop".into(),
+        payload: r#"{"n":1}"#.into(),
+        options: JobOptions::default(),
+    });
+    assert!(back.await.unwrap().created);
+    // A later failure: its time must differ from the first's.
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    let l = q.fetch(1, LEASE).await.unwrap().jobs.remove(0);
+    q.fail(&l.id, &l.token, &Failure::Retry("broke again".into()), None, None).await.unwrap();
+    assert_eq!(q.move_dead_letters(&dead).await.unwrap(), 1, "moved, not dropped as a repeat");
+    assert!(q.get("o-1").await.unwrap().is_none());
+    let letter = dead.get("orders:o-1").await.unwrap().unwrap();
+    assert_eq!(letter.errors.last().unwrap().error, "broke again");
+    assert!(letter.dead_letter.as_ref().unwrap().failed_at > first);
+
+    // The retry now removes only the letter it read, which is gone: the new
+    // letter stays, and retrying it sends the job home once more.
+    assert_eq!(dead.remove_dead_letter("orders:o-1", first).await.unwrap(), "newer");
+    assert!(dead.get("orders:o-1").await.unwrap().is_some(), "the new letter stays");
+    assert_eq!(dead.retry("orders:o-1").await.unwrap(), "retried");
+    assert!(dead.get("orders:o-1").await.unwrap().is_none());
+    assert_eq!(q.get("o-1").await.unwrap().unwrap().state, State::Waiting);
+}

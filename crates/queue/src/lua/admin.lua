@@ -8,7 +8,13 @@
 --                       dead letters it passed
 --   dead_letter_in ID SPEC ERRORS ATTEMPTS REASON FROM
 --                       a dead letter from queue FROM, kept failed (`added`, or
---                       the state of a job that had the id: a move done before)
+--                       the state of a job that had the id: a move done before).
+--                       A letter of an earlier failure of the same job (its
+--                       retry under way) is replaced (`replaced`)
+--   dead_letter_remove ID FAILED_AT
+--                       removes the letter ID if it is still that of the failure
+--                       at FAILED_AT (`removed`; `newer` if a later failure's
+--                       letter replaced it; `missing`)
 --   dead_letter_out ID TO  a job moved to queue TO removed here (`moved`, or
 --                       `gone` if it was not waiting to move)
 --   remove ID           removes a job in any state (a worker holding it is refused at ack)
@@ -62,13 +68,34 @@ elseif op == 'retry_failed' then
   return { n, passed }
 elseif op == 'dead_letter_in' then
   local id = ARGV[3]
-  if redis.call('HSETNX', K.specs, id, ARGV[4]) == 0 then return state_of(id) or 'exists' end
+  local answer = 'added'
+  if redis.call('HSETNX', K.specs, id, ARGV[4]) == 0 then
+    -- The same move again finds its own letter: nothing to write. A letter
+    -- of an earlier failure is one whose retry sent the job back and has
+    -- not removed it yet: this later failure takes its place, or the
+    -- retry's removal would take both.
+    local old = cjson.decode(redis.call('HGET', K.specs, id)).dead_letter
+    local new = cjson.decode(ARGV[4]).dead_letter
+    if not (old and new and new.failed_at > old.failed_at) then return state_of(id) or 'exists' end
+    remove_job(id)
+    redis.call('HSET', K.specs, id, ARGV[4])
+    answer = 'replaced'
+  end
   redis.call('HSET', K.errors, id, ARGV[5])
   redis.call('HSET', K.attempts, id, ARGV[6])
   redis.call('HSET', K.results, id, cjson.encode({ failed_reason = ARGV[7], attempts = tonumber(ARGV[6]) }))
   redis.call('ZADD', K.failed, now, id)
   event('dead_letter', id, 'from', ARGV[8])
-  return 'added'
+  return answer
+elseif op == 'dead_letter_remove' then
+  local id = ARGV[3]
+  local spec = redis.call('HGET', K.specs, id)
+  if not spec then return 'missing' end
+  local letter = cjson.decode(spec).dead_letter
+  if not letter or letter.failed_at ~= tonumber(ARGV[4]) then return 'newer' end
+  remove_job(id)
+  event('removed', id)
+  return 'removed'
 elseif op == 'dead_letter_out' then
   local id = ARGV[3]
   if not redis.call('ZSCORE', K.dead, id) then return 'gone' end
