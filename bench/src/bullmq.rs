@@ -120,24 +120,8 @@ impl BullMqPython {
     pub fn prepare(workspace: &Path, redis_url: &str) -> Result<BullMqPython> {
         let dir = workspace.join("bench/bullmq-python");
         let venv = workspace.join("target/bench-tools/bullmq-python");
-        let python = venv.join("bin/python");
-        let has = |p: &Path| Command::new(p).args(["-c", "import bullmq"]).output().is_ok_and(|o| o.status.success());
-        if !has(&python) {
-            eprintln!("$ python3 -m venv {} && pip install -r requirements.txt", venv.display());
-            let made =
-                Command::new("python3").args(["-m", "venv"]).arg(&venv).status().context("cannot run python3")?;
-            if !made.success() {
-                bail!("python3 -m venv {} failed", venv.display());
-            }
-            let ok = Command::new(venv.join("bin/pip"))
-                .args(["install", "--quiet", "-r"])
-                .arg(dir.join("requirements.txt"))
-                .status()
-                .context("cannot run pip")?;
-            if !ok.success() {
-                bail!("pip install -r {} failed", dir.join("requirements.txt").display());
-            }
-        }
+        let python =
+            testkit::guest::venv(&venv, &dir.join("requirements.txt"), "bullmq").map_err(anyhow::Error::msg)?;
         Ok(BullMqPython { dir, python, url: redis_url.trim_end_matches('/').to_string() })
     }
 
@@ -148,22 +132,8 @@ impl BullMqPython {
         concurrency: usize,
         jobs: usize,
     ) -> Result<Drain> {
-        redis::cmd("FLUSHALL").exec(&mut redis.connection())?;
         let args = ["template".to_string(), jobs.to_string(), concurrency.to_string()];
-        let out = Command::new(&self.python)
-            .arg("bench.py")
-            .arg(&self.url)
-            .args(&args)
-            .current_dir(&self.dir)
-            .output()
-            .context("cannot run python")?;
-        if !out.status.success() {
-            bail!("python bench.py {} failed: {}", args.join(" "), String::from_utf8_lossy(&out.stderr).trim());
-        }
-        let text = String::from_utf8_lossy(&out.stdout);
-        let line = text.lines().last().unwrap_or_default();
-        let r: Rate = serde_json::from_str(line)
-            .with_context(|| format!("python bench.py {} printed `{line}`", args.join(" ")))?;
+        let r: Rate = run_script(redis, &self.python, "bench.py", &self.dir, &self.url, &args)?;
         Ok(r.drain())
     }
 }

@@ -33,16 +33,22 @@ pub fn python() -> Result<PathBuf, String> {
 }
 
 fn install_python_tools() -> Result<PathBuf, String> {
-    let venv = python_venv();
-    let python = venv.join("bin/python");
-    let has_tool = |p: &Path| run(Command::new(p).args(["-c", "import componentize_py"])).is_ok();
-    if python.exists() && has_tool(&python) {
+    let requirements = crate::workspace_root().join("examples/plugin-template-python/requirements.txt");
+    venv(&python_venv(), &requirements, "componentize_py")
+}
+
+/// A venv at `dir` with `requirements` pip-installed, made unless its
+/// interpreter already imports `module`; returns its interpreter. (The
+/// Python tools of the plugin tests, the clients' tests and the benchmark's
+/// BullMQ side each have one, beside the build outputs.)
+pub fn venv(dir: &Path, requirements: &Path, module: &str) -> Result<PathBuf, String> {
+    let python = dir.join("bin/python");
+    if python.exists() && run(Command::new(&python).args(["-c", &format!("import {module}")])).is_ok() {
         return Ok(python);
     }
-    run(Command::new("python3").args(["-m", "venv"]).arg(&venv)).map_err(|e| format!("python3 -m venv: {e}"))?;
-    let requirements = crate::workspace_root().join("examples/plugin-template-python/requirements.txt");
-    run(Command::new(venv.join("bin/pip")).args(["install", "--quiet", "-r"]).arg(requirements))
-        .map_err(|e| format!("pip install componentize-py: {e}"))?;
+    run(Command::new("python3").args(["-m", "venv"]).arg(dir)).map_err(|e| format!("python3 -m venv: {e}"))?;
+    run(Command::new(dir.join("bin/pip")).args(["install", "--quiet", "-r"]).arg(requirements))
+        .map_err(|e| format!("pip install -r {}: {e}", requirements.display()))?;
     Ok(python)
 }
 

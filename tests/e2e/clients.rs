@@ -48,20 +48,7 @@ fn python_client() -> (&'static Path, &'static Path) {
         let root = testkit::workspace_root();
         let dir = root.join("clients/python");
         let venv = root.join("target/client-tools/python");
-        let python = venv.join("bin/python");
-        let ready = |p: &Path| {
-            std::process::Command::new(p).args(["-c", "import redis"]).output().is_ok_and(|o| o.status.success())
-        };
-        if !ready(&python) {
-            let out = std::process::Command::new("python3").args(["-m", "venv"]).arg(&venv).output().unwrap();
-            assert!(out.status.success(), "python3 -m venv: {}", String::from_utf8_lossy(&out.stderr));
-            let out = std::process::Command::new(venv.join("bin/pip"))
-                .args(["install", "--quiet", "-r"])
-                .arg(dir.join("requirements-test.txt"))
-                .output()
-                .unwrap();
-            assert!(out.status.success(), "pip install: {}", String::from_utf8_lossy(&out.stderr));
-        }
+        let python = testkit::guest::venv(&venv, &dir.join("requirements-test.txt"), "redis").unwrap();
         let out = std::process::Command::new(&python).current_dir(&dir).arg("scripts/copy_lua.py").output().unwrap();
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
         (dir, python)
