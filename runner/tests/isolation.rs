@@ -119,6 +119,26 @@ async fn what_a_job_produced_does_not_reach_the_next_jobs_report() {
     assert!(r.emails.is_empty());
 }
 
+/// A plugin that leaves host resources open (here timers) cannot pile them
+/// up across the jobs of a shared instance: past a small bound the
+/// instance is dropped, and its store closes them.
+#[tokio::test]
+async fn an_instance_holding_many_host_resources_is_not_kept() {
+    let s = setup_with(REUSE, Cache::memory(), engine(4));
+    let plugin = s.load("hostile_plugin").await;
+    assert_eq!(count(&plugin).await, (1, 1));
+    // A few left open: within the bound, the instance is kept.
+    let r = plugin.run(&job("leak", json!({"count": 4}))).await;
+    assert!(r.outcome.is_success(), "{:?}", r.outcome);
+    // Its third job; the second `count` (the leak job counts nothing).
+    assert_eq!(count(&plugin).await, (2, 3), "kept, with its few open resources");
+    // Many: the instance goes with its job.
+    let r = plugin.run(&job("leak", json!({"count": 500}))).await;
+    assert!(r.outcome.is_success(), "{:?}", r.outcome);
+    assert_eq!(plugin.idle_instances(), 0, "dropped, closing what it held");
+    assert_eq!(count(&plugin).await, (1, 1));
+}
+
 #[tokio::test]
 async fn instances_are_never_shared_between_plugins_or_versions() {
     let s = setup_with(REUSE, Cache::memory(), engine(8));

@@ -32,6 +32,14 @@ use wasmtime::{Engine, Store, UpdateDeadline};
 /// time (a host call in flight) gets this much longer before it is cut.
 const HOST_GRACE: Duration = Duration::from_millis(250);
 
+/// The most host resources (open streams, pollables, HTTP requests and
+/// bodies) an instance may hold to be kept for the next job under
+/// `isolation = "instance"`: a runtime keeps a few open between calls;
+/// a plugin that leaks one a job would otherwise hold sockets and timers
+/// across up to `max_jobs_per_instance` jobs. Past it the instance is
+/// dropped with its store, which closes them all.
+const MAX_IDLE_RESOURCES: usize = 64;
+
 /// `describe` should answer at once; a plugin that does not is broken.
 pub const DESCRIBE_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -303,12 +311,14 @@ impl Plugin {
             instance_job: served + 1,
         };
         // Kept for the next job only after a completed one, short of its
-        // bound, and while a slot for idle instances is free. A job that
+        // bound, holding few host resources, and while a slot for idle
+        // instances is free. A job that
         // failed in any way may have left the guest's state half-changed,
         // so its instance goes with it.
         if let Some(bindings) = bindings
             && matches!(report.outcome, Outcome::Completed { .. })
             && served + 1 < jobs_per_instance
+            && store.data_mut().host_resources() <= MAX_IDLE_RESOURCES
             && let Some(slot) = self.spare_slots.acquire()
         {
             // Nothing of this job's may stay reachable from the idle store.

@@ -120,6 +120,12 @@ impl JobState {
 }
 
 impl JobState {
+    /// How many host resources (streams, pollables, HTTP requests and
+    /// bodies...) the guest holds open in this store.
+    pub(crate) fn host_resources(&mut self) -> usize {
+        self.table.iter_mut().count()
+    }
+
     /// Readies a reused instance's store for its next job: what the last
     /// job produced (its log, progress, follow-ups and emails) was taken
     /// with its report; nothing of it may reach the next one's.
