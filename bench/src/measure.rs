@@ -97,6 +97,13 @@ impl DrainWindow {
     }
 }
 
+/// A flow's fan-in: the time to add it, and its drain (per child).
+#[derive(Debug, Clone, Copy)]
+pub struct FanIn {
+    pub add_ms: f64,
+    pub drain: Drain,
+}
+
 #[derive(Debug, Clone, Copy)]
 pub struct Timing {
     pub p50_ms: f64,
@@ -264,6 +271,39 @@ impl Bench {
         let drain = window.close(&self.redis, &daemon, jobs, polls)?;
         daemon.stop()?;
         Ok(drain)
+    }
+
+    /// A fan-in: a flow of `children` no-op jobs under one no-op parent,
+    /// all in the bench queue, added while the queue is paused (the add
+    /// timed on its own), then drained as `drain` drains plain jobs: the
+    /// clock stops when the parent, which runs last, has completed. Its
+    /// figures are per child; beside a plain drain of as many jobs they
+    /// give what a flow adds per child (the outbox, the relay, the
+    /// parent's record of each outcome).
+    pub async fn flow_fan_in(&self, concurrency: usize, children: usize) -> Result<FanIn> {
+        let q = self.fresh().await?;
+        let dir = tempfile::tempdir()?;
+        let plugins = std::slice::from_ref(&self.noop);
+        let daemon = self.daemon_on(&dir, concurrency, plugins, false, KEEP_ALL, "").await?;
+        q.pause().await?;
+        let kids: Vec<serde_json::Value> =
+            (0..children).map(|_| serde_json::json!({"queue": QUEUE, "type": "noop"})).collect();
+        let flow: jobrunner_queue::FlowJob =
+            serde_json::from_value(serde_json::json!({"queue": QUEUE, "type": "noop", "children": kids}))?;
+        let started = Instant::now();
+        let added = jobrunner_queue::add_flow(q.connection(), flow).await?;
+        let add_ms = started.elapsed().as_secs_f64() * 1e3;
+        ensure!(added.unfinished.is_none(), "the flow was not added whole: {:?}", added.unfinished);
+        let window = DrainWindow::open(&self.redis, &daemon)?;
+        q.resume().await?;
+        let keys = jobrunner_queue::keys::Keys::new(jobrunner_queue::connection::DEFAULT_PREFIX, QUEUE);
+        let sets = [keys.get("completed").to_string(), keys.get("failed").to_string()];
+        let polls = wait_all_completed(&self.redis, &sets, children as u64 + 1, Duration::from_secs(900)).await?;
+        let drain = window.close(&self.redis, &daemon, children, polls)?;
+        let parent = q.get(&added.id).await?.context("the flow's parent is gone")?;
+        ensure!(parent.state == State::Completed, "the flow's parent ended {:?}", parent.state);
+        daemon.stop()?;
+        Ok(FanIn { add_ms, drain })
     }
 
     /// The drain of a plugin template in a guest language (`guest`): jobs

@@ -250,6 +250,79 @@ async fn bad_input_gets_a_clear_json_error() {
     assert_error(&wide.post("/api/v1/queues/q/jobs/bulk", &many).await, StatusCode::PAYLOAD_TOO_LARGE, "at most 10000");
 }
 
+/// Flows through the API: added whole (or refused whole, saying where),
+/// a parent's children paged with their outcomes once the runner's relay
+/// has told it, the counts and links on both records, and removal.
+#[tokio::test]
+async fn flows_are_added_paged_and_removed() {
+    let api = api().await;
+    let children: Vec<Value> =
+        (0..5).map(|i| json!({"queue": "kids", "id": format!("k{i}"), "type": "noop", "payload": {"i": i}})).collect();
+    let flow = json!({"queue": "parents", "id": "p1", "type": "report", "payload": {}, "children": children});
+    let r = api.post("/api/v1/flows", &flow.to_string()).await;
+    assert_eq!(r.0, StatusCode::CREATED, "{}", r.1);
+    assert_eq!((r.1["id"].as_str(), r.1["jobs"].as_u64(), r.1["created"].as_bool()), (Some("p1"), Some(6), Some(true)));
+    let again = api.post("/api/v1/flows", &flow.to_string()).await;
+    assert_eq!((again.0, again.1["created"].as_bool()), (StatusCode::OK, Some(false)));
+
+    let parent = api.get("/api/v1/queues/parents/jobs/p1").await;
+    assert_eq!(parent.1["state"], "waiting_children");
+    assert_eq!((parent.1["children"]["total"].as_u64(), parent.1["children"]["pending"].as_i64()), (Some(5), Some(5)));
+    let child = api.get("/api/v1/queues/kids/jobs/k3").await;
+    assert_eq!(child.1["parent"], json!({"queue": "parents", "id": "p1"}));
+    let queue = api.get("/api/v1/queues/parents").await;
+    assert_eq!(queue.1["waiting_children"].as_u64(), Some(1), "{}", queue.1);
+
+    // Two children complete, and the relay tells the parent.
+    let conn = Connection::connect(&api._redis.url()).await.unwrap();
+    let kids = jobrunner_queue::Queue::new(conn, "kids").unwrap();
+    let leased = kids.fetch(2, std::time::Duration::from_secs(30)).await.unwrap().jobs;
+    let done: Vec<_> = leased
+        .iter()
+        .map(|l| jobrunner_queue::Completion {
+            result: Some(r#"{"sent":true}"#.into()),
+            ..jobrunner_queue::Completion::of(l)
+        })
+        .collect();
+    kids.complete(&done, jobrunner_queue::DEFAULTS.keep_completed).await.unwrap();
+    kids.relay_outcomes().await.unwrap();
+    let page = api.get("/api/v1/queues/parents/jobs/p1/children?from=1&limit=3").await;
+    assert_eq!(page.0, StatusCode::OK, "{}", page.1);
+    assert_eq!(page.1["counts"]["completed"].as_u64(), Some(2));
+    assert_eq!(
+        page.1["children"][0],
+        json!({"number": 1, "queue": "kids", "id": "k0", "state": "completed", "value": {"sent": true}})
+    );
+    assert_eq!(page.1["children"][2]["state"], "pending");
+    assert_eq!(page.1["next"].as_u64(), Some(4));
+    let rest = api.get("/api/v1/queues/parents/jobs/p1/children?from=4&limit=3").await;
+    assert_eq!((rest.1["children"].as_array().map(Vec::len), &rest.1["next"]), (Some(2), &Value::Null));
+
+    // Bad input: a JSON error saying what is wrong, nothing written.
+    let bad = json!({"queue": "parents", "type": "report", "children": [{"queue": "kids", "type": "x", "options": {"attempts": 0}}]});
+    assert_error(&api.post("/api/v1/flows", &bad.to_string()).await, StatusCode::BAD_REQUEST, "children[0]");
+    assert_error(
+        &api.post("/api/v1/flows", r#"{"queue": "parents", "type": "r", "kids": []}"#).await,
+        StatusCode::BAD_REQUEST,
+        "unknown field",
+    );
+    assert_error(&api.get("/api/v1/queues/kids/jobs/k0/children").await, StatusCode::NOT_FOUND, "no parent");
+    assert_error(
+        &api.get("/api/v1/queues/parents/jobs/p1/children?limit=5000").await,
+        StatusCode::BAD_REQUEST,
+        "limit",
+    );
+
+    let removed = api.call(Method::DELETE, "/api/v1/queues/parents/flows/p1", None, None).await;
+    assert_eq!((removed.0, removed.1["removed"].as_u64()), (StatusCode::OK, Some(6)), "{}", removed.1);
+    assert_eq!(api.get("/api/v1/queues/kids/jobs/k4").await.0, StatusCode::NOT_FOUND);
+    assert_error(
+        &api.call(Method::DELETE, "/api/v1/queues/parents/flows/p1", None, None).await,
+        StatusCode::NOT_FOUND,
+        "no job",
+    );
+}
+
 #[tokio::test]
 async fn tokens_are_required_and_read_only_tokens_only_read() {
     let a = api_with(Tokens::new(Some(ADMIN), Some(READER)), 1 << 20).await;

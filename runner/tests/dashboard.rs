@@ -127,6 +127,41 @@ async fn pages_show_the_queue_and_actions_need_the_csrf_token() {
     }
 }
 
+/// A flow's parent shows its children's counts and a page of them, each
+/// linked to its own page, with the next page linked; a child links back
+/// to its parent; the queue page has a tab for parents waiting.
+#[tokio::test]
+async fn a_flow_parent_shows_its_children_paged_and_a_child_links_back() {
+    let (router, q, _redis) = setup(Tokens::default()).await;
+    let children: Vec<serde_json::Value> =
+        (0..60)
+        .map(|i| serde_json::json!({"queue": "emails", "id": format!("kid-{i:02}"), "type": "email", "on_failure": "ignore"}))
+        .collect();
+    let flow: jobrunner_queue::FlowJob = serde_json::from_value(
+        serde_json::json!({"queue": "emails", "id": "campaign", "type": "report", "children": children}),
+    )
+    .unwrap();
+    jobrunner_queue::add_flow(q.connection(), flow).await.unwrap();
+    let leased = q.fetch(1, Duration::from_secs(30)).await.unwrap().jobs;
+    q.fail(&leased[0].id, &leased[0].token, &Failure::Permanent("mailbox <full>".into()), None, None).await.unwrap();
+    q.relay_outcomes().await.unwrap();
+
+    let (s, _, page) = send(&router, get("/dashboard/queues/emails/jobs/campaign", None)).await;
+    assert_eq!(s, StatusCode::OK, "{page}");
+    assert!(page.contains("60 children: 59 pending, 0 completed, 1 failed, 0 removed."), "{page}");
+    assert!(page.contains(r#"href="/dashboard/queues/emails/jobs/kid-00""#), "{page}");
+    assert!(page.contains("mailbox &lt;full&gt;"), "the child's reason, escaped: {page}");
+    assert!(page.contains(r#"href="/dashboard/queues/emails/jobs/campaign?from=51""#), "the next page: {page}");
+    assert!(!page.contains("kid-50"), "a page at a time");
+    let (_, _, page) = send(&router, get("/dashboard/queues/emails/jobs/campaign?from=51", None)).await;
+    assert!(page.contains("kid-59") && !page.contains(">emails / kid-49<"), "{page}");
+
+    let (_, _, page) = send(&router, get("/dashboard/queues/emails/jobs/kid-10", None)).await;
+    assert!(page.contains(r#"href="/dashboard/queues/emails/jobs/campaign""#), "the child links to its parent: {page}");
+    let (_, _, page) = send(&router, get("/dashboard/queues/emails?state=waiting_children", None)).await;
+    assert!(page.contains("campaign"), "{page}");
+}
+
 #[tokio::test]
 async fn signing_in_and_the_read_only_session() {
     let (router, q, _redis) = setup(Tokens::new(Some(ADMIN), Some(READER))).await;

@@ -7,12 +7,17 @@
 //        prints their ids as a JSON array
 //   node bull.mjs inspect <redis-url> <prefix> <queue> <id>...
 //        prints each job as BullMQ sees it, one JSON object per line
+//   node bull.mjs flow    <redis-url> <prefix> <queue> <flow.json>
+//        adds a flow ({name, data, opts, children: [{name, data, opts,
+//        queueName?}]}, the root in <queue>, a child's queue <queue>
+//        unless it names one) with BullMQ's FlowProducer; prints the
+//        root's id
 //   node bull.mjs work    <redis-url> <prefix> <queue> <concurrency> <out-file>
 //        runs a BullMQ worker that answers {by: "node"} and appends each job
 //        id it runs to <out-file>, until SIGTERM; then closes it and exits
 
 import { appendFileSync, readFileSync } from 'node:fs';
-import { Queue, Worker } from 'bullmq';
+import { FlowProducer, Queue, Worker } from 'bullmq';
 import IORedis from 'ioredis';
 
 const [command, url, prefix, name, ...rest] = process.argv.slice(2);
@@ -27,6 +32,18 @@ async function add(file) {
   }
   console.log(JSON.stringify(ids));
   await queue.close();
+}
+
+async function flow(file) {
+  const producer = new FlowProducer({ connection: connect(), prefix });
+  const withQueue = (node) => ({
+    ...node,
+    queueName: node.queueName ?? name,
+    children: (node.children ?? []).map(withQueue),
+  });
+  const tree = await producer.add(withQueue(JSON.parse(readFileSync(file, 'utf8'))));
+  console.log(JSON.stringify(tree.job.id));
+  await producer.close();
 }
 
 async function inspect(ids) {
@@ -54,6 +71,9 @@ async function inspect(ids) {
       processedOn: job.processedOn ?? null,
       finishedOn: job.finishedOn ?? null,
       processedBy: job.processedBy ?? null,
+      parentKey: job.parentKey ?? null,
+      childrenValues: await job.getChildrenValues(),
+      failedChildren: await job.getFailedChildrenValues(),
     }));
   }
   await queue.close();
@@ -79,6 +99,7 @@ async function work(concurrency, out) {
 switch (command) {
   case 'add': await add(rest[0]); process.exit(0); break;
   case 'inspect': await inspect(rest); process.exit(0); break;
+  case 'flow': await flow(rest[0]); process.exit(0); break;
   case 'work': await work(rest[0], rest[1]); break;
   default:
     console.error(`unknown command ${command}`);

@@ -48,6 +48,14 @@ async fn add(url: &str, queue: &str, jobs: Value) -> Vec<String> {
     serde_json::from_str(&node("add", url, queue, &[file.path().to_str().unwrap()]).await).unwrap()
 }
 
+/// Adds a flow (`{name, data, opts, children}`) with BullMQ's
+/// `FlowProducer`, the root in `queue`; the root's id.
+async fn add_flow(url: &str, queue: &str, tree: Value) -> String {
+    let file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(file.path(), tree.to_string()).unwrap();
+    serde_json::from_str(&node("flow", url, queue, &[file.path().to_str().unwrap()]).await).unwrap()
+}
+
 /// Each job as BullMQ's Node API reads it, by id.
 async fn inspect(url: &str, queue: &str, ids: &[String]) -> BTreeMap<String, Value> {
     let mut out = BTreeMap::new();
@@ -442,6 +450,61 @@ async fn timeouts_and_hot_reload_apply_to_bullmq_queues_as_to_native_ones() {
         assert_eq!(returned(&done[id])["by"], "noop", "added after the swap, run by the new version");
     }
     assert_eq!(returned(&done[&before[0]])["by"], "hostile");
+}
+
+/// A flow added by BullMQ's `FlowProducer` from Node runs through the
+/// runner's plugins with BullMQ's semantics, read back from Node: the
+/// parent runs after its children (one in another queue) and reads their
+/// values; `failParentOnFailure` fails it; `ignoreDependencyOnFailure`
+/// lets it run, the failure kept where BullMQ keeps it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bullmq_flow_runs_through_the_plugins_with_bullmqs_semantics() {
+    let (redis, _dir, _daemon) = serve_bed(
+        "[queues.q]\nconcurrency = 8\n[queues.q.bullmq]\n[queues.other]\nconcurrency = 4\n[queues.other.bullmq]\n",
+        &[("hostile_plugin", "handler.wasm")],
+    );
+    let url = redis.url();
+    let root = add_flow(
+        &url,
+        "q",
+        json!({"name": "echo", "data": {"report": 1}, "children": [
+            {"name": "echo", "data": {"n": 1}},
+            {"name": "echo", "data": {"n": 2}},
+            {"name": "echo", "data": {"n": 3}, "queueName": "other"},
+        ]}),
+    )
+    .await;
+    let j = &wait_finished(&url, "q", std::slice::from_ref(&root), Duration::from_secs(60)).await[&root];
+    assert_eq!((j["state"].as_str(), returned(j)), (Some("completed"), json!({"report": 1})), "{j}");
+    let mut values: Vec<u64> =
+        j["childrenValues"].as_object().unwrap().values().map(|v| v["n"].as_u64().unwrap()).collect();
+    values.sort();
+    assert_eq!(values, [1, 2, 3], "{j}");
+
+    let doomed = add_flow(
+        &url,
+        "q",
+        json!({"name": "echo", "data": {}, "children": [
+            {"name": "fail-as", "data": {"as": "permanent", "message": "no such recipient"}, "opts": {"failParentOnFailure": true}},
+        ]}),
+    )
+    .await;
+    let j = &wait_finished(&url, "q", std::slice::from_ref(&doomed), Duration::from_secs(60)).await[&doomed];
+    assert_eq!(j["state"], "failed", "{j}");
+    assert!(j["failedReason"].as_str().unwrap_or_default().contains("child"), "{j}");
+
+    let tolerant = add_flow(
+        &url,
+        "q",
+        json!({"name": "echo", "data": {"ok": true}, "children": [
+            {"name": "fail-as", "data": {"as": "permanent", "message": "bounced"}, "opts": {"ignoreDependencyOnFailure": true}},
+            {"name": "echo", "data": {"n": 7}},
+        ]}),
+    )
+    .await;
+    let j = &wait_finished(&url, "q", std::slice::from_ref(&tolerant), Duration::from_secs(60)).await[&tolerant];
+    assert_eq!((j["state"].as_str(), returned(j)), (Some("completed"), json!({"ok": true})), "{j}");
+    assert_eq!(j["childrenValues"].as_object().map(|v| v.len()), Some(1), "{j}");
 }
 
 /// `[queues.NAME]` on a BullMQ-backed queue is its worker's options: the

@@ -3,7 +3,8 @@
 //! Layout: `exec` (each plugin on its sample payload, exit codes, errors),
 //! `plugin_cmd` (`plugin check` and `plugin new`), `serve` (the daemon),
 //! `faults` (crashes, Redis loss, cluster failover, hostile and broken
-//! plugins under load), `soak` (a million jobs), `browser` (the dashboard in
+//! plugins under load), `flows` (flows through the daemon, across a
+//! `kill -9`), `soak` (a million jobs), `browser` (the dashboard in
 //! a real headless Chromium), `parity` (the webhook in Rust, TypeScript and
 //! Python alike; the TypeScript and Python templates), `bullmq` (BullMQ-backed queues, with Node's
 //! BullMQ as producer, reader and fellow worker), `trust` (attempts spent only
@@ -15,6 +16,7 @@ mod bullmq;
 mod clients;
 mod exec;
 mod faults;
+mod flows;
 mod parity;
 mod plugin_cmd;
 mod serve;

@@ -24,6 +24,7 @@ const MEASURES: &[&str] = &[
     "latency",
     "delayed",
     "overhead",
+    "flow",
     "memory",
     "reload",
     "startup",
@@ -48,7 +49,9 @@ struct Args {
     #[arg(long)]
     bullmq: bool,
     /// Only these measures (of enqueue, drain, bullmq-drain, template,
-    /// http, latency, delayed, overhead, memory, reload, startup). `http`
+    /// http, latency, delayed, overhead, flow, memory, reload, startup).
+    /// `flow` drains a fan-in of 10,000 children beside a plain drain of
+    /// as many jobs, at concurrency 50. `http`
     /// needs `wrk`. `bullmq-drain`
     /// drains a BullMQ-backed queue (BullMQ's jobs, the runner's plugins);
     /// `template` drains the TypeScript and Python plugin templates' jobs,
@@ -422,6 +425,53 @@ async fn main() -> Result<()> {
             let mut row = Row::new("per-job wasm overhead, no-op plugin", "µs", r, Better::Lower);
             row.bound = Some(20.0);
             rows.push(row);
+        }
+        if wanted("flow") {
+            const CHILDREN: usize = 10_000;
+            eprintln!("flow fan-in of {CHILDREN} children, beside a plain drain of as many jobs, concurrency 50");
+            // Each run takes both, one after the other, so the two see the
+            // same stretch of the machine.
+            let run = || async move {
+                let plain = b.drain(50, CHILDREN).await?;
+                let flow = b.flow_fan_in(50, CHILDREN).await?;
+                anyhow::Ok((plain, flow))
+            };
+            let (_, all) = repeat(runs, run, |(_, f)| f.drain.jobs_per_s).await?;
+            let rows_of =
+                |name: &str, unit: &'static str, pick: &dyn Fn(&(Drain, bench::measure::FanIn)) -> f64, better| {
+                    Row::new(name, unit, Runs::of(&all.iter().map(pick).collect::<Vec<_>>()), better)
+                };
+            rows.push(rows_of("flow: add 10,000 children", "ms", &|(_, f)| f.add_ms, Better::Lower));
+            rows.push(rows_of(
+                "flow: drain of 10,000 children and their parent, c50",
+                "jobs/s",
+                &|(_, f)| f.drain.jobs_per_s,
+                Better::Higher,
+            ));
+            rows.push(rows_of(
+                "plain drain of 10,000 jobs beside it, c50",
+                "jobs/s",
+                &|(p, _)| p.jobs_per_s,
+                Better::Higher,
+            ));
+            rows.push(rows_of(
+                "flow: Redis CPU added per child",
+                "µs",
+                &|(p, f)| f.drain.redis_cpu_us - p.redis_cpu_us,
+                Better::Lower,
+            ));
+            rows.push(rows_of(
+                "flow: runner CPU added per child",
+                "µs",
+                &|(p, f)| f.drain.worker_cpu_us - p.worker_cpu_us,
+                Better::Lower,
+            ));
+            rows.push(rows_of(
+                "flow: Redis commands added per child",
+                "",
+                &|(p, f)| f.drain.commands_per_job - p.commands_per_job,
+                Better::Lower,
+            ));
         }
         if wanted("memory") {
             eprintln!("resident memory");

@@ -134,13 +134,14 @@ impl BullQueue {
         let c = self.queue.get_job_counts().await.map_err(err).context("BullMQ job counts")?;
         Ok(Counts {
             // Waiting, to the runner, is everything that will run without a
-            // delay: BullMQ keeps those in wait, paused, prioritized and
-            // waiting-children.
-            waiting: c.waiting + c.paused + c.prioritized + c.waiting_children,
+            // delay: BullMQ keeps those in wait, paused and prioritized.
+            waiting: c.waiting + c.paused + c.prioritized,
             delayed: c.delayed,
             active: c.active,
             completed: c.completed,
             failed: c.failed,
+            // A flow's parents, as the runner's own flows keep them.
+            waiting_children: c.waiting_children,
             paused: self.queue.is_paused().await.map_err(err)?,
         })
     }
@@ -179,6 +180,7 @@ impl BullQueue {
             State::Active => &["active"],
             State::Completed => &["completed"],
             State::Failed => &["failed"],
+            State::WaitingChildren => &["waiting-children"],
         };
         let asc = !matches!(state, State::Completed | State::Failed);
         let mut out = Vec::new();
@@ -222,7 +224,8 @@ impl BullQueue {
 
     async fn state(&self, id: &str) -> Result<Option<State>> {
         Ok(match self.queue.get_job_state(id).await.map_err(err)? {
-            JobState::Waiting | JobState::Prioritized | JobState::WaitingChildren => Some(State::Waiting),
+            JobState::Waiting | JobState::Prioritized => Some(State::Waiting),
+            JobState::WaitingChildren => Some(State::WaitingChildren),
             JobState::Active => Some(State::Active),
             JobState::Delayed => Some(State::Delayed),
             JobState::Completed => Some(State::Completed),

@@ -100,7 +100,7 @@ pub fn to_record(queue: &Place<'_>, job: &Job, state: State, log: Option<Vec<Str
         State::Delayed => Some(job.timestamp() + job.delay()),
         State::Active => job.processed_on(),
         State::Completed | State::Failed => finished,
-        State::Waiting => None,
+        State::Waiting | State::WaitingChildren => None,
     };
     let (progress, progress_value) = match job.progress() {
         JobProgress::Number(n) => (Some(n.clamp(0.0, 100.0) as u8), json!(n)),
@@ -138,6 +138,8 @@ pub fn to_record(queue: &Place<'_>, job: &Job, state: State, log: Option<Vec<Str
         log: log.map(|lines| json!(lines)),
         stalls: 0,
         dead_letter: None,
+        parent: parent_of(queue, job),
+        children: None,
         bullmq: Some(json!({
             "name": job.name(),
             "queue": queue.bull_name,
@@ -149,6 +151,19 @@ pub fn to_record(queue: &Place<'_>, job: &Job, state: State, log: Option<Vec<Str
             "progress": progress_value,
         })),
     }
+}
+
+/// A BullMQ flow child's parent (from BullMQ's `parentKey`): in this
+/// queue, by the runner's name for it; elsewhere, by BullMQ's name.
+fn parent_of(queue: &Place<'_>, job: &Job) -> Option<jobrunner_queue::ParentRef> {
+    let parent = job.parent()?;
+    let own = format!("{}:{}", queue.decl.prefix, queue.bull_name);
+    let name = if parent.queue_key == own {
+        queue.name.to_string()
+    } else {
+        parent.queue_key.strip_prefix(&format!("{}:", queue.decl.prefix)).unwrap_or(&parent.queue_key).to_string()
+    };
+    Some(jobrunner_queue::ParentRef { queue: name, id: parent.id.clone() })
 }
 
 #[cfg(test)]

@@ -147,7 +147,7 @@ impl Queue {
             pipe.cmd("ZCARD").arg(self.inner.keys.get(state.key_name()));
         }
         pipe.cmd("HGET").arg(self.inner.keys.get("meta")).arg("paused");
-        let (w, d, a, c, f, paused): (u64, u64, u64, u64, u64, Option<String>) =
+        let (w, d, a, c, f, wc, paused): (u64, u64, u64, u64, u64, u64, Option<String>) =
             self.inner.conn.pipeline(&pipe).await.context("counts")?;
         Ok(Counts {
             waiting: w,
@@ -155,6 +155,7 @@ impl Queue {
             active: a,
             completed: c,
             failed: f,
+            waiting_children: wc,
             paused: paused.as_deref() == Some("1"),
         })
     }
@@ -198,7 +199,7 @@ impl Queue {
         let policy: QueuePolicy =
             if policy.is_empty() { QueuePolicy::default() } else { serde_json::from_str(policy)? };
         let mut out = Vec::new();
-        for (id, f) in ids.iter().zip(reply.chunks(11)) {
+        for (id, f) in ids.iter().zip(reply.chunks(12)) {
             let (Some(state), Ok(spec)) = (State::parse(&f[0]), serde_json::from_str::<Spec>(&f[1])) else {
                 continue;
             };
@@ -225,6 +226,8 @@ impl Queue {
                 log: if f[6].is_empty() { None } else { serde_json::from_str(&f[6]).ok() },
                 stalls: f[8].parse().unwrap_or(0),
                 dead_letter: spec.dead_letter,
+                parent: spec.parent,
+                children: if f[11].is_empty() { None } else { serde_json::from_str(&f[11]).ok() },
                 bullmq: None,
             });
         }

@@ -73,6 +73,7 @@ impl Queue {
                     id: id.clone(),
                     failed_at: record.state_since_or_until.unwrap_or_else(now_ms),
                 }),
+                parent: None,
             };
             let reason = record.errors.last().map(|e| e.error.clone()).unwrap_or_default();
             let extra = [

@@ -6,8 +6,9 @@
 //!
 //! See `docs/queue-protocol.md` for what each key holds.
 
-/// The names of the fixed keys, in the order the scripts expect them.
-pub const NAMES: [&str; 27] = [
+/// The names of the fixed keys, in the order the scripts expect them
+/// (the last seven are the flows'; `lua/prelude.lua` says what each holds).
+pub const NAMES: [&str; 34] = [
     "meta",
     "wait",
     "delayed",
@@ -35,6 +36,13 @@ pub const NAMES: [&str; 27] = [
     "idle",
     "unstarted",
     "dead",
+    "parents",
+    "notify",
+    "waiting_children",
+    "spawn",
+    "kids",
+    "vals",
+    "fcounts",
 ];
 
 /// The keys of the lean one-job enqueue (`lua/push.lua`), in its order:
@@ -51,6 +59,9 @@ pub struct Keys {
     pub wake_channel: String,
     /// The pub/sub channel of requests to cancel a running job (its id).
     pub cancel_channel: String,
+    /// The pub/sub channel a flow's child that finished announces itself
+    /// on (its id), for a runner to relay its outcome to its parent.
+    pub flow_channel: String,
 }
 
 impl Keys {
@@ -63,6 +74,7 @@ impl Keys {
             push: PUSH_NAMES.iter().map(key).collect(),
             wake_channel: format!("{prefix}:{{{queue}}}:wake"),
             cancel_channel: format!("{prefix}:{{{queue}}}:cancel"),
+            flow_channel: format!("{prefix}:{{{queue}}}:flows"),
         }
     }
 
@@ -90,6 +102,8 @@ mod tests {
         assert!(k.push.iter().all(|key| k.all.contains(key)));
         assert_eq!(k.push.len(), super::PUSH_NAMES.len());
         assert_eq!(k.wake_channel, "jr:{emails}:wake");
+        // The scripts make the flow channel from the `meta` key's name.
+        assert_eq!(k.flow_channel, format!("{}flows", k.get("meta").strip_suffix("meta").unwrap()));
     }
 
     /// The names a script's key table gives `KEYS[1]`, `KEYS[2]`, ... in

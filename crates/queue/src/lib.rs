@@ -51,6 +51,8 @@
 //! - [`events`]: a queue's events as they happen, and waiting for a job
 //!   to finish (`Queue::wait`);
 //! - [`cancel`]: asking the runner running a job to stop it;
+//! - [`flow`]: flows, parents that wait for their children (in any
+//!   queue) and read their outputs;
 //! - [`dead_letter`]: moving jobs that failed for good to a dead-letter
 //!   queue, and back;
 //! - [`admin`]: the operator's side (retry, remove, pause, clean, rate
@@ -77,6 +79,7 @@ pub mod consumer;
 pub mod dead_letter;
 pub mod durability;
 pub mod events;
+pub mod flow;
 pub mod keys;
 pub mod options;
 pub mod policy;
@@ -91,10 +94,11 @@ pub use cancel::CancelAnswer;
 pub use connection::Connection;
 pub use consumer::Consumer;
 pub use events::{Event, EventReader};
+pub use flow::{AddedFlow, Child, ChildCounts, ChildState, ChildrenPage, FlowJob, OnFailure, add_flow, remove_flow};
 pub use options::{Backoff, DEFAULTS, JobOptions, Keep};
 pub use policy::{EffectiveOptions, EffectivePolicy, QueuePolicy, Rate, Source, Sourced};
 pub use queue::{Enqueued, MAX_BULK, NewJob, Queue, QueueFull};
-pub use record::{AttemptError, Counts, DeadLetter, JobRecord, Leased, Spec, State};
+pub use record::{AttemptError, Counts, DeadLetter, JobRecord, Leased, ParentRef, Spec, State};
 pub use schedule::{Schedule, ScheduleInfo, ScheduleSource, Timing};
 pub use work::{AfterFailure, Completion, Failure, Fetched};
 

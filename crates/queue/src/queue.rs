@@ -152,6 +152,7 @@ impl Queue {
             opts: job.options.clone(),
             created_at: now_ms(),
             dead_letter: None,
+            parent: None,
         };
         Ok((id, serde_json::to_string(&spec)?))
     }

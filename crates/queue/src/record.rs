@@ -13,10 +13,13 @@ pub enum State {
     Active,
     Completed,
     Failed,
+    /// A flow's parent waiting for its children (`flow.rs`).
+    WaitingChildren,
 }
 
 impl State {
-    pub const ALL: [State; 5] = [State::Waiting, State::Delayed, State::Active, State::Completed, State::Failed];
+    pub const ALL: [State; 6] =
+        [State::Waiting, State::Delayed, State::Active, State::Completed, State::Failed, State::WaitingChildren];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -25,6 +28,7 @@ impl State {
             State::Active => "active",
             State::Completed => "completed",
             State::Failed => "failed",
+            State::WaitingChildren => "waiting_children",
         }
     }
 
@@ -61,6 +65,16 @@ pub struct Spec {
     /// Set on a dead letter: where it failed for good (`dead_letter.rs`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dead_letter: Option<DeadLetter>,
+    /// Set on a flow's child: its parent (`flow.rs`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent: Option<ParentRef>,
+}
+
+/// A flow's parent, as its child names it: its queue and id.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ParentRef {
+    pub queue: String,
+    pub id: String,
 }
 
 /// Where a dead letter came from: its queue, its id there, and when it
@@ -80,6 +94,8 @@ pub struct Counts {
     pub active: u64,
     pub completed: u64,
     pub failed: u64,
+    /// Parents of flows waiting for their children.
+    pub waiting_children: u64,
     pub paused: bool,
 }
 
@@ -125,6 +141,13 @@ pub struct JobRecord {
     /// sends it back to that queue.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub dead_letter: Option<DeadLetter>,
+    /// For a flow's child: its parent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub parent: Option<ParentRef>,
+    /// For a flow's parent: its children, counted by outcome (the
+    /// children themselves are read a page at a time: `Queue::children`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub children: Option<crate::flow::ChildCounts>,
     /// For a job of a BullMQ-backed queue: what BullMQ keeps that the
     /// record has no place for (its job name, raw options, attempts started).
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -234,6 +234,7 @@ impl Queue {
                 opts: schedule.options.clone(),
                 created_at: now,
                 dead_letter: None,
+                parent: None,
             };
             let job_id = format!("sched:{sid}:{due_ms}");
             let args: Vec<Vec<u8>> = [

@@ -41,6 +41,7 @@ pub struct Scripts {
     pub schedule: redis::Script,
     pub jobs: redis::Script,
     pub release: redis::Script,
+    pub flow: redis::Script,
     /// The lean one-job enqueue: `common.lua` and its body, no prelude.
     pub push: redis::Script,
 }
@@ -56,5 +57,6 @@ pub static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
     schedule: script!("schedule.lua"),
     jobs: script!("jobs.lua"),
     release: script!("release.lua"),
+    flow: script!("flow.lua"),
     push: redis::Script::new(concat!(include_str!("lua/common.lua"), "\n", include_str!("lua/push.lua"))),
 });

@@ -1,9 +1,13 @@
 //! Model-based test: random sequences of operations run against the real
 //! queue (on a real Redis) and against a small in-memory model of the state
 //! machine; after every step the counts agree, and after every sequence
-//! each job's state and attempts agree.
+//! each job's state and attempts agree, and each flow parent's counts of
+//! its children's outcomes.
 
-use jobrunner_queue::{AfterFailure, Backoff, Completion, Connection, Failure, JobOptions, Keep, NewJob, Queue, State};
+use jobrunner_queue::{
+    AfterFailure, Backoff, Completion, Connection, Failure, FlowJob, JobOptions, Keep, NewJob, OnFailure, Queue, State,
+    add_flow,
+};
 use proptest::prelude::*;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -13,16 +17,30 @@ const MAX_ATTEMPTS: u32 = 2;
 
 #[derive(Debug, Clone)]
 enum Op {
-    Enqueue { priority: u32, delayed: bool },
+    Enqueue {
+        priority: u32,
+        delayed: bool,
+    },
     Fetch(usize),
     Complete(usize),
     StaleAck(usize),
-    Fail { pick: usize, permanent: bool },
+    Fail {
+        pick: usize,
+        permanent: bool,
+    },
     Retry(usize),
     Remove(usize),
     Promote(usize),
     Pause,
     Resume,
+    /// A flow: a parent with 1 to 3 children, in this queue, each child's
+    /// failure doing `on` (0 fail, 1 ignore, 2 continue) to the parent.
+    AddFlow {
+        children: usize,
+        on: usize,
+    },
+    /// A runner relays the finished children's outcomes to their parents.
+    Relay,
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -37,6 +55,8 @@ fn op() -> impl Strategy<Value = Op> {
         1 => any::<usize>().prop_map(Op::Promote),
         1 => Just(Op::Pause),
         1 => Just(Op::Resume),
+        2 => (1usize..4, 0usize..3).prop_map(|(children, on)| Op::AddFlow { children, on }),
+        2 => Just(Op::Relay),
     ]
 }
 
@@ -47,6 +67,18 @@ struct Job {
     seq: u64,
     attempts: u32,
     token: Option<String>,
+    /// A flow's child not finished yet: its parent, and what its failure
+    /// does to it.
+    parent: Option<(String, OnFailure)>,
+}
+
+/// A flow parent's children by outcome, as the parent has recorded them.
+#[derive(Debug, Default, Clone, PartialEq)]
+struct Kids {
+    pending: i64,
+    completed: u64,
+    failed: u64,
+    removed: u64,
 }
 
 #[derive(Default)]
@@ -55,6 +87,10 @@ struct Model {
     paused: bool,
     seq: u64,
     next_id: usize,
+    flows: BTreeMap<String, Kids>,
+    /// Finished children's outcomes not yet relayed, in the order they
+    /// finished: (parent, on failure, status).
+    outbox: Vec<(String, OnFailure, &'static str)>,
 }
 
 impl Model {
@@ -79,6 +115,40 @@ impl Model {
 
     fn count(&self, s: State) -> u64 {
         self.jobs.values().filter(|j| j.state == s).count() as u64
+    }
+
+    /// A job that finished (or was removed): a flow's child tells its parent.
+    fn finished(&mut self, id: &str, status: &'static str) {
+        if let Some((parent, on)) = self.jobs.get_mut(id).and_then(|j| j.parent.take()) {
+            self.outbox.push((parent, on, status));
+        }
+    }
+
+    /// The relay, in the order the children finished: the outbox is a
+    /// small hash, which Redis keeps as a listpack and scans in insertion
+    /// order, so the parents it releases join the line in that order.
+    fn relay(&mut self) -> usize {
+        let outcomes = std::mem::take(&mut self.outbox);
+        for (parent, on, status) in &outcomes {
+            let Some(kids) = self.flows.get_mut(parent) else { continue };
+            kids.pending -= 1;
+            match *status {
+                "completed" => kids.completed += 1,
+                "failed" => kids.failed += 1,
+                _ => kids.removed += 1,
+            }
+            let pending = kids.pending;
+            if self.jobs.get(parent).is_none_or(|p| p.state != State::WaitingChildren) {
+                continue;
+            }
+            match (*status, on) {
+                ("failed", OnFailure::Fail) => self.jobs.get_mut(parent).unwrap().state = State::Failed,
+                ("failed", OnFailure::Continue) => self.make_waiting(parent),
+                _ if pending <= 0 => self.make_waiting(parent),
+                _ => {}
+            }
+        }
+        outcomes.len()
     }
 }
 
@@ -107,7 +177,7 @@ async fn step(q: &Queue, m: &mut Model, op: &Op) {
                 .unwrap();
             m.jobs.insert(
                 id.clone(),
-                Job { state: State::Delayed, priority: *priority, seq: 0, attempts: 0, token: None },
+                Job { state: State::Delayed, priority: *priority, seq: 0, attempts: 0, token: None, parent: None },
             );
             if !*delayed {
                 m.make_waiting(&id);
@@ -143,6 +213,7 @@ async fn step(q: &Queue, m: &mut Model, op: &Op) {
                 let c = Completion { id: id.clone(), token, result: None, progress: None, log: None };
                 assert_eq!(q.complete(&[c], Keep { count: None, age_ms: None }).await.unwrap(), vec![true]);
                 m.jobs.get_mut(&id).unwrap().state = State::Completed;
+                m.finished(&id, "completed");
             }
         }
         Op::StaleAck(pick) => {
@@ -159,6 +230,7 @@ async fn step(q: &Queue, m: &mut Model, op: &Op) {
                 if *permanent || m.jobs[&id].attempts >= MAX_ATTEMPTS {
                     assert_eq!(after, AfterFailure::Failed);
                     m.jobs.get_mut(&id).unwrap().state = State::Failed;
+                    m.finished(&id, "failed");
                 } else {
                     assert_eq!(after, AfterFailure::Waiting);
                     m.make_waiting(&id);
@@ -175,7 +247,9 @@ async fn step(q: &Queue, m: &mut Model, op: &Op) {
         Op::Remove(pick) => {
             if let Some(id) = m.pick(None, *pick) {
                 assert_eq!(q.remove(&id).await.unwrap(), m.jobs[&id].state.as_str());
+                m.finished(&id, "removed");
                 m.jobs.remove(&id);
+                m.flows.remove(&id);
             }
         }
         Op::Promote(pick) => {
@@ -192,13 +266,41 @@ async fn step(q: &Queue, m: &mut Model, op: &Op) {
             q.resume().await.unwrap();
             m.paused = false;
         }
+        Op::AddFlow { children, on } => {
+            m.next_id += 1;
+            let pid = format!("m{:03}", m.next_id);
+            let on = [OnFailure::Fail, OnFailure::Ignore, OnFailure::Continue][*on];
+            let kids: Vec<serde_json::Value> = (0..*children)
+                .map(|i| {
+                    serde_json::json!({"queue": q.name(), "id": format!("{pid}c{i}"), "type": "t",
+                        "options": options(), "on_failure": on})
+                })
+                .collect();
+            let flow: FlowJob = serde_json::from_value(
+                serde_json::json!({"queue": q.name(), "id": pid, "type": "t", "options": options(), "children": kids}),
+            )
+            .unwrap();
+            assert_eq!(add_flow(q.connection(), flow).await.unwrap().unfinished, None);
+            let job =
+                |parent| Job { state: State::WaitingChildren, priority: 0, seq: 0, attempts: 0, token: None, parent };
+            m.jobs.insert(pid.clone(), job(None));
+            m.flows.insert(pid.clone(), Kids { pending: *children as i64, ..Kids::default() });
+            for i in 0..*children {
+                let id = format!("{pid}c{i}");
+                m.jobs.insert(id.clone(), job(Some((pid.clone(), on))));
+                m.make_waiting(&id);
+            }
+        }
+        Op::Relay => {
+            assert_eq!(q.relay_outcomes().await.unwrap(), m.relay(), "outcomes relayed");
+        }
     }
 }
 
 static CASE: AtomicUsize = AtomicUsize::new(0);
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 300, ..ProptestConfig::default() })]
 
     #[test]
     fn the_queue_matches_its_model(ops in proptest::collection::vec(op(), 1..40)) {
@@ -212,12 +314,17 @@ proptest! {
             for op in &ops {
                 step(&q, &mut m, op).await;
                 let c = q.counts().await.unwrap();
-                let expect = (m.count(State::Waiting), m.count(State::Delayed), m.count(State::Active), m.count(State::Completed), m.count(State::Failed), m.paused);
-                assert_eq!((c.waiting, c.delayed, c.active, c.completed, c.failed, c.paused), expect, "after {op:?}");
+                let expect = (m.count(State::Waiting), m.count(State::Delayed), m.count(State::Active), m.count(State::Completed), m.count(State::Failed), m.count(State::WaitingChildren), m.paused);
+                assert_eq!((c.waiting, c.delayed, c.active, c.completed, c.failed, c.waiting_children, c.paused), expect, "after {op:?}");
             }
             for (id, j) in &m.jobs {
                 let r = q.get(id).await.unwrap().unwrap();
                 assert_eq!((r.state, r.attempts_made), (j.state, j.attempts), "job {id}");
+            }
+            for (id, kids) in &m.flows {
+                let c = q.children(id, 1, 10).await.unwrap().unwrap().counts;
+                let real = Kids { pending: c.pending, completed: c.completed, failed: c.failed, removed: c.removed };
+                assert_eq!(&real, kids, "the children of {id}");
             }
         });
     }

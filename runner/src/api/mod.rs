@@ -1,6 +1,6 @@
 //! The HTTP API (`/api/v1`), health, readiness and Prometheus metrics.
 //!
-//! Layout: `jobs` (queues and jobs), `system` (schedules, plugins,
+//! Layout: `jobs` (queues and jobs), `flows` (flows of jobs), `system` (schedules, plugins,
 //! runners, health, metrics, OpenAPI); `routes()` lists them, and
 //! `openapi.json` documents them (a test keeps the two equal). What they
 //! share with the dashboard (state, errors, authentication) is `web`; the
@@ -12,6 +12,7 @@
 //! page of another origin is refused. Request bodies are size-limited.
 //! Plugins' secrets are never shown.
 
+pub mod flows;
 pub mod jobs;
 pub mod system;
 
@@ -31,6 +32,9 @@ pub fn routes() -> Router<Arc<ApiState>> {
         .route("/queues/{queue}/jobs/{id}/retry", post(jobs::retry))
         .route("/queues/{queue}/jobs/{id}/promote", post(jobs::promote))
         .route("/queues/{queue}/jobs/{id}/cancel", post(jobs::cancel))
+        .route("/queues/{queue}/jobs/{id}/children", get(flows::children))
+        .route("/queues/{queue}/flows/{id}", axum::routing::delete(flows::remove))
+        .route("/flows", post(flows::add))
         .route("/queues/{queue}/events", get(jobs::events))
         .route("/queues/{queue}/retry-failed", post(jobs::retry_failed))
         .route("/queues/{queue}/clean", post(jobs::clean))

@@ -87,6 +87,7 @@ pub async fn metrics(State(state): State<Arc<ApiState>>) -> impl IntoResponse {
             set("active", c.active);
             set("completed", c.completed);
             set("failed", c.failed);
+            set("waiting_children", c.waiting_children);
             state.metrics.queue_paused.with_label_values(&[name.as_str(), q.backend()]).set(i64::from(c.paused));
         }
     }

@@ -2,10 +2,12 @@
 //!
 //! Layout: `serve` (the daemon), `exec` (one job, locally), `plugin`
 //! (`check`, `new`, with `templates`), `queues` (enqueue, inspect and operate the queues),
+//! `flow` (add, show and remove flows of jobs),
 //! `user` (a named user's password hash).
 //! Each command returns an exit code; an error is printed by `main` as one line.
 
 mod exec;
+mod flow;
 mod plugin;
 mod queues;
 mod serve;
@@ -57,6 +59,9 @@ pub enum Command {
     /// Stop a running job: the runner running it records it failed
     /// ("cancelled"), with no retry.
     Cancel { queue: String, id: String },
+    /// Flows: jobs that run after their children (add, show, remove).
+    #[command(subcommand)]
+    Flow(flow::FlowCommand),
     /// Manage recurring schedules.
     #[command(subcommand)]
     Schedule(queues::ScheduleCommand),
@@ -89,6 +94,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Pause { queue } => queues::pause(&queue, true, &load_config(config_path.as_deref())?).await,
         Command::Resume { queue } => queues::pause(&queue, false, &load_config(config_path.as_deref())?).await,
         Command::Cancel { queue, id } => queues::cancel(&queue, &id, &load_config(config_path.as_deref())?).await,
+        Command::Flow(cmd) => flow::run(cmd, config_path.as_deref()).await,
         Command::Schedule(cmd) => queues::schedule(cmd, &load_config(config_path.as_deref())?).await,
         Command::User(cmd) => user::run(cmd),
     }

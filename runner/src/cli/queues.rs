@@ -201,14 +201,14 @@ pub async fn queues(args: QueuesArgs, config: &Config) -> Result<ExitCode> {
         println!("{}", serde_json::to_string_pretty(&v)?);
     } else {
         println!(
-            "{:<24} {:<7} {:>9} {:>9} {:>9} {:>10} {:>9}",
-            "QUEUE", "BACKEND", "WAITING", "DELAYED", "ACTIVE", "COMPLETED", "FAILED"
+            "{:<24} {:<7} {:>9} {:>9} {:>9} {:>10} {:>9} {:>16}",
+            "QUEUE", "BACKEND", "WAITING", "DELAYED", "ACTIVE", "COMPLETED", "FAILED", "WAITING_CHILDREN"
         );
         for (n, backend, c, _) in &rows {
             let name = if c.paused { format!("{n} (paused)") } else { n.clone() };
             println!(
-                "{name:<24} {backend:<7} {:>9} {:>9} {:>9} {:>10} {:>9}",
-                c.waiting, c.delayed, c.active, c.completed, c.failed
+                "{name:<24} {backend:<7} {:>9} {:>9} {:>9} {:>10} {:>9} {:>16}",
+                c.waiting, c.delayed, c.active, c.completed, c.failed, c.waiting_children
             );
         }
         // Each queue's policy, every value with where it came from.

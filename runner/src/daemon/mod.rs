@@ -23,7 +23,8 @@
 //! queue's dead-letter queue), `acker` (a queue's completions, batched), `leases` (the
 //! leases of a queue's running jobs, extended in batches), `progress` (a
 //! running job's progress, written as it moves), `cancels` (requests to
-//! stop a running job), `bull_worker`.
+//! stop a running job), `flows` (children's outcomes relayed to their
+//! parents, flows left midway finished), `bull_worker`.
 
 pub mod acker;
 pub mod bull_worker;
@@ -31,6 +32,7 @@ pub mod cancels;
 pub mod dead_letters;
 pub mod dispatcher;
 pub mod embedded;
+pub mod flows;
 pub mod leases;
 pub mod policies;
 pub mod progress;
@@ -299,6 +301,7 @@ pub async fn serve(config: Config, config_file: Option<PathBuf>, shutdown: impl 
             cancel_jobs.clone(),
         ));
         dispatchers.spawn(dead_letters::run(shared.clone(), queue.clone(), stop_fetching.clone()));
+        dispatchers.spawn(flows::run(queue.clone(), stop_fetching.clone()));
         dispatchers.spawn(fire_schedules(queue, stop_fetching.clone()));
     }
 

@@ -107,6 +107,7 @@ pub async fn queue_page(state: &ApiState, name: &str, q: QueueQuery) -> ApiResul
         State::Active => counts.active,
         State::Completed => counts.completed,
         State::Failed => counts.failed,
+        State::WaitingChildren => counts.waiting_children,
     };
     let content = html! {
         h1 { "Queue " (name) @if counts.paused { " " span.bad { "(paused)" } } }
@@ -190,14 +191,25 @@ fn job_actions(queue: &str, id: &str, state: State, is_native: bool) -> Markup {
     }
 }
 
+#[derive(Deserialize)]
+pub struct JobQuery {
+    /// The first child shown of a flow's parent (from 1).
+    pub from: Option<u64>,
+}
+
 pub async fn job(
     AxState(state): AxState<Arc<ApiState>>,
     Path((name, id)): Path<(String, String)>,
+    Query(q): Query<JobQuery>,
 ) -> ApiResult<Response> {
-    let j = queue(&state, &name)?
-        .get(&id)
-        .await?
-        .ok_or_else(|| ApiError::NotFound(format!("no job `{id}` in queue {name}")))?;
+    let any = queue(&state, &name)?;
+    let j = any.get(&id).await?.ok_or_else(|| ApiError::NotFound(format!("no job `{id}` in queue {name}")))?;
+    let from = q.from.unwrap_or(1).max(1);
+    // A flow's parent: a page of its children (never all of them).
+    let children = match (any.native(), &j.children) {
+        (Some(native), Some(_)) => native.children(&id, from, PAGE).await?,
+        _ => None,
+    };
     let pretty = |v: &serde_json::Value| serde_json::to_string_pretty(v).unwrap_or_default();
     let content = html! {
         h1 { "Job " (j.id) }
@@ -208,7 +220,34 @@ pub async fn job(
             p.muted { "A dead letter: it failed for good in " a href=(format!("/dashboard/queues/{}", d.queue)) { (d.queue) }
                 " as " code { (d.id) } " " (when(d.failed_at)) ". Retry sends it back there." }
         }
+        @if let Some(p) = &j.parent {
+            p #parent { "A child in a flow: its parent is "
+                a href=(format!("/dashboard/queues/{}/jobs/{}", p.queue, p.id)) { (p.queue) " / " (p.id) } "." }
+        }
         p { (job_actions(&name, &j.id, j.state, j.bullmq.is_none())) }
+        @if let Some(page) = &children {
+            h2 { "Children" }
+            @let c = &page.counts;
+            p #children-counts { (c.total) " children: " (c.pending) " pending, " (c.completed) " completed, "
+                (c.failed) " failed, " (c.removed) " removed." }
+            table #children {
+                thead { tr { th.num { "#" } th { "Job" } th { "Outcome" } th { "Output or reason" } } }
+                tbody {
+                    @for child in &page.children {
+                        tr {
+                            td.num { (child.number) }
+                            td { a href=(format!("/dashboard/queues/{}/jobs/{}", child.queue, child.id)) { (child.queue) " / " (child.id) } }
+                            td class=(if child.error.is_some() { "bad" } else { "" }) { (format!("{:?}", child.state).to_lowercase()) }
+                            td.muted { (child.error.clone().or_else(|| child.value.as_ref().map(|v| v.to_string())).unwrap_or_default()) }
+                        }
+                    }
+                }
+            }
+            p {
+                @if from > 1 { a href=(format!("/dashboard/queues/{name}/jobs/{id}?from={}", from.saturating_sub(PAGE).max(1))) { "Previous children" } " " }
+                @if let Some(next) = page.next { a href=(format!("/dashboard/queues/{name}/jobs/{id}?from={next}")) { "Next children" } }
+            }
+        }
         @if let Some(p) = j.progress {
             div.progress title=(format!("{p}%")) { div style=(format!("width: {p}%")) {} }
         }

@@ -37,7 +37,7 @@ local now_s = int(now)
 local ids = {}
 for i = 1, n do ids[i] = ARGV[5 + (i - 1) * width] end
 local current = hmget_many(K.tokens, ids)
-local out, done, seen = {}, {}, {}
+local out, done, seen, at = {}, {}, {}, {}
 local finished, results, progress, logs = {}, {}, {}, {}
 local nd, nr, np, nl = 0, 0, 0, 0
 for i = 1, n do
@@ -51,6 +51,7 @@ for i = 1, n do
     out[i] = 1
     nd = nd + 1
     done[nd] = id
+    at[nd] = b
     finished[2 * nd - 1] = now_s
     finished[2 * nd] = id
     if width == 5 then
@@ -74,6 +75,18 @@ if nd > 0 then
   call_many('HSET', K.results, results)
   call_many('HSET', K.progress, progress)
   call_many('HSET', K.logs, logs)
+  -- Children of flows tell their parents, with their outputs
+  -- (`flow_child_done`); a queue with no pending child pays one HLEN.
+  if K.parents and redis.call('HLEN', K.parents) > 0 then
+    local linked = hmget_many(K.parents, done)
+    for i = 1, nd do
+      if linked[i] then
+        local result = ''
+        if width == 5 then result = ARGV[at[i] + 2] end
+        flow_child_done(done[i], 'completed', result)
+      end
+    end
+  end
   -- One event for the batch: its ids, space-separated (an id has no space).
   if nd == 1 then
     event('completed', done[1])

@@ -1,7 +1,8 @@
 -- Reads jobs for `get` and listings. ARGV: ids.
 -- Returns the queue's policy JSON ('' for none), then per id: state (or ''), spec, attempts, created, result, errors,
 -- logs, progress, stalls, state score (run-at, lease end or finished-at),
--- group (its producer's, or the one read at the queue's `group_from`).
+-- group (its producer's, or the one read at the queue's `group_from`),
+-- and for a flow's parent its children's counts (JSON).
 local out = { redis.call('HGET', K.meta, 'policy') or '' }
 for _, id in ipairs(ARGV) do
   local state, score = '', ''
@@ -15,5 +16,6 @@ for _, id in ipairs(ARGV) do
   end
   table.insert(out, score)
   table.insert(out, redis.call('HGET', K.groups, id) or '')
+  table.insert(out, redis.call('HGET', K.fcounts, id) or '')
 end
 return out

@@ -11,8 +11,12 @@ local K = {
   events = KEYS[17], rl = KEYS[18], schedules = KEYS[19], schedule_next = KEYS[20],
   groups = KEYS[21], gvt = KEYS[22], grl = KEYS[23], gscore = KEYS[24],
   idle = KEYS[25], unstarted = KEYS[26], dead = KEYS[27],
+  parents = KEYS[28], notify = KEYS[29], waiting_children = KEYS[30], spawn = KEYS[31],
+  kids = KEYS[32], vals = KEYS[33], fcounts = KEYS[34],
 }
-local ALL_STATES = { K.wait, K.delayed, K.active, K.completed, K.failed }
+-- A producer of another language may declare the first 27 keys only: the
+-- flow keys are then nil, and so is the last state here (`ipairs` stops).
+local ALL_STATES = { K.wait, K.delayed, K.active, K.completed, K.failed, K.waiting_children }
 local PER_JOB = { K.specs, K.attempts, K.tokens, K.created, K.results, K.errors,
                   K.logs, K.progress, K.stalls, K.prios, K.groups, K.gscore, K.unstarted }
 -- What a finished job may still have: its lease token went when it finished.
@@ -126,7 +130,7 @@ local function push_wait(id)
 end
 
 -- Where a job is: its state's name, or false.
-local STATE_NAMES = { 'waiting', 'delayed', 'active', 'completed', 'failed' }
+local STATE_NAMES = { 'waiting', 'delayed', 'active', 'completed', 'failed', 'waiting_children' }
 local function state_of(id)
   for i, key in ipairs(ALL_STATES) do
     if redis.call('ZSCORE', key, id) then return STATE_NAMES[i] end
@@ -134,7 +138,58 @@ local function state_of(id)
   return false
 end
 
+-- Flows (`flow.rs`, docs/queue-protocol.md). A child's queue holds its
+-- link to its parent (`parents`: id -> the parent's JSON reference, with
+-- what the child's failure does to it) until the child finishes; then its
+-- outcome goes to the queue's outbox (`notify`: id -> "PARENT\nSTATUS\nBODY")
+-- and a message to the queue's flow channel, and a runner relays it to the
+-- parent's queue, another cluster slot maybe, in a script of its own
+-- (`flow.lua`, `notify`), which records each child once. A parent's own
+-- queue holds, per parent: its children in order (`kids`, members
+-- "PID ORD QUEUE ID", all at score 0, so that one parent's are one range
+-- of the set by name), their outcomes (`vals`, "PID QUEUE ID" -> "STATUS
+-- BODY"), its counts (`fcounts`, JSON) and, until they exist, the
+-- children still to create (`spawn`). Job ids and queue names hold no
+-- space, so the separators cannot be forged.
+local FLOW_CHANNEL = K.meta and string.sub(K.meta, 1, #K.meta - 4) .. 'flows'
+
+-- A finished job's outcome for its parent, if it is a flow's child.
+-- STATUS is completed, failed or removed; BODY the output or the reason.
+local function flow_child_done(id, status, body)
+  if not K.parents or redis.call('HLEN', K.parents) == 0 then return false end
+  local parent = redis.call('HGET', K.parents, id)
+  if not parent then return false end
+  redis.call('HDEL', K.parents, id)
+  redis.call('HSET', K.notify, id, parent .. '\n' .. status .. '\n' .. (body or ''))
+  redis.call('PUBLISH', FLOW_CHANNEL, id)
+  return true
+end
+
+-- One parent's range in `kids`: every member starting "PID ".
+local function kids_range(pid) return '[' .. pid .. ' ', '(' .. pid .. '!' end
+
+-- Drops what a parent's flow keeps: its children's list, outcomes and
+-- counts, and any children not yet created. O(children).
+local function drop_flow(pid)
+  if not K.fcounts or redis.call('HDEL', K.fcounts, pid) == 0 then return end
+  local lo, hi = kids_range(pid)
+  local members = redis.call('ZRANGEBYLEX', K.kids, lo, hi)
+  local fields = {}
+  for i, m in ipairs(members) do
+    local ref = string.match(m, '^%S+ %d+ (%S+ %S+)$')
+    fields[i] = pid .. ' ' .. (ref or '')
+  end
+  call_many('HDEL', K.vals, fields)
+  redis.call('ZREMRANGEBYLEX', K.kids, lo, hi)
+  redis.call('HDEL', K.spawn, pid)
+end
+
+-- Removes a job in any state. A flow's child still pending tells its
+-- parent it was removed (the parent no longer waits for it); a parent's
+-- flow data goes with it.
 local function remove_job(id)
+  flow_child_done(id, 'removed', 'removed')
+  drop_flow(id)
   for _, key in ipairs(ALL_STATES) do redis.call('ZREM', key, id) end
   for _, key in ipairs(PER_JOB) do redis.call('HDEL', key, id) end
   if K.dead then redis.call('ZREM', K.dead, id) end
@@ -163,6 +218,13 @@ local function purge(set, ids)
   ids = not_pending_dead(ids)
   if #ids == 0 then return end
   redis.call('ZREM', set, unpack(ids))
+  -- Finished parents take their flow data with them.
+  if K.fcounts and redis.call('HLEN', K.fcounts) > 0 then
+    local parents = hmget_many(K.fcounts, ids)
+    for i, id in ipairs(ids) do
+      if parents[i] then drop_flow(id) end
+    end
+  end
   for _, key in ipairs(FINISHED) do
     if redis.call('HLEN', key) > 0 then redis.call('HDEL', key, unpack(ids)) end
   end
@@ -202,10 +264,10 @@ end
 
 -- After a failed attempt (or a stall): retry per the policy, or fail for good.
 -- Returns the new state and, when delayed, the time it runs.
-local function retry_or_fail(id, attempts, kind, delay_ms, message, now, rnd, channel)
-  local spec = cjson.decode(redis.call('HGET', K.specs, id))
-  -- A spec stores only the options its producer set; the rest come from
-  -- the queue's policy as it is now (`policy.rs`), then the defaults.
+-- A job's options in effect: a spec stores only the options its producer
+-- set; the rest come from the queue's policy as it is now (`policy.rs`),
+-- then the defaults. Also the policy's dead-letter queue.
+local function effective_opts(spec)
   local opts = spec.opts or {}
   local policy = redis.call('HGET', K.meta, 'policy')
   local dead_letter = nil
@@ -219,27 +281,44 @@ local function retry_or_fail(id, attempts, kind, delay_ms, message, now, rnd, ch
   for name, value in pairs(cjson.decode(DEFAULT_OPTS)) do
     if opts[name] == nil then opts[name] = value end
   end
-  local max = tonumber(opts.attempts) or 1
+  return opts, dead_letter
+end
+
+-- Appends one failed attempt to a job's errors (the last 25 are kept).
+local function add_error(id, attempt, now, kind, message)
   local errors = cjson.decode(redis.call('HGET', K.errors, id) or '[]')
-  table.insert(errors, { attempt = attempts, at = now, kind = kind, error = message })
+  table.insert(errors, { attempt = attempt, at = now, kind = kind, error = message })
   while #errors > 25 do table.remove(errors, 1) end
   redis.call('HSET', K.errors, id, cjson.encode(errors))
+end
+
+-- A job (out of every other state) failed for good.
+local function fail_for_good(id, spec, opts, dead_letter, attempts, message, now)
+  redis.call('ZADD', K.failed, now, id)
+  redis.call('HSET', K.results, id, cjson.encode({ failed_reason = message, attempts = attempts }))
+  event('failed', id, 'reason', message, 'attempts', attempts)
+  -- Bound for the dead-letter queue: noted, to be moved by a runner
+  -- (another slot of a cluster, so not in this script), and kept from
+  -- retention until then. Not a job already moved out of one.
+  if type(dead_letter) == 'string' and K.dead and not spec.dead_letter then
+    redis.call('ZADD', K.dead, now, id)
+  end
+  flow_child_done(id, 'failed', message)
+  local keep = opts.keep_failed or {}
+  -- A null count or age (JSON null) means no limit on that side.
+  local count, age = keep.count, keep.age_ms
+  if type(count) ~= 'number' then count = -1 end
+  if type(age) ~= 'number' then age = 0 end
+  retain(K.failed, count, age, now)
+end
+
+local function retry_or_fail(id, attempts, kind, delay_ms, message, now, rnd, channel)
+  local spec = cjson.decode(redis.call('HGET', K.specs, id))
+  local opts, dead_letter = effective_opts(spec)
+  local max = tonumber(opts.attempts) or 1
+  add_error(id, attempts, now, kind, message)
   if kind == 'permanent' or attempts >= max then
-    redis.call('ZADD', K.failed, now, id)
-    redis.call('HSET', K.results, id, cjson.encode({ failed_reason = message, attempts = attempts }))
-    event('failed', id, 'reason', message, 'attempts', attempts)
-    -- Bound for the dead-letter queue: noted, to be moved by a runner
-    -- (another slot of a cluster, so not in this script), and kept from
-    -- retention until then. Not a job already moved out of one.
-    if type(dead_letter) == 'string' and K.dead and not spec.dead_letter then
-      redis.call('ZADD', K.dead, now, id)
-    end
-    local keep = opts.keep_failed or {}
-    -- A null count or age (JSON null) means no limit on that side.
-    local count, age = keep.count, keep.age_ms
-    if type(count) ~= 'number' then count = -1 end
-    if type(age) ~= 'number' then age = 0 end
-    retain(K.failed, count, age, now)
+    fail_for_good(id, spec, opts, dead_letter, attempts, message, now)
     return { 'failed', 0 }
   end
   local delay = delay_ms
