@@ -33,13 +33,14 @@ fn job(job_type: &str, payload: &str) -> JobInput {
         attempt: 1,
         max_attempts: 3,
         enqueued_at_ms: 0,
+        parent: None,
     }
 }
 
 fn host(compile_cache_dir: Option<PathBuf>) -> Host {
     Host::new(
         HostOptions { compile_cache_dir, ..HostOptions::default() },
-        Services { cache: Cache::memory(), mailer: Mailer::outbox(std::env::temp_dir()) },
+        Services::new(Cache::memory(), Mailer::outbox(std::env::temp_dir())),
     )
     .unwrap()
 }

@@ -397,8 +397,7 @@ impl Bench {
     pub async fn wasm_overhead(&self, jobs: usize) -> Result<f64> {
         use jobrunner_host::cache::Cache;
         use jobrunner_host::{HostOptions, Services};
-        let services =
-            Services { cache: Cache::memory(), mailer: jobrunner_host::mail::Mailer::outbox(std::env::temp_dir()) };
+        let services = Services::new(Cache::memory(), jobrunner_host::mail::Mailer::outbox(std::env::temp_dir()));
         let host = runner::Host::new(HostOptions::default(), services)?;
         let config = runner::Config::default();
         let (plugin, _) = host.load_file(&self.noop, |n| config.plugin_settings(n)).await?;
@@ -410,6 +409,7 @@ impl Bench {
             attempt: 1,
             max_attempts: 1,
             enqueued_at_ms: 0,
+            parent: None,
         };
         for _ in 0..1000 {
             plugin.run(&job).await;

@@ -52,6 +52,8 @@ pub struct PluginStatus {
     /// What the plugin's `describe()` calls it.
     pub declared_name: Option<String>,
     pub version: Option<String>,
+    /// The contract version it is built against (`0.1`, `0.2`).
+    pub contract: Option<jobrunner_host::contract::Version>,
     pub sha256: Option<String>,
     pub job_types: Vec<String>,
     pub limits: Option<Limits>,
@@ -70,6 +72,7 @@ impl PluginStatus {
             name: None,
             declared_name: None,
             version: None,
+            contract: None,
             sha256: None,
             job_types: vec![],
             limits: None,
@@ -280,6 +283,7 @@ impl Registry {
                 status.name = Some(plugin.name().to_string());
                 status.declared_name = Some(d.name.clone());
                 status.version = Some(d.version.clone());
+                status.contract = Some(d.contract);
                 status.sha256 = Some(plugin.sha256.clone());
                 status.job_types = d.job_types.clone();
                 status.limits = Some(plugin.limits().clone());

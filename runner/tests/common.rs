@@ -39,7 +39,7 @@ pub fn setup_with(config: &str, cache: Cache, engine: EngineOptions) -> Setup {
         if config.mail.smtp.is_some() { config.mailer().unwrap() } else { Mailer::outbox(dir.path().join("outbox")) };
     let host = Host::new(
         HostOptions { engine, compile_cache_dir: Some(dir.path().join("compiled")) },
-        Services { cache, mailer },
+        Services::new(cache, mailer),
     )
     .unwrap();
     Setup { host, config, dir }
@@ -54,6 +54,7 @@ pub fn job(job_type: &str, payload: serde_json::Value) -> JobInput {
         attempt: 1,
         max_attempts: 3,
         enqueued_at_ms: 1_700_000_000_000,
+        parent: None,
     }
 }
 

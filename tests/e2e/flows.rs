@@ -187,3 +187,46 @@ async fn the_flow_commands_add_show_and_remove() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("no job `weekly` in queue reports"));
 }
+
+/// Contract 0.2 through the daemon: a plugin's job asks for a flow (its
+/// grant names the queue), the runner enqueues it when the job succeeds,
+/// and the flow's parent, run by the same plugin, pages through its
+/// children's outputs; one child's failure is ignored, as the flow says.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plugin_builds_a_flow_and_its_parent_reads_its_children() {
+    let redis = testkit::redis::RedisServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("runner.toml"),
+        "[queues.default]\nconcurrency = 4\n[queues.fan]\nconcurrency = 8\n[plugins.hostile]\nmay_enqueue = [\"fan:*\"]\n",
+    )
+    .unwrap();
+    install(dir.path(), "hostile_plugin", "hostile.wasm");
+    let _daemon = Daemon::start(dir.path(), Some(&redis.url()));
+    let default = queue(&redis.url(), "default").await;
+    let fan = queue(&redis.url(), "fan").await;
+    let asked = default
+        .enqueue(jobrunner_queue::NewJob {
+            id: Some("campaign".into()),
+            job_type: "flow-out".into(),
+            payload: r#"{"queue": "fan", "children": 50, "fail": 3, "on_failure": "ignore"}"#.into(),
+            options: Default::default(),
+        })
+        .await
+        .unwrap();
+    let record = default.wait(&asked.id, Duration::from_secs(60)).await.unwrap().unwrap();
+    assert_eq!(record.state, State::Completed, "{record:?}");
+    let root = record.result.unwrap()["root"].as_str().unwrap().to_string();
+    let parent = wait_state(&fan, &root, &[State::Completed, State::Failed]).await;
+    assert_eq!(parent.state, State::Completed, "{parent:?}");
+    assert_eq!(
+        parent.result,
+        Some(
+            serde_json::json!({"parent": true, "total": 50, "completed": 49, "failed": 1, "seen": 50, "sum": 1222, "pages": 8})
+        )
+    );
+    let child = fan.children(&root, 4, 1).await.unwrap().unwrap().children.remove(0);
+    assert_eq!((child.state, child.error.as_deref()), (ChildState::Failed, Some("child 3 fails")));
+    let own = fan.get(&child.id).await.unwrap().unwrap();
+    assert_eq!(own.parent.map(|p| p.id), Some(root));
+}

@@ -11,7 +11,16 @@ fn check_describes_a_good_plugin() {
     let text = stdout(&out);
     assert!(text.starts_with("ok: webhook 0.1.0"), "{text}");
     assert!(text.contains("job types: webhook"));
-    assert!(text.contains("jobrunner:plugin/handler@0.1.0"));
+    assert!(text.contains("contract:  jobrunner:plugin/handler@0.2.0 (version 0.2)"), "{text}");
+    // A plugin built against 0.1 is still served, and said to be.
+    let wasm = testkit::wasm::path("noop_plugin");
+    let out = runner(dir.path(), &["plugin", "check", "--json", wasm.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let json: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(
+        (json["contract"].as_str(), json["plugin"]["contract"].as_str()),
+        (Some("jobrunner:plugin/handler@0.1.0"), Some("0.1"))
+    );
 }
 
 #[test]
@@ -21,7 +30,7 @@ fn check_names_what_does_not_match() {
     std::fs::write(dir.path().join("empty.wasm"), b"\0asm\x0d\0\x01\0").unwrap();
     assert_cli_error(
         &runner(dir.path(), &["plugin", "check", "empty.wasm"]),
-        "does not export `jobrunner:plugin/handler@0.1.0`; it exports: nothing",
+        "exports none of jobrunner:plugin/handler@0.2.0, jobrunner:plugin/handler@0.1.0; it exports: nothing",
     );
     // A core module is not a component.
     std::fs::write(dir.path().join("core.wasm"), b"\0asm\x01\0\0\0").unwrap();

@@ -768,7 +768,7 @@ async fn a_bad_config_and_a_broken_plugin_are_reported() {
     wait_counts(&q, "the good plugin to serve", Duration::from_secs(30), |c| c.completed == 1).await;
     // A broken version hot-reloaded over a good one: the good one keeps serving.
     std::fs::write(dir.path().join("plugins/noop.wasm"), b"\0asm\x0d\0\x01\0").unwrap();
-    daemon.wait_log("does not export", Duration::from_secs(10));
+    daemon.wait_log("exports none of", Duration::from_secs(10));
     q.enqueue(NewJob { id: Some("b".into()), job_type: "noop".into(), payload: "{}".into(), options: keep_all() })
         .await
         .unwrap();

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use wasmtime::Engine;
-use wasmtime::component::{HasSelf, Linker};
+use wasmtime::component::Linker;
 
 #[derive(Debug, Clone, Default)]
 pub struct HostOptions {
@@ -46,8 +46,9 @@ impl Host {
         let mut linker = Linker::<JobState>::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(anyhow::Error::from)?;
         wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker).map_err(anyhow::Error::from)?;
-        contract::v0_1::Plugin::add_to_linker::<JobState, HasSelf<JobState>>(&mut linker, |s| s)
-            .map_err(anyhow::Error::from)?;
+        // Every contract version's imports: each plugin links against the
+        // version it exports.
+        contract::add_to_linker(&mut linker)?;
         Ok(Host {
             _ticker: engine::EpochTicker::start(engine.clone()),
             engine,

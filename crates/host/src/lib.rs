@@ -5,7 +5,8 @@
 //! The host knows nothing of where jobs come from: it is given a
 //! `JobInput` and returns a `Report` (outcome, log, follow-ups, emails).
 //! Its outside services are the plugins' cache (a `cache::CacheStore`,
-//! in memory here or the runner's Redis store) and the mailer.
+//! in memory here or the runner's Redis store), the mailer, and a reader
+//! of flows' children (`flows::FlowReader`, the runner's).
 //!
 //! Layout:
 //! - `host`: `Host`, which loads plugin files (compiled once, cached on
@@ -13,11 +14,14 @@
 //! - `settings`: the limits and grants one plugin runs under;
 //! - `engine`: the one `Engine` (pooling allocator, epoch interruption);
 //! - `compile_cache`: compiled plugins on disk, keyed by content and engine;
-//! - `contract`: bindings of each contract version in `wit/`;
+//! - `contract`: bindings of each contract version in `wit/` (0.1 and
+//!   0.2, served side by side), and the version-free face of them;
 //! - `plugin`: linking, `describe`, and running one job in a fresh store;
 //! - `spare`: a plugin's next instance, made ahead of its job;
 //! - `state`: what a job's store holds, and its limits;
-//! - `capabilities`: the host side of log, cache, queue, email and config;
+//! - `capabilities`: the host side of log, cache, queue, email, config and
+//!   flow, for every version;
+//! - `flows`: what the host needs of the runner to read flows' children;
 //! - `http`: the `wasi:http` gate (allowed hosts, response cap);
 //! - `stdio`: the job log, which also receives stdout and stderr;
 //! - `fault`: traps, panics and limits turned into readable faults;
@@ -38,6 +42,7 @@ pub mod contract;
 pub mod egress;
 pub mod engine;
 pub mod fault;
+pub mod flows;
 pub mod grants;
 mod host;
 pub mod http;

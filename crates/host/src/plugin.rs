@@ -16,11 +16,12 @@
 //!    for the next job, up to `max_jobs_per_instance` jobs, and drop it
 //!    after any job that did not complete.
 
-use crate::contract::v0_1::{self, HANDLER_EXPORT};
+use crate::contract::{self, Pre, Version};
 use crate::fault;
 use crate::spare::{Idle, Spare, SpareSlots};
 use crate::state::{JobState, PluginContext};
-use anyhow::{Context, Result, anyhow, bail};
+use anyhow::{Result, anyhow, bail};
+use jobrunner_job::flow::JobRef;
 use jobrunner_job::{Fault, FaultKind, JobInput, LogLevel, LogSource, Outcome, Report, check_job_type};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -43,12 +44,13 @@ const MAX_IDLE_RESOURCES: usize = 64;
 /// `describe` should answer at once; a plugin that does not is broken.
 pub const DESCRIBE_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// What a plugin says about itself.
+/// What a plugin says about itself, and the contract version it targets.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Description {
     pub name: String,
     pub version: String,
     pub job_types: Vec<String>,
+    pub contract: Version,
 }
 
 pub struct Plugin {
@@ -56,7 +58,7 @@ pub struct Plugin {
     pub sha256: String,
     pub(crate) context: Arc<PluginContext>,
     engine: Engine,
-    pre: v0_1::PluginPre<JobState>,
+    pre: Pre,
     /// The next job's instance, made ahead of it (`prepare`).
     spare: Mutex<Option<Spare>>,
     /// A `prepare` is making the spare: another need not.
@@ -78,29 +80,16 @@ impl std::fmt::Debug for Plugin {
     }
 }
 
-/// Links a component against the contract, explaining any mismatch.
-pub fn link(engine: &Engine, linker: &Linker<JobState>, component: &Component) -> Result<v0_1::PluginPre<JobState>> {
-    if component.get_export_index(None, HANDLER_EXPORT).is_none() {
-        let exports: Vec<String> =
-            component.component_type().exports(engine).map(|(name, _)| name.to_string()).collect();
-        bail!(
-            "the component does not export `{HANDLER_EXPORT}`; it exports: {}",
-            if exports.is_empty() { "nothing".to_string() } else { exports.join(", ") }
-        );
-    }
-    let pre = linker
-        .instantiate_pre(component)
-        .map_err(anyhow::Error::from)
-        .context("the component imports something the runner does not provide")?;
-    v0_1::PluginPre::new(pre)
-        .map_err(anyhow::Error::from)
-        .with_context(|| format!("the component's `{HANDLER_EXPORT}` does not match the contract"))
+/// Links a component against the contract version it exports, explaining
+/// any mismatch.
+pub fn link(engine: &Engine, linker: &Linker<JobState>, component: &Component) -> Result<Pre> {
+    contract::link(engine, linker, component)
 }
 
 impl Plugin {
     pub(crate) fn new(
         engine: Engine,
-        pre: v0_1::PluginPre<JobState>,
+        pre: Pre,
         sha256: String,
         context: Arc<PluginContext>,
         description: Description,
@@ -131,16 +120,12 @@ impl Plugin {
     }
 
     /// Calls `describe` in a store of its own.
-    pub(crate) async fn describe(
-        engine: &Engine,
-        pre: &v0_1::PluginPre<JobState>,
-        context: Arc<PluginContext>,
-    ) -> Result<Description> {
+    pub(crate) async fn describe(engine: &Engine, pre: &Pre, context: Arc<PluginContext>) -> Result<Description> {
         let mut store = new_store(engine, context, String::new());
         arm(&mut store, DESCRIBE_TIMEOUT);
         let call = async {
-            let bindings = pre.instantiate_async(&mut store).await?;
-            bindings.jobrunner_plugin_handler().call_describe(&mut store).await
+            let bindings = pre.instantiate(&mut store).await?;
+            bindings.describe(&mut store).await
         };
         let info = match tokio::time::timeout(DESCRIBE_TIMEOUT + HOST_GRACE, call).await {
             Ok(Ok(info)) => info,
@@ -151,7 +136,8 @@ impl Plugin {
             }
             Err(_) => bail!("describe() did not answer within {}", humantime::format_duration(DESCRIBE_TIMEOUT)),
         };
-        let d = Description { name: info.name, version: info.version, job_types: info.job_types };
+        let d =
+            Description { name: info.name, version: info.version, job_types: info.job_types, contract: pre.version() };
         if d.name.is_empty() || !d.name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) {
             bail!("describe() gave the name `{}`: use letters, digits, `-`, `_` or `.`", d.name.escape_default());
         }
@@ -212,18 +198,10 @@ impl Plugin {
             },
         };
         store.data_mut().on_progress = on_progress;
+        store.data_mut().job = Some(JobRef { queue: job.queue.clone(), id: job.id.clone() });
         arm(&mut store, limits.timeout);
         // A spare's instantiation is reported as its job's, as is its time.
         let ahead = ready.as_ref().map_or(Duration::ZERO, |(_, took)| *took);
-        let wit_job = v0_1::jobrunner::plugin::types::Job {
-            id: job.id,
-            queue: job.queue,
-            type_: job.job_type,
-            payload: job.payload,
-            attempt: job.attempt,
-            max_attempts: job.max_attempts,
-            enqueued_at: job.enqueued_at_ms,
-        };
         let started = Instant::now();
         let mut instantiate = Duration::ZERO;
         let call = async {
@@ -233,17 +211,12 @@ impl Plugin {
                     bindings
                 }
                 None => {
-                    let bindings =
-                        self.pre.instantiate_async(&mut store).await.map_err(|e| (FaultKind::Instantiation, e))?;
+                    let bindings = self.pre.instantiate(&mut store).await.map_err(|e| (FaultKind::Instantiation, e))?;
                     instantiate = started.elapsed();
                     bindings
                 }
             };
-            let out = bindings
-                .jobrunner_plugin_handler()
-                .call_handle(&mut store, &wit_job)
-                .await
-                .map_err(|e| (FaultKind::Trap, e))?;
+            let out = bindings.handle(&mut store, job).await.map_err(|e| (FaultKind::Trap, e))?;
             Ok((out, bindings))
         };
         let result = tokio::time::timeout(limits.timeout + HOST_GRACE, call).await;
@@ -283,20 +256,20 @@ impl Plugin {
                     backtrace: None,
                 }),
             },
-            Ok(Ok(Err(failure))) => failure_outcome(failure),
+            Ok(Ok(Err(failure))) => failure,
         };
-        let follow_ups = if outcome.is_success() {
-            std::mem::take(&mut state.follow_ups)
+        let (follow_ups, flows) = if outcome.is_success() {
+            (std::mem::take(&mut state.follow_ups), std::mem::take(&mut state.flows))
         } else {
-            if !state.follow_ups.is_empty() {
-                let n = state.follow_ups.len();
+            let n = state.follow_ups.len() + state.flows.iter().map(|f| f.jobs.len()).sum::<usize>();
+            if n > 0 {
                 state.log.lock().unwrap().push(
                     LogLevel::Info,
                     LogSource::Host,
                     format!("{n} follow-up job(s) discarded: they are enqueued only when the attempt succeeds"),
                 );
             }
-            Vec::new()
+            (Vec::new(), Vec::new())
         };
         let (log, log_truncated) = state.log.lock().unwrap().finish();
         let report = Report {
@@ -305,6 +278,7 @@ impl Plugin {
             log_truncated,
             progress: state.progress,
             follow_ups,
+            flows,
             emails: std::mem::take(&mut state.emails),
             duration,
             instantiate,
@@ -323,6 +297,7 @@ impl Plugin {
         {
             // Nothing of this job's may stay reachable from the idle store.
             store.data_mut().on_progress = None;
+            store.data_mut().job = None;
             self.idle.lock().unwrap().push(Idle { store, bindings, served: served + 1, slot });
         }
         report
@@ -361,7 +336,7 @@ impl Plugin {
         let mut store = new_store(&self.engine, self.context.clone(), String::new());
         arm(&mut store, timeout);
         let started = Instant::now();
-        match tokio::time::timeout(timeout + HOST_GRACE, self.pre.instantiate_async(&mut store)).await {
+        match tokio::time::timeout(timeout + HOST_GRACE, self.pre.instantiate(&mut store)).await {
             Ok(Ok(bindings)) => {
                 let spare = Spare { store, bindings, instantiate: started.elapsed(), slot };
                 *self.spare.lock().unwrap() = Some(spare);
@@ -386,15 +361,6 @@ impl Plugin {
     /// (`isolation = "instance"`).
     pub fn idle_instances(&self) -> usize {
         self.idle.lock().unwrap().len()
-    }
-}
-
-fn failure_outcome(failure: v0_1::jobrunner::plugin::types::Failure) -> Outcome {
-    use v0_1::jobrunner::plugin::types::Failure;
-    match failure {
-        Failure::Retry(message) => Outcome::Retry { message },
-        Failure::RetryAfter(r) => Outcome::RetryAfter { delay: Duration::from_millis(r.delay_ms), message: r.message },
-        Failure::Permanent(message) => Outcome::Permanent { message },
     }
 }
 

@@ -22,7 +22,7 @@
 //! job's path. A spare is still a store of its own that serves exactly one
 //! job: nothing of one job is seen by another.
 
-use crate::contract::v0_1;
+use crate::contract::Bindings;
 use crate::state::JobState;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -63,7 +63,7 @@ impl Drop for SpareSlot {
 /// A store with its plugin instantiated, waiting for a job.
 pub struct Spare {
     pub store: Store<JobState>,
-    pub bindings: v0_1::Plugin,
+    pub bindings: Bindings,
     /// How long its instantiation took: reported as its job's.
     pub instantiate: Duration,
     /// Its place among the spares' slots, until a job takes it (the job's
@@ -75,7 +75,7 @@ pub struct Spare {
 /// kept for the plugin's next job (`isolation = "instance"`).
 pub struct Idle {
     pub store: Store<JobState>,
-    pub bindings: v0_1::Plugin,
+    pub bindings: Bindings,
     pub served: u32,
     /// Its place among the slots of instances not serving a job.
     pub slot: SpareSlot,

@@ -1,6 +1,6 @@
 //! What one job's `Store` holds: its WASI context (no files, no environment,
 //! no sockets), its HTTP gate, its memory limiter, its log, and what the job
-//! produced (progress, follow-up jobs, emails).
+//! produced (progress, follow-up jobs and flows, emails).
 //!
 //! A store lives for one attempt and is dropped after it, so nothing a
 //! plugin does in one job can be seen by the next; except with
@@ -14,6 +14,7 @@ use crate::http::{HostPattern, HttpGate};
 use crate::mail::Mailer;
 use crate::settings::{Grants, Limits};
 use crate::stdio::{JobLog, LogStream};
+use jobrunner_job::flow::{FlowFollowUp, JobRef};
 use jobrunner_job::{FollowUp, LogSource, SentEmail};
 use std::sync::{Arc, Mutex};
 use wasmtime::ResourceLimiter;
@@ -29,6 +30,20 @@ const MAX_TABLE_ELEMENTS: usize = 100_000;
 pub struct Services {
     pub cache: Cache,
     pub mailer: Mailer,
+    /// Reads flows' children for `flow.children`; none outside a runner.
+    pub flows: Option<Arc<dyn crate::flows::FlowReader>>,
+}
+
+impl Services {
+    pub fn new(cache: Cache, mailer: Mailer) -> Services {
+        Services { cache, mailer, flows: None }
+    }
+
+    /// With a reader of flows' children (the runner's, over its queues).
+    pub fn with_flows(mut self, reader: Arc<dyn crate::flows::FlowReader>) -> Services {
+        self.flows = Some(reader);
+        self
+    }
 }
 
 /// One plugin's name, limits and grants, shared by all its jobs.
@@ -78,9 +93,13 @@ pub struct JobState {
     pub(crate) progress: Option<u8>,
     pub(crate) on_progress: Option<OnProgress>,
     pub(crate) follow_ups: Vec<FollowUp>,
+    pub(crate) flows: Vec<FlowFollowUp>,
     pub(crate) emails: Vec<SentEmail>,
     /// The queue of the job being handled: the default for follow-ups.
     pub(crate) queue: String,
+    /// The job being handled (none while describing or making a spare):
+    /// whose children `flow.children` reads.
+    pub(crate) job: Option<JobRef>,
     pub(crate) plugin: Arc<PluginContext>,
 }
 
@@ -112,8 +131,10 @@ impl JobState {
             progress: None,
             on_progress: None,
             follow_ups: Vec::new(),
+            flows: Vec::new(),
             emails: Vec::new(),
             queue,
+            job: None,
             plugin,
         }
     }
@@ -134,8 +155,10 @@ impl JobState {
         self.progress = None;
         self.on_progress = None;
         self.follow_ups.clear();
+        self.flows.clear();
         self.emails.clear();
         self.queue = queue;
+        self.job = None;
     }
 }
 

@@ -4,6 +4,8 @@
 use serde::Serialize;
 use std::time::Duration;
 
+pub mod flow;
+
 /// One job, as the host hands it to a plugin.
 #[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct JobInput {
@@ -17,6 +19,9 @@ pub struct JobInput {
     pub max_attempts: u32,
     /// Milliseconds since the Unix epoch.
     pub enqueued_at_ms: u64,
+    /// For a child in a flow: its parent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent: Option<flow::JobRef>,
 }
 
 /// How one attempt ended.
@@ -150,6 +155,8 @@ pub struct FollowUp {
     pub delay_ms: Option<u64>,
     pub priority: Option<u32>,
     pub max_attempts: Option<u32>,
+    /// Its fairness and rate-limit group (contract 0.2 on).
+    pub group: Option<String>,
     /// Whether the plugin chose the id (for de-duplication).
     pub explicit_id: bool,
 }
@@ -173,6 +180,9 @@ pub struct Report {
     pub log_truncated: bool,
     pub progress: Option<u8>,
     pub follow_ups: Vec<FollowUp>,
+    /// Flows the plugin asked for (contract 0.2 on), enqueued as follow-ups are.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub flows: Vec<flow::FlowFollowUp>,
     pub emails: Vec<SentEmail>,
     #[serde(with = "duration_ms")]
     pub duration: Duration,

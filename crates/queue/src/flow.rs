@@ -43,10 +43,8 @@ use serde_json::value::RawValue;
 use std::collections::{BTreeMap, HashSet};
 use std::time::Duration;
 
-/// The most jobs one flow holds, its root included.
-pub const MAX_FLOW_JOBS: usize = 100_000;
-/// The deepest a flow goes: the root is at depth 0.
-pub const MAX_FLOW_DEPTH: usize = 32;
+pub use jobrunner_job::flow::{Child, ChildCounts, ChildState, ChildrenPage, MAX_FLOW_DEPTH, MAX_FLOW_JOBS, OnFailure};
+
 /// Children created per script call (step 2): a call of 1000 holds Redis
 /// for a few milliseconds.
 const ADD_BATCH: usize = 1000;
@@ -54,32 +52,6 @@ const ADD_BATCH: usize = 1000;
 const RELAY_BATCH: usize = 500;
 /// A plan this old is taken to be left by a producer that died midway.
 pub const SPAWN_GRACE: Duration = Duration::from_secs(5);
-
-/// What a child's failure (for good) does to its parent.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum OnFailure {
-    /// The parent fails for good, naming the child (BullMQ's
-    /// `failParentOnFailure`). Its other children still run.
-    #[default]
-    Fail,
-    /// The parent waits for its other children and then runs, the failure
-    /// recorded among its children's outcomes (`ignoreDependencyOnFailure`).
-    Ignore,
-    /// The parent runs at once, the failure recorded; children still
-    /// running then are recorded as they finish (`continueParentOnFailure`).
-    Continue,
-}
-
-impl OnFailure {
-    fn as_str(self) -> &'static str {
-        match self {
-            OnFailure::Fail => "fail",
-            OnFailure::Ignore => "ignore",
-            OnFailure::Continue => "continue",
-        }
-    }
-}
 
 /// One job of a flow, with its children.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -130,56 +102,6 @@ pub struct AddedFlow {
     /// the rest (`resume_spawns`), as does adding the same flow again.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub unfinished: Option<String>,
-}
-
-/// A parent's children counted by outcome.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ChildCounts {
-    pub total: u64,
-    /// Not finished yet (or finished, with the outcome still on its way).
-    pub pending: i64,
-    #[serde(default)]
-    pub completed: u64,
-    #[serde(default)]
-    pub failed: u64,
-    /// Removed before they finished: the parent no longer waits for them.
-    #[serde(default)]
-    pub removed: u64,
-}
-
-/// Where a child stands, as its parent knows it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ChildState {
-    Pending,
-    Completed,
-    Failed,
-    Removed,
-}
-
-/// One child, as its parent reads it.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Child {
-    /// Its place among its parent's children, from 1.
-    pub number: u64,
-    pub queue: String,
-    pub id: String,
-    pub state: ChildState,
-    /// A completed child's output (none if it returned nothing).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub value: Option<serde_json::Value>,
-    /// A failed child's reason.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
-}
-
-/// A page of a parent's children.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct ChildrenPage {
-    pub counts: ChildCounts,
-    pub children: Vec<Child>,
-    /// The `from` of the next page, if there is one.
-    pub next: Option<u64>,
 }
 
 /// The reference a child keeps to its parent (`parents`), with what its

@@ -71,11 +71,7 @@ pub struct Spec {
 }
 
 /// A flow's parent, as its child names it: its queue and id.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ParentRef {
-    pub queue: String,
-    pub id: String,
-}
+pub type ParentRef = jobrunner_job::flow::JobRef;
 
 /// Where a dead letter came from: its queue, its id there, and when it
 /// failed for good (ms since the epoch).

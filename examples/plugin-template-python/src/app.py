@@ -110,7 +110,7 @@ class Handler(exports.Handler):
         if "again_in_ms" in p:
             # Enqueued only if this attempt succeeds, so a retry does not fan out twice.
             options = queue.EnqueueOptions(
-                delay_ms=int(p["again_in_ms"]), priority=None, job_id=f"{job.id}-again", max_attempts=None
+                delay_ms=int(p["again_in_ms"]), priority=None, job_id=f"{job.id}-again", max_attempts=None, group=None
             )
             follow_up = queue.enqueue(job.queue, NAME, json.dumps({"name": p["name"]}), options)
             log.write(log.Level.INFO, f"follow-up {follow_up} in {p['again_in_ms']} ms")

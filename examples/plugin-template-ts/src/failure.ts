@@ -5,7 +5,7 @@
 // property when it has one. `JobFailure` carries the contract's `failure`
 // there, and is still an `Error`, so it prints with a message and a stack.
 
-import type { Failure } from 'jobrunner:plugin/types@0.1.0';
+import type { Failure } from 'jobrunner:plugin/types@0.2.0';
 
 export class JobFailure extends Error {
   constructor(readonly payload: Failure) {

@@ -7,12 +7,12 @@
 // It greets `name` and shows each capability of the contract: the job's log
 // and progress, the cache, config, email, follow-up jobs and `fetch`.
 
-import * as cache from 'jobrunner:plugin/cache@0.1.0';
-import * as config from 'jobrunner:plugin/config@0.1.0';
-import * as email from 'jobrunner:plugin/email@0.1.0';
-import * as log from 'jobrunner:plugin/log@0.1.0';
-import * as queue from 'jobrunner:plugin/queue@0.1.0';
-import type { Failure, Job, PluginInfo } from 'jobrunner:plugin/types@0.1.0';
+import * as cache from 'jobrunner:plugin/cache@0.2.0';
+import * as config from 'jobrunner:plugin/config@0.2.0';
+import * as email from 'jobrunner:plugin/email@0.2.0';
+import * as log from 'jobrunner:plugin/log@0.2.0';
+import * as queue from 'jobrunner:plugin/queue@0.2.0';
+import type { Failure, Job, PluginInfo } from 'jobrunner:plugin/types@0.2.0';
 import { JobFailure, parsePayload } from './failure.js';
 
 const NAME = 'plugin-template-ts';

@@ -11,7 +11,7 @@
 
 wit_bindgen::generate!({
     world: "plugin",
-    path: "../../wit/v0.1",
+    path: "../../wit/v0.2",
 });
 
 use exports::jobrunner::plugin::handler::Guest;

@@ -1,10 +1,13 @@
 //! The plugin SDK: everything a Rust job handler needs, generated once from
-//! the contract in `wit/v0.1` so that each plugin does not repeat it.
+//! the contract in `wit/v0.2` so that each plugin does not repeat it. (A
+//! plugin built against 0.1 keeps running: the runner serves both.)
 //!
 //! Layout:
 //! - the generated bindings (`jobrunner::plugin::*`, `exports::...`) and the
 //!   [`export_plugin!`] macro that registers a type implementing [`Plugin`];
 //! - [`payload`]: parse a job's JSON payload, with bad input a permanent failure;
+//! - [`flow_job`]: one job of a flow for `queue::enqueue_flow`, and
+//!   `flow::children` for a parent reading its children;
 //! - [`log`]: log lines and progress for the current job;
 //! - [`http`]: a small blocking HTTP client over `wasi:http`.
 //!
@@ -21,7 +24,7 @@
 
 wit_bindgen::generate!({
     world: "plugin",
-    path: "../../wit/v0.1",
+    path: "../../wit/v0.2",
     pub_export_macro: true,
     export_macro_name: "export_plugin",
     default_bindings_module: "jobrunner_sdk",
@@ -31,8 +34,8 @@ pub mod http;
 pub mod log;
 
 pub use exports::jobrunner::plugin::handler::Guest as Plugin;
-pub use jobrunner::plugin::types::{Failure, Job, PluginInfo, RetryAfter};
-pub use jobrunner::plugin::{cache, config, email, queue};
+pub use jobrunner::plugin::types::{ChildCounts, Failure, Job, JobRef, PluginInfo, RetryAfter};
+pub use jobrunner::plugin::{cache, config, email, flow, queue};
 
 /// Parses the job's payload as `T`. A payload that does not parse is the
 /// producer's mistake, so retrying cannot help: it is a permanent failure
@@ -54,7 +57,21 @@ pub fn required_config(key: &str) -> Result<String, Failure> {
 
 /// Options with every field unset: the queue's defaults apply.
 pub fn default_enqueue_options() -> queue::EnqueueOptions {
-    queue::EnqueueOptions { delay_ms: None, priority: None, job_id: None, max_attempts: None }
+    queue::EnqueueOptions { delay_ms: None, priority: None, job_id: None, max_attempts: None, group: None }
+}
+
+/// One job of a flow, for `queue::enqueue_flow`: `parent` is the index in
+/// the list of its parent (none for the root, the first); a child's
+/// failure fails its parent.
+pub fn flow_job(queue: &str, job_type: &str, payload: String, parent: Option<u32>) -> queue::FlowJob {
+    queue::FlowJob {
+        queue: queue.into(),
+        job_type: job_type.into(),
+        payload,
+        options: default_enqueue_options(),
+        parent,
+        on_failure: queue::OnFailure::Fail,
+    }
 }
 
 #[cfg(test)]

@@ -106,7 +106,7 @@ pub async fn run(args: ExecArgs, config_path: Option<&std::path::Path>) -> Resul
     };
     let host = Host::new(
         HostOptions { engine: Default::default(), compile_cache_dir: config.compile_cache_dir() },
-        Services { cache, mailer },
+        Services::new(cache, mailer),
     )?;
     let file_name = args.file.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let bound = config.section_for_file(&file_name).map(|(name, _)| name.to_string());
@@ -142,6 +142,7 @@ pub async fn run(args: ExecArgs, config_path: Option<&std::path::Path>) -> Resul
         attempt: args.attempt,
         max_attempts: args.max_attempts,
         enqueued_at_ms: std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_millis() as u64,
+        parent: None,
     };
     let report = plugin.run(&job).await;
     if args.json {

@@ -75,7 +75,7 @@ async fn compile(files: &[PathBuf], config: Config) -> Result<ExitCode> {
     let Some(dir) = options.compile_cache_dir.clone() else {
         bail!("the compile cache is off ([runner] compile_cache = false): there is nothing to fill");
     };
-    let host = Host::new(options, Services { cache: Cache::memory(), mailer: Mailer::outbox(std::env::temp_dir()) })?;
+    let host = Host::new(options, Services::new(Cache::memory(), Mailer::outbox(std::env::temp_dir())))?;
     let mut failed = 0;
     for file in files {
         let name = file.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
@@ -104,10 +104,7 @@ async fn compile(files: &[PathBuf], config: Config) -> Result<ExitCode> {
 }
 
 async fn check(file: &Path, json: bool) -> Result<ExitCode> {
-    let host = Host::new(
-        HostOptions::default(),
-        Services { cache: Cache::memory(), mailer: Mailer::outbox(std::env::temp_dir()) },
-    )?;
+    let host = Host::new(HostOptions::default(), Services::new(Cache::memory(), Mailer::outbox(std::env::temp_dir())))?;
     let config = Config::default();
     let (plugin, load) = host.load_file(file, |name| config.plugin_settings(name)).await?;
     let d = &plugin.description;
@@ -116,13 +113,13 @@ async fn check(file: &Path, json: bool) -> Result<ExitCode> {
             "{}",
             serde_json::to_string_pretty(&serde_json::json!({
                 "ok": true, "plugin": d, "sha256": plugin.sha256,
-                "contract": jobrunner_host::contract::v0_1::HANDLER_EXPORT, "load": load,
+                "contract": d.contract.handler_export(), "load": load,
             }))?
         );
     } else {
         println!("ok: {} {}", d.name, d.version);
         println!("  job types: {}", d.job_types.join(", "));
-        println!("  contract:  {}", jobrunner_host::contract::v0_1::HANDLER_EXPORT);
+        println!("  contract:  {} (version {})", d.contract.handler_export(), d.contract);
         println!("  sha256:    {}", plugin.sha256);
         println!(
             "  compiled in {}",

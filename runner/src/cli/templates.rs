@@ -33,7 +33,7 @@ macro_rules! wit {
 }
 
 /// The contract, as every template's `wit/` (or `wit/deps/`) carries it.
-const CONTRACT: &[(&str, &str)] = &[("world.wit", wit!("v0.1/world.wit")), ("types.wit", wit!("v0.1/types.wit"))];
+const CONTRACT: &[(&str, &str)] = &[("world.wit", wit!("v0.2/world.wit")), ("types.wit", wit!("v0.2/types.wit"))];
 
 /// The WASI packages a Python plugin's world names (see `wit/wasi/README.md`).
 const WASI: &[(&str, &str)] = &[
@@ -121,8 +121,8 @@ fn own(lang: Lang, path: &str, text: &str) -> String {
         // The template is a member of the runner's workspace; a new plugin
         // is a workspace of its own.
         (Lang::Rust, "Cargo.toml") => format!("{text}\n[workspace]\n"),
-        (Lang::Rust, "src/lib.rs") => text.replace("../../wit/v0.1", "wit"),
-        (Lang::Ts, "package.json") => text.replace("../../wit/v0.1", "wit"),
+        (Lang::Rust, "src/lib.rs") => text.replace("../../wit/v0.2", "wit"),
+        (Lang::Ts, "package.json") => text.replace("../../wit/v0.2", "wit"),
         // Without `contract-wit`, build.py takes `wit/` as it is, deps and all.
         (Lang::Python, "pyproject.toml") => text
             .lines()

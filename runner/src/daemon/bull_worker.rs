@@ -151,6 +151,11 @@ async fn process(
         attempt: job.attempts_made() + 1,
         max_attempts: job.opts().attempts.unwrap_or(1).max(1),
         enqueued_at_ms: job.timestamp(),
+        // BullMQ's parent key names the parent's queue by BullMQ's name.
+        parent: job.parent().map(|p| jobrunner_job::flow::JobRef {
+            queue: p.queue_key.rsplit(':').next().unwrap_or(&p.queue_key).to_string(),
+            id: p.id.clone(),
+        }),
     };
     let live = {
         let (id, job) = (job.id().to_string(), job.clone());

@@ -346,6 +346,7 @@ async fn run_job(
         attempt: leased.attempt,
         max_attempts: policy.attempts_for(&leased.spec.opts),
         enqueued_at_ms: leased.spec.created_at,
+        parent: leased.spec.parent.clone(),
     };
     let held = tools.leases.hold(&leased.id, &leased.token);
     let timeout = policy.timeout_for(&leased.spec.opts);
@@ -533,6 +534,7 @@ pub(crate) async fn enqueue_follow_ups(shared: &Shared, report: &Report) -> Resu
             delay_ms: f.delay_ms.unwrap_or(0),
             priority: f.priority.map(|p| p.min(jobrunner_queue::options::MAX_PRIORITY)),
             attempts: f.max_attempts,
+            group: f.group.clone(),
             ..Default::default()
         };
         by_queue.entry(f.queue.as_str()).or_default().push(NewJob {
@@ -562,7 +564,68 @@ pub(crate) async fn enqueue_follow_ups(shared: &Shared, report: &Report) -> Resu
             return Err(reason);
         }
     }
+    for flow in &report.flows {
+        let mut kids = vec![Vec::new(); flow.jobs.len()];
+        for (k, j) in flow.jobs.iter().enumerate() {
+            if let Some(p) = j.parent {
+                kids[p].push(k);
+            }
+        }
+        let root = flow_job(flow, &kids, 0);
+        if let Some(name) = bullmq_queue_in(shared, &root) {
+            return Err(format!(
+                "the job succeeded but its flow cannot be enqueued: queue `{name}` is BullMQ-backed, and a plugin's flows go to native queues"
+            ));
+        }
+        match jobrunner_queue::add_flow(&shared.connection, root).await {
+            Ok(added) => {
+                if let Some(why) = added.unfinished {
+                    // The flow is whole: a runner of its root's queue finishes it.
+                    tracing::warn!(queue = %added.queue, id = %added.id, error = %why, "a plugin's flow was added, not every job below its root yet");
+                }
+            }
+            Err(e) => {
+                let reason = format!("the job succeeded but its flow could not be enqueued: {e:#}");
+                tracing::warn!("{reason}");
+                return Err(reason);
+            }
+        }
+    }
     Ok(())
+}
+
+/// A plugin's flow (a list, each job naming its parent's index; `kids`,
+/// each job's children's indexes) as the tree `add_flow` takes, from job
+/// `i` down. The host checked the list:
+/// a root first, each parent before its children, at most
+/// `MAX_FLOW_DEPTH` deep (so this recursion is bounded).
+fn flow_job(flow: &jobrunner_job::flow::FlowFollowUp, kids: &[Vec<usize>], i: usize) -> jobrunner_queue::FlowJob {
+    let job = &flow.jobs[i];
+    let f = &job.job;
+    let children = kids[i].iter().map(|&k| flow_job(flow, kids, k)).collect();
+    jobrunner_queue::FlowJob {
+        queue: f.queue.clone(),
+        id: Some(f.id.clone()),
+        job_type: f.job_type.clone(),
+        payload: serde_json::value::to_raw_value(&f.payload).expect("a JSON value serializes"),
+        options: jobrunner_queue::JobOptions {
+            delay_ms: f.delay_ms.unwrap_or(0),
+            priority: f.priority.map(|p| p.min(jobrunner_queue::options::MAX_PRIORITY)),
+            attempts: f.max_attempts,
+            group: f.group.clone(),
+            ..Default::default()
+        },
+        on_failure: (i > 0).then_some(job.on_failure),
+        children,
+    }
+}
+
+/// A BullMQ-backed queue named anywhere in a flow, if any.
+fn bullmq_queue_in<'a>(shared: &Shared, job: &'a jobrunner_queue::FlowJob) -> Option<&'a str> {
+    if shared.bull.contains_key(&job.queue) {
+        return Some(&job.queue);
+    }
+    job.children.iter().find_map(|c| bullmq_queue_in(shared, c))
 }
 
 /// Records a success: its follow-ups now, its completion through the

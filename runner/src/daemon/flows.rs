@@ -5,10 +5,16 @@
 //! was missed and for plans of children that a producer left unfinished.
 //! Outcomes and plans are kept in Redis, so whatever a stopped runner
 //! leaves is picked up by the next sweep of any runner of the queue.
+//! Also the plugins' reader of a parent's children (`flow.children`,
+//! contract 0.2): `Children`.
 
 use futures::StreamExt;
-use jobrunner_queue::Queue;
+use futures::future::BoxFuture;
+use jobrunner_bullmq::BullQueues;
+use jobrunner_job::flow::ChildrenPage;
 use jobrunner_queue::flow::SPAWN_GRACE;
+use jobrunner_queue::{Connection, Queue};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
@@ -75,5 +81,32 @@ async fn sweep(queue: &Queue) {
         Err(e) => {
             tracing::warn!(queue = queue.name(), error = %format!("{e:#}"), "cannot create a flow's children yet; trying again at the next sweep")
         }
+    }
+}
+
+/// Reads a parent's children for its plugin, from the native queue it is
+/// in. A BullMQ-backed queue's parent is BullMQ's: its handler's outputs
+/// are BullMQ's return values, read with BullMQ's `getChildrenValues`.
+pub struct Children {
+    pub connection: Connection,
+    pub bull: Arc<BullQueues>,
+}
+
+impl jobrunner_host::flows::FlowReader for Children {
+    fn children<'a>(
+        &'a self,
+        queue: &'a str,
+        id: &'a str,
+        from: u64,
+        count: u64,
+    ) -> BoxFuture<'a, anyhow::Result<Option<ChildrenPage>>> {
+        Box::pin(async move {
+            if self.bull.contains_key(queue) {
+                anyhow::bail!(
+                    "queue {queue} is BullMQ-backed: its flows are BullMQ's, and the runner reads no children there yet"
+                );
+            }
+            Queue::new(self.connection.clone(), queue)?.children(id, from, count).await
+        })
     }
 }

@@ -144,10 +144,8 @@ pub async fn serve(config: Config, config_file: Option<PathBuf>, shutdown: impl 
     let metrics = Arc::new(crate::metrics::Metrics::new());
     let host = Host::new(
         config.host_options(),
-        Services {
-            cache: Cache::new(RedisCache::new(cache_connection).counted(metrics.clone())),
-            mailer: config.mailer()?,
-        },
+        Services::new(Cache::new(RedisCache::new(cache_connection).counted(metrics.clone())), config.mailer()?)
+            .with_flows(Arc::new(flows::Children { connection: connection.clone(), bull: bull.clone() })),
     )?;
     // The API listens from the start, so `/health` and `/ready` answer while plugins load.
     let resolve = |t: &Option<String>| t.as_deref().map(crate::config::resolve_secret).transpose();

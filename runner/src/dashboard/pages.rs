@@ -286,7 +286,8 @@ pub async fn plugins(AxState(state): AxState<Arc<ApiState>>) -> impl IntoRespons
                         td {
                             strong { (p.name.clone().unwrap_or_default()) }
                             @if let Some(declared) = &p.declared_name {
-                                " " span.muted { "declares " (declared) " " (p.version.clone().unwrap_or_default()) }
+                                " " span.muted { "declares " (declared) " " (p.version.clone().unwrap_or_default())
+                                    @if let Some(c) = p.contract { ", contract " (c) } }
                             }
                         }
                         td.muted { (p.file.display()) }
