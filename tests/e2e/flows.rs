@@ -230,3 +230,51 @@ async fn a_plugin_builds_a_flow_and_its_parent_reads_its_children() {
     let own = fan.get(&child.id).await.unwrap().unwrap();
     assert_eq!(own.parent.map(|p| p.id), Some(root));
 }
+
+/// The campaign example (`examples/campaign-ts`, TypeScript, contract 0.2)
+/// through `runner serve` beside the email plugin: a `campaign` job
+/// enqueues one email per recipient under a report; one address is
+/// invalid, its email fails for good and is ignored; the report runs once
+/// every email is done and counts them from its children.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_typescript_campaign_example_reports_its_counts() {
+    let Some(campaign) = testkit::guest::plugin_or_skip(testkit::guest::Lang::Js, "campaign-ts") else { return };
+    let redis = testkit::redis::RedisServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("runner.toml"),
+        "[mail]\nsender = \"News <news@example.com>\"\n\
+         [queues.campaigns]\nconcurrency = 2\n[queues.emails]\nconcurrency = 8\n\
+         [plugins.campaign-ts]\nmay_enqueue = [\"emails:email\", \"campaigns:campaign-report\"]\n",
+    )
+    .unwrap();
+    install(dir.path(), "email_plugin", "email.wasm");
+    std::fs::copy(&campaign, dir.path().join("plugins/campaign-ts.wasm")).unwrap();
+    let _daemon = Daemon::start(dir.path(), Some(&redis.url()));
+    let campaigns = queue(&redis.url(), "campaigns").await;
+    let mut recipients: Vec<String> = (0..30).map(|i| format!("guest{i}@example.com")).collect();
+    recipients[7] = "not an address".into();
+    let payload =
+        serde_json::json!({"id": "spring", "subject": "Spring sale", "text": "20% off", "recipients": recipients});
+    campaigns
+        .enqueue(jobrunner_queue::NewJob {
+            id: Some("spring".into()),
+            job_type: "campaign".into(),
+            payload: payload.to_string(),
+            options: Default::default(),
+        })
+        .await
+        .unwrap();
+    let started = campaigns.wait("spring", Duration::from_secs(60)).await.unwrap().unwrap();
+    assert_eq!(started.state, State::Completed, "{started:?}");
+    assert_eq!(started.result.as_ref().unwrap()["report"], "campaign-spring");
+    let report = wait_state(&campaigns, "campaign-spring", &[State::Completed, State::Failed]).await;
+    assert_eq!(report.state, State::Completed, "{report:?}");
+    let r = report.result.unwrap();
+    assert_eq!((r["total"].as_u64(), r["sent"].as_u64(), r["failed"].as_u64()), (Some(30), Some(29), Some(1)), "{r}");
+    assert_eq!(r["failures"][0]["id"], "campaign-spring-7", "{r}");
+    // The emails were written to the outbox, one per good address.
+    let outbox = dir.path().join(".runner/outbox");
+    let sent = std::fs::read_dir(&outbox).map(|d| d.count()).unwrap_or(0);
+    assert_eq!(sent, 29, "emails in {}", outbox.display());
+}
