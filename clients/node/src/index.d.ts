@@ -23,7 +23,7 @@ export declare class WaitTimeoutError extends Error {
   state: JobState;
 }
 
-export type JobState = 'waiting' | 'delayed' | 'active' | 'completed' | 'failed';
+export type JobState = 'waiting' | 'delayed' | 'active' | 'completed' | 'failed' | 'waiting_children';
 
 /** BullMQ's retention: true removes at once, false keeps all, a count, or both bounds (age in seconds). */
 export type KeepJobs = boolean | number | { count?: number; age?: number };
@@ -94,6 +94,8 @@ export interface JobCounts {
   active: number;
   completed: number;
   failed: number;
+  /** Flow parents waiting for their children (BullMQ's `waiting-children`). */
+  waitingChildren: number;
   paused: boolean;
 }
 

@@ -37,6 +37,10 @@ export class WaitTimeoutError extends Error {
 
 /** The longest one blocking read waits; a longer wait is a loop of them. */
 const BLOCK_MS = 10000;
+// The `jobs` script's fields a job: state, spec, attempts, created, result,
+// errors, log, progress, stalls, state score, group, a parent's children's
+// counts (the runner's `lua/jobs.lua`).
+const JOB_FIELDS = 12;
 
 function connect(connection) {
   if (connection instanceof Redis || connection instanceof Cluster) return { redis: connection, owned: false };
@@ -67,7 +71,7 @@ export class Job {
     return this.queue._waitFor(this.id, typeof ttlOrEvents === 'number' ? ttlOrEvents : ttl);
   }
 
-  /** `waiting`, `delayed`, `active`, `completed`, `failed`, or `unknown`. */
+  /** `waiting`, `delayed`, `active`, `completed`, `failed`, `waiting_children` (a flow's parent), or `unknown`. */
   async getState() {
     return (await this.queue.getJob(this.id))?.state ?? 'unknown';
   }
@@ -180,7 +184,7 @@ export class Queue {
     const reply = await this.client.jrJobs(...this.keys.all, ...ids);
     const out = [];
     for (let i = 0; i < ids.length; i++) {
-      const f = reply.slice(1 + i * 11, 1 + (i + 1) * 11);
+      const f = reply.slice(1 + i * JOB_FIELDS, 1 + (i + 1) * JOB_FIELDS);
       if (!f[0]) continue;
       const spec = JSON.parse(f[1]);
       const result = f[4] ? JSON.parse(f[4]) : null;
@@ -221,13 +225,14 @@ export class Queue {
       .zcard(k('active'))
       .zcard(k('completed'))
       .zcard(k('failed'))
+      .zcard(k('waiting_children'))
       .hget(k('meta'), 'paused')
       .exec();
-    const [waiting, delayed, active, completed, failed, paused] = r.map(([e, v]) => {
+    const [waiting, delayed, active, completed, failed, waitingChildren, paused] = r.map(([e, v]) => {
       if (e) throw e;
       return v;
     });
-    return { waiting, delayed, active, completed, failed, paused: paused === '1' };
+    return { waiting, delayed, active, completed, failed, waitingChildren, paused: paused === '1' };
   }
 
   /** A connection of its own for blocking reads, closed with the queue. */

@@ -99,7 +99,7 @@ test('on a Redis Cluster, a queue lives in one slot and reads back', { skip: pro
   const bulk = await q.addBulk([{ name: 'email', data: { i: 1 } }, { name: 'email', data: { i: 2 }, opts: { delay: 60000 } }]);
   assert.deepEqual([one.created, ...bulk.map((j) => j.state)], [true, 'waiting', 'delayed']);
   assert.deepEqual((await q.getJob('c-1')).opts, { priority: 3 });
-  assert.deepEqual(await q.getJobCounts(), { waiting: 2, delayed: 1, active: 0, completed: 0, failed: 0, paused: false });
+  assert.deepEqual(await q.getJobCounts(), { waiting: 2, delayed: 1, active: 0, completed: 0, failed: 0, waitingChildren: 0, paused: false });
   await q.close();
   cluster.disconnect();
 });

@@ -117,7 +117,7 @@ class OnACluster(unittest.TestCase):
         self.assertEqual([one.created] + [j.state for j in bulk], [True, "waiting", "delayed"])
         self.assertEqual(q.get_job("c-1").opts, {"priority": 3})
         self.assertEqual(
-            q.get_job_counts(), {"waiting": 2, "delayed": 1, "active": 0, "completed": 0, "failed": 0, "paused": False}
+            q.get_job_counts(), {"waiting": 2, "delayed": 1, "active": 0, "completed": 0, "failed": 0, "waiting_children": 0, "paused": False}
         )
         cluster.close()
 

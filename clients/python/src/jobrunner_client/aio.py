@@ -72,7 +72,7 @@ class AsyncQueue(core.QueueSetup):
 
     async def get_job_counts(self) -> dict:
         pipe = self.client.pipeline(transaction=False)
-        for state in ("wait", "delayed", "active", "completed", "failed"):
+        for state in ("wait", "delayed", "active", "completed", "failed", "waiting_children"):
             pipe.zcard(self.keys.key(state))
         pipe.hget(self.keys.key("meta"), "paused")
         return core.counts(await pipe.execute())

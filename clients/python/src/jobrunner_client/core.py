@@ -155,11 +155,17 @@ def _text(v: Any) -> str:
     return v.decode() if isinstance(v, bytes) else str(v)
 
 
+# The `jobs` script's fields a job: state, spec, attempts, created, result,
+# errors, log, progress, stalls, state score, group, a parent's children's
+# counts (the runner's `lua/jobs.lua`).
+JOB_FIELDS = 12
+
+
 def records(ids: List[str], reply: list) -> List[Job]:
-    """The `jobs` script's reply (the queue's policy, then 11 fields a job)."""
+    """The `jobs` script's reply (the queue's policy, then `JOB_FIELDS` a job)."""
     out = []
     for i, job_id in enumerate(ids):
-        f = [_text(v) for v in reply[1 + i * 11 : 1 + (i + 1) * 11]]
+        f = [_text(v) for v in reply[1 + i * JOB_FIELDS : 1 + (i + 1) * JOB_FIELDS]]
         if not f or not f[0]:
             continue
         spec = json.loads(f[1])
@@ -192,13 +198,14 @@ def records(ids: List[str], reply: list) -> List[Job]:
 
 
 def counts(values: list) -> dict:
-    waiting, delayed, active, completed, failed, paused = values
+    waiting, delayed, active, completed, failed, waiting_children, paused = values
     return {
         "waiting": waiting,
         "delayed": delayed,
         "active": active,
         "completed": completed,
         "failed": failed,
+        "waiting_children": waiting_children,
         "paused": _text(paused) == "1" if paused is not None else False,
     }
 

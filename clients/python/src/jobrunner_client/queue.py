@@ -94,7 +94,7 @@ class Queue(core.QueueSetup):
     def get_job_counts(self) -> dict:
         """Jobs per state, and whether the queue is paused."""
         pipe = self.client.pipeline(transaction=False)
-        for state in ("wait", "delayed", "active", "completed", "failed"):
+        for state in ("wait", "delayed", "active", "completed", "failed", "waiting_children"):
             pipe.zcard(self.keys.key(state))
         pipe.hget(self.keys.key("meta"), "paused")
         return core.counts(pipe.execute())
