@@ -116,3 +116,23 @@ async fn a_parent_reads_its_children_from_its_queue() {
     let out = completed(&plugin.run(&job("gather", serde_json::json!({}))).await.outcome);
     assert_eq!(out, serde_json::json!({"parent": false}));
 }
+
+/// Follow-ups and flows together hold at most `MAX_FOLLOW_UP_BYTES` of
+/// payloads an attempt: a plugin enqueueing again and again within its own
+/// memory cap is refused past it, saying why, and nothing of it is kept.
+#[tokio::test]
+async fn an_attempts_follow_ups_are_bounded_in_bytes() {
+    let s = setup(GRANTED);
+    let plugin = s.load("hostile_plugin").await;
+    let big = "x".repeat(1_000_000);
+    let limit = jobrunner_host::capabilities::MAX_FOLLOW_UP_BYTES / 1_000_000;
+    let report = plugin.run(&job("enqueue", serde_json::json!({"count": limit + 2, "payload": big}))).await;
+    match &report.outcome {
+        Outcome::Permanent { message } => assert!(message.contains("more than 32 MiB of payloads"), "{message}"),
+        other => panic!("expected the follow-ups refused past the bound, got {other:?}"),
+    }
+    assert!(report.follow_ups.is_empty() && report.flows.is_empty());
+    // Under the bound, the same calls go through.
+    let report = plugin.run(&job("enqueue", serde_json::json!({"count": limit - 2, "payload": big}))).await;
+    assert_eq!(report.follow_ups.len(), limit - 2, "{:?}", report.outcome);
+}

@@ -19,6 +19,12 @@ use wasmtime::Result;
 /// The most follow-up jobs one attempt may enqueue.
 pub const MAX_FOLLOW_UPS: usize = 1000;
 
+/// The most payload bytes one attempt's follow-ups and flows may hold
+/// together: the host keeps them until the attempt ends, and Redis then
+/// holds them, so a plugin calling `enqueue` or `enqueue-flow` again and
+/// again within its own memory cap cannot pile up more than this.
+pub const MAX_FOLLOW_UP_BYTES: usize = 32 << 20;
+
 use jobrunner_job::flow::MAX_FLOW_DEPTH;
 /// The most jobs of flows one attempt may enqueue (a campaign's one child
 /// per recipient), as many as one flow may hold.
@@ -274,13 +280,15 @@ impl JobState {
     }
 
     /// A follow-up job checked against the grants and limits: the job, or
-    /// why not (logged when a grant refuses it).
+    /// why not (logged when a grant refuses it). `pending` is the payload
+    /// bytes of jobs checked but not yet kept (the rest of a flow).
     fn check_follow_up(
         &mut self,
         queue_name: String,
         job_type: String,
         payload: String,
         options: Options,
+        pending: usize,
     ) -> Result<FollowUp, String> {
         // An empty queue name means the queue of the job being handled.
         let queue_name = if queue_name.is_empty() { self.queue.clone() } else { queue_name };
@@ -292,6 +300,12 @@ impl JobState {
         }
         if payload.len() > MAX_PAYLOAD_BYTES {
             return Err(format!("payload of {} bytes is over the {MAX_PAYLOAD_BYTES} byte limit", payload.len()));
+        }
+        if self.follow_up_bytes + pending + payload.len() > MAX_FOLLOW_UP_BYTES {
+            return Err(format!(
+                "this attempt's follow-ups and flows would hold more than {} MiB of payloads",
+                MAX_FOLLOW_UP_BYTES >> 20
+            ));
         }
         let payload: serde_json::Value =
             serde_json::from_str(&payload).map_err(|e| format!("payload is not valid JSON: {e}"))?;
@@ -334,9 +348,11 @@ impl JobState {
         if self.follow_ups.len() >= MAX_FOLLOW_UPS {
             return Err(format!("at most {MAX_FOLLOW_UPS} follow-up jobs per attempt"));
         }
-        let job = self.check_follow_up(queue_name, job_type, payload, options)?;
+        let bytes = payload.len();
+        let job = self.check_follow_up(queue_name, job_type, payload, options, 0)?;
         let id = job.id.clone();
         self.follow_ups.push(job);
+        self.follow_up_bytes += bytes;
         Ok(id)
     }
 
@@ -357,6 +373,8 @@ impl JobState {
         }
         let mut checked = Vec::with_capacity(jobs.len());
         let mut depth = Vec::with_capacity(jobs.len());
+        // The flow's payload bytes so far: kept only if the whole flow is.
+        let mut bytes = 0;
         for (i, (queue, job_type, payload, options, parent, on_failure)) in jobs.into_iter().enumerate() {
             let parent = match (i, parent) {
                 (0, None) => None,
@@ -372,11 +390,15 @@ impl JobState {
                 return Err(format!("job {i} is deeper than {MAX_FLOW_DEPTH} levels"));
             }
             depth.push(d);
-            let job = self.check_follow_up(queue, job_type, payload, options).map_err(|e| format!("job {i}: {e}"))?;
+            let len = payload.len();
+            let job =
+                self.check_follow_up(queue, job_type, payload, options, bytes).map_err(|e| format!("job {i}: {e}"))?;
+            bytes += len;
             checked.push(FlowFollowUpJob { job, parent, on_failure });
         }
         let root = checked[0].job.id.clone();
         self.flows.push(FlowFollowUp { jobs: checked });
+        self.follow_up_bytes += bytes;
         Ok(root)
     }
 

@@ -93,6 +93,9 @@ pub struct JobState {
     pub(crate) progress: Option<u8>,
     pub(crate) on_progress: Option<OnProgress>,
     pub(crate) follow_ups: Vec<FollowUp>,
+    /// The payload bytes of this attempt's follow-ups and flows so far
+    /// (`capabilities::MAX_FOLLOW_UP_BYTES`).
+    pub(crate) follow_up_bytes: usize,
     pub(crate) flows: Vec<FlowFollowUp>,
     pub(crate) emails: Vec<SentEmail>,
     /// The queue of the job being handled: the default for follow-ups.
@@ -131,6 +134,7 @@ impl JobState {
             progress: None,
             on_progress: None,
             follow_ups: Vec::new(),
+            follow_up_bytes: 0,
             flows: Vec::new(),
             emails: Vec::new(),
             queue,
@@ -155,6 +159,7 @@ impl JobState {
         self.progress = None;
         self.on_progress = None;
         self.follow_ups.clear();
+        self.follow_up_bytes = 0;
         self.flows.clear();
         self.emails.clear();
         self.queue = queue;

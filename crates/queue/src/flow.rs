@@ -380,12 +380,31 @@ impl Queue {
     pub async fn relay_outcomes(&self) -> Result<usize> {
         let mut total = 0;
         loop {
-            let (_, entries): (String, Vec<(String, String)>) = self
-                .inner
-                .conn
-                .query(redis::cmd("HSCAN").arg(self.inner.keys.get("notify")).arg(0).arg("COUNT").arg(RELAY_BATCH))
-                .await
-                .context("read the flow outbox")?;
+            // A scan from 0 may come back empty with a cursor to follow (a
+            // hash emptied by earlier relays keeps its buckets a while):
+            // the cursor is followed until a batch is read or it ends.
+            let (mut cursor, mut entries) = (0u64, Vec::new());
+            let mut seen = HashSet::new();
+            loop {
+                let (next, page): (u64, Vec<(String, String)>) = self
+                    .inner
+                    .conn
+                    .query(
+                        redis::cmd("HSCAN")
+                            .arg(self.inner.keys.get("notify"))
+                            .arg(cursor)
+                            .arg("COUNT")
+                            .arg(RELAY_BATCH),
+                    )
+                    .await
+                    .context("read the flow outbox")?;
+                // A scan may return an entry twice: kept once, in order.
+                entries.extend(page.into_iter().filter(|(id, _)| seen.insert(id.clone())));
+                if next == 0 || entries.len() >= RELAY_BATCH {
+                    break;
+                }
+                cursor = next;
+            }
             if entries.is_empty() {
                 return Ok(total);
             }
