@@ -71,10 +71,15 @@ struct DrainWindow {
 
 impl DrainWindow {
     fn open(redis: &testkit::redis::RedisServer, daemon: &Daemon) -> Result<DrainWindow> {
+        Self::open_all(redis, std::slice::from_ref(daemon))
+    }
+
+    /// As `open`, the workers' CPU summed over several runner processes.
+    fn open_all(redis: &testkit::redis::RedisServer, daemons: &[Daemon]) -> Result<DrainWindow> {
         let mut conn = redis.connection();
         Ok(DrainWindow {
             calls: redis_info::command_calls(&mut conn)?,
-            worker_cpu: daemon.cpu_seconds()?,
+            worker_cpu: cpu_of(daemons)?,
             redis_cpu: redis_info::cpu_seconds(&mut conn)?,
             started: Instant::now(),
         })
@@ -84,6 +89,16 @@ impl DrainWindow {
     /// own waiting sent meanwhile, taken off the count with the `INFO`
     /// that read it first.
     fn close(self, redis: &testkit::redis::RedisServer, daemon: &Daemon, jobs: usize, polls: u64) -> Result<Drain> {
+        self.close_all(redis, std::slice::from_ref(daemon), jobs, polls)
+    }
+
+    fn close_all(
+        self,
+        redis: &testkit::redis::RedisServer,
+        daemons: &[Daemon],
+        jobs: usize,
+        polls: u64,
+    ) -> Result<Drain> {
         let seconds = self.started.elapsed().as_secs_f64();
         let mut conn = redis.connection();
         let per_job = |total: f64| total / jobs as f64;
@@ -91,10 +106,15 @@ impl DrainWindow {
         Ok(Drain {
             jobs_per_s: jobs as f64 / seconds,
             commands_per_job: per_job(calls as f64),
-            worker_cpu_us: per_job((daemon.cpu_seconds()? - self.worker_cpu) * 1e6),
+            worker_cpu_us: per_job((cpu_of(daemons)? - self.worker_cpu) * 1e6),
             redis_cpu_us: per_job((redis_info::cpu_seconds(&mut conn)? - self.redis_cpu) * 1e6),
         })
     }
+}
+
+/// The CPU time of several runner processes, summed (seconds).
+fn cpu_of(daemons: &[Daemon]) -> Result<f64> {
+    daemons.iter().map(Daemon::cpu_seconds).sum()
 }
 
 /// A flow's fan-in: the time to add it, and its drain (per child).
@@ -256,20 +276,47 @@ impl Bench {
         extra: &str,
         make: impl Fn(usize) -> NewJob,
     ) -> Result<Drain> {
+        self.drain_by(1, concurrency, jobs, plugins, extra, make).await
+    }
+
+    /// `drain` with `runners` runner processes on the one Redis, each at
+    /// `concurrency`: how throughput grows with runners on this machine,
+    /// and the CPU that Redis and the runners (summed) spend per job, from
+    /// which `docs/performance.md` works out where one Redis saturates.
+    pub async fn scale_drain(&self, runners: usize, concurrency: usize, jobs: usize) -> Result<Drain> {
+        let plugins = std::slice::from_ref(&self.noop);
+        self.drain_by(runners, concurrency, jobs, plugins, "", |_| noop_job()).await
+    }
+
+    /// `drain_jobs` with `runners` runner processes.
+    async fn drain_by(
+        &self,
+        runners: usize,
+        concurrency: usize,
+        jobs: usize,
+        plugins: &[PathBuf],
+        extra: &str,
+        make: impl Fn(usize) -> NewJob,
+    ) -> Result<Drain> {
         let q = self.fresh().await?;
-        let dir = tempfile::tempdir()?;
-        let daemon = self.daemon_on(&dir, concurrency, plugins, false, KEEP_ALL, extra).await?;
+        let dirs = (0..runners).map(|_| tempfile::tempdir()).collect::<std::io::Result<Vec<_>>>()?;
+        let mut daemons = Vec::new();
+        for dir in &dirs {
+            daemons.push(self.daemon_on(dir, concurrency, plugins, false, KEEP_ALL, extra).await?);
+        }
         q.pause().await?;
         for chunk in (0..jobs).collect::<Vec<_>>().chunks(BULK) {
             q.enqueue_bulk(chunk.iter().map(|&i| make(i)).collect()).await?;
         }
-        let window = DrainWindow::open(&self.redis, &daemon)?;
+        let window = DrainWindow::open_all(&self.redis, &daemons)?;
         q.resume().await?;
         let keys = jobrunner_queue::keys::Keys::new(jobrunner_queue::connection::DEFAULT_PREFIX, QUEUE);
         let sets = [keys.get("completed").to_string(), keys.get("failed").to_string()];
         let polls = wait_all_completed(&self.redis, &sets, jobs as u64, Duration::from_secs(900)).await?;
-        let drain = window.close(&self.redis, &daemon, jobs, polls)?;
-        daemon.stop()?;
+        let drain = window.close_all(&self.redis, &daemons, jobs, polls)?;
+        for d in daemons {
+            d.stop()?;
+        }
         Ok(drain)
     }
 

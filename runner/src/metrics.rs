@@ -4,12 +4,20 @@
 //! reason; stalls; plugin reloads and their errors; wasm instantiation time,
 //! and attempts run in fresh or reused instances (`isolation = "instance"`);
 //! Redis errors (each one a reconnection the connection makes by itself);
-//! cache hits and misses; and, read at scrape time, the jobs in each queue
-//! by state (native and BullMQ-backed alike) and whether it is paused.
+//! cache hits and misses; jobs started; jobs stopped because their lease
+//! could not be kept; and, read at scrape time, the jobs in each queue by
+//! state (native and BullMQ-backed alike), whether it is paused, and the
+//! age of the job next in line.
+//!
+//! The signals to scale on (`deploy/README.md` shows an autoscaler's
+//! queries): `queue_jobs{state="waiting"}`,
+//! `queue_latency_seconds`, and the rates of `jobs_started_total` and
+//! `jobs_total`. The queue gauges are the queue's, read from Redis, so
+//! every runner reports the same value: take `max by (queue)`, not `sum`.
 
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
-    exponential_buckets,
+    Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry,
+    TextEncoder, exponential_buckets,
 };
 
 pub struct Metrics {
@@ -26,6 +34,9 @@ pub struct Metrics {
     pub cache: IntCounterVec,
     pub queue_jobs: IntGaugeVec,
     pub queue_paused: IntGaugeVec,
+    pub queue_latency: GaugeVec,
+    pub started: IntCounterVec,
+    pub lease_stops: IntCounterVec,
 }
 
 impl Default for Metrics {
@@ -93,6 +104,24 @@ impl Metrics {
                 &["queue", "backend", "state"],
             ),
             queue_paused: gauge("queue_paused", "1 if the queue is paused", &["queue", "backend"]),
+            queue_latency: {
+                let g = GaugeVec::new(
+                    Opts::new(
+                        "queue_latency_seconds",
+                        "Age of the waiting job next in line (since it was enqueued or became due), read at scrape; 0 when none waits. Without priorities or groups, the oldest waiting job",
+                    ),
+                    &["queue", "backend"],
+                )
+                .expect("valid metric");
+                registry.register(Box::new(g.clone())).expect("registered once");
+                g
+            },
+            started: counter("jobs_started_total", "Job attempts started (handed to their plugin)", &["queue"]),
+            lease_stops: counter(
+                "lease_stops_total",
+                "Running jobs stopped because their lease was lost (`lost`) or could not be extended before it ran out (`unreachable`: Redis out of reach)",
+                &["queue", "reason"],
+            ),
             registry,
         }
     }

@@ -330,6 +330,13 @@ async fn tokens_are_required_and_read_only_tokens_only_read() {
     assert_error(&a.get("/api/v1/queues").await, StatusCode::UNAUTHORIZED, "Bearer");
     assert_error(&a.call(Method::GET, "/api/v1/queues", None, Some("wrong-token")).await, StatusCode::UNAUTHORIZED, "");
     assert_error(&a.get("/metrics").await, StatusCode::UNAUTHORIZED, "");
+    // A probe cannot send a token: `/ready` gives it the verdict alone,
+    // and the details to a caller with one.
+    let (s, ready) = a.get("/ready").await;
+    assert_eq!((s, ready), (StatusCode::OK, json!({"ready": true})));
+    let (s, ready) = a.call(Method::GET, "/ready", None, Some(READER)).await;
+    assert_eq!((s, ready["redis"].as_bool()), (StatusCode::OK, Some(true)), "{ready}");
+    assert!(ready["queues"].is_object(), "{ready}");
     assert_eq!(a.call(Method::GET, "/api/v1/queues", None, Some(READER)).await.0, StatusCode::OK);
     let body = r#"{"type":"t","payload":{}}"#;
     assert_error(
@@ -365,6 +372,30 @@ async fn schedules_health_readiness_and_metrics() {
     let (s, text) = a.get("/metrics").await;
     assert_eq!(s, StatusCode::OK);
     assert!(text.as_str().unwrap().contains("jobrunner_redis_errors_total"));
+
+    // The signals to scale on: a queue's waiting jobs and the age of the
+    // job next in line, read from Redis at scrape.
+    let old = r#"{"type":"t","payload":{},"options":{"delay_ms":0}}"#;
+    assert_eq!(a.call(Method::POST, "/api/v1/queues/backlog/jobs", Some(old), None).await.0, StatusCode::CREATED);
+    let value = |text: &str, name: &str| -> f64 {
+        let line = text.lines().find(|l| l.starts_with(name)).unwrap_or_else(|| panic!("no {name} in\n{text}"));
+        line.rsplit(' ').next().unwrap().parse().unwrap()
+    };
+    let latency = r#"jobrunner_queue_latency_seconds{backend="native",queue="backlog"}"#;
+    // Nothing consumes the queue: the age grows with the clock.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let (_, text) = a.get("/metrics").await;
+        let text = text.as_str().unwrap();
+        assert_eq!(value(text, r#"jobrunner_queue_jobs{backend="native",queue="backlog",state="waiting"}"#), 1.0);
+        let age = value(text, latency);
+        assert!((0.0..60.0).contains(&age), "{age}");
+        if age >= 1.0 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the waiting job's age stayed {age}");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
     assert_eq!(a.get("/api/v1/plugins").await.1, json!([]));
     assert_eq!(a.get("/api/v1/runners").await.1, json!([]));
 }

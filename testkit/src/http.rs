@@ -73,7 +73,18 @@ pub struct HttpRecorder {
 
 impl HttpRecorder {
     pub async fn start() -> HttpRecorder {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        Self::serve(tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap())
+    }
+
+    /// Serves on a listener bound elsewhere: inside a host of a
+    /// `netns::Network` (`Network::listen`), say. `url` still names
+    /// loopback; the hosts reach it at their network's address.
+    pub fn start_on(listener: std::net::TcpListener) -> HttpRecorder {
+        listener.set_nonblocking(true).unwrap();
+        Self::serve(tokio::net::TcpListener::from_std(listener).unwrap())
+    }
+
+    fn serve(listener: tokio::net::TcpListener) -> HttpRecorder {
         let port = listener.local_addr().unwrap().port();
         let shared = Arc::new(Shared::default());
         let app = Router::new().fallback(record).with_state(shared.clone());

@@ -7,6 +7,8 @@
 //! - [`guest`]: the JavaScript and Python plugins of `examples/`, likewise;
 //! - [`redis`]: a `redis-server` child process that can be stopped and restarted;
 //! - [`cluster`]: a Redis Cluster of such processes;
+//! - [`netns`]: hosts in network namespaces joined by a bridge, with
+//!   partitions, loss and latency;
 //! - [`http`]: an HTTP server that records requests and answers as scripted;
 //! - [`smtp`]: an SMTP server that keeps what it receives;
 //! - [`wait_until`]: waiting on a condition rather than on the clock.
@@ -14,6 +16,7 @@
 pub mod cluster;
 pub mod guest;
 pub mod http;
+pub mod netns;
 pub mod redis;
 pub mod smtp;
 pub mod wasm;

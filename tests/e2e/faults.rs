@@ -20,17 +20,17 @@ use std::time::{Duration, Instant};
 
 /// Follows a queue's events stream while a test runs, counting each job's
 /// `completed` events (the stream is capped, so it is read as it grows).
-struct EventTail {
-    completed: HashMap<String, u32>,
+pub(crate) struct EventTail {
+    pub(crate) completed: HashMap<String, u32>,
     last: String,
 }
 
 impl EventTail {
-    fn new() -> EventTail {
+    pub(crate) fn new() -> EventTail {
         EventTail { completed: HashMap::new(), last: "0".into() }
     }
 
-    async fn poll(&mut self, q: &Queue) {
+    pub(crate) async fn poll(&mut self, q: &Queue) {
         loop {
             let Ok(batch) = q.events(&self.last, 5000).await else { return };
             let Some((last, _)) = batch.last() else { return };

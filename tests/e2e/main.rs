@@ -3,7 +3,9 @@
 //! Layout: `exec` (each plugin on its sample payload, exit codes, errors),
 //! `plugin_cmd` (`plugin check` and `plugin new`), `serve` (the daemon),
 //! `faults` (crashes, Redis loss, cluster failover, hostile and broken
-//! plugins under load), `flows` (flows through the daemon, across a
+//! plugins under load), `hosts` (three runner hosts and Redis in network
+//! namespaces: a partition, a rolling restart, a slow lossy network),
+//! `package` (the Debian package installed and serving a job), `flows` (flows through the daemon, across a
 //! `kill -9`), `soak` (a million jobs), `browser` (the dashboard in
 //! a real headless Chromium), `parity` (the webhook in Rust, TypeScript and
 //! Python alike; the TypeScript and Python templates), `bullmq` (BullMQ-backed queues, with Node's
@@ -17,6 +19,8 @@ mod clients;
 mod exec;
 mod faults;
 mod flows;
+mod hosts;
+mod package;
 mod parity;
 mod plugin_cmd;
 mod serve;

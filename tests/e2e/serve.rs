@@ -31,8 +31,25 @@ impl Daemon {
     /// Starts the daemon and returns once it consumes its queues, its
     /// plugins perhaps still loading.
     pub(crate) fn spawn(dir: &Path, redis_url: Option<&str>, env: &[(&str, &str)]) -> Daemon {
+        Self::spawn_cmd(Command::new(env!("CARGO_BIN_EXE_runner")), dir, redis_url, env)
+    }
+
+    /// As `start_with`, on a host of `net` (in its network namespace).
+    pub(crate) fn start_on(
+        net: &testkit::netns::Network,
+        host: &str,
+        dir: &Path,
+        redis_url: &str,
+        env: &[(&str, &str)],
+    ) -> Daemon {
+        let d = Self::spawn_cmd(net.command(host, env!("CARGO_BIN_EXE_runner")), dir, Some(redis_url), env);
+        d.wait_log("every plugin file loaded or refused", Duration::from_secs(120));
+        d
+    }
+
+    /// Starts `cmd` (the runner, or a command that execs it) as `spawn`.
+    fn spawn_cmd(mut cmd: Command, dir: &Path, redis_url: Option<&str>, env: &[(&str, &str)]) -> Daemon {
         let log = dir.join(format!("serve-{}.log", ulid::Ulid::new()));
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_runner"));
         cmd.current_dir(dir)
             .args(["serve", "--config", "runner.toml"])
             .env_remove("RUNNER_QUEUES")
@@ -60,6 +77,11 @@ impl Daemon {
             assert!(Instant::now() < deadline, "no `{needle}` in the log:\n{}", self.log());
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    /// Whether the process still runs (it has not exited).
+    pub(crate) fn alive(&mut self) -> bool {
+        self.child.as_mut().is_some_and(|c| c.try_wait().unwrap().is_none())
     }
 
     /// Kills the process at once, as a crash would.
@@ -166,9 +188,14 @@ pub(crate) fn keep_all() -> JobOptions {
 }
 
 pub(crate) fn jobs(job_type: &str, payload: &str, n: usize) -> Vec<NewJob> {
+    jobs_as(job_type, job_type, payload, n)
+}
+
+/// `n` jobs with ids `PREFIX-00000`, … that keep their records.
+pub(crate) fn jobs_as(prefix: &str, job_type: &str, payload: &str, n: usize) -> Vec<NewJob> {
     (0..n)
         .map(|i| NewJob {
-            id: Some(format!("{job_type}-{i:05}")),
+            id: Some(format!("{prefix}-{i:05}")),
             job_type: job_type.into(),
             payload: payload.into(),
             options: keep_all(),

@@ -11,7 +11,14 @@
 //! - `lint`: `cargo fmt --check` and `cargo clippy --all-targets -D warnings`;
 //! - `test`: set up, build the plugins, then run every test of the workspace,
 //!   with `JOBRUNNER_REQUIRE_GUESTS` set so that the TypeScript and Python
-//!   plugin tests fail, rather than skip, when their tools are missing;
+//!   plugin tests fail, rather than skip, when their tools are missing, and
+//!   `JOBRUNNER_REQUIRE_NETNS` and `JOBRUNNER_PACKAGE_TEST` so that the
+//!   tests of several hosts (network namespaces) and of the Debian package
+//!   (installed on this machine) run rather than skip;
+//! - `deb`: build the release binary and the Debian package,
+//!   `target/deb/jobrunner_VERSION_ARCH.deb` (`deploy/debian/build-deb.sh`);
+//! - `image`: build the container image `jobrunner:VERSION` from scratch
+//!   with buildah (`deploy/container/build-image.sh`); not run by `ci`;
 //! - `ci`: `lint`, then `test`;
 //! - `demo`: set up, build, and run the demo (see `demo.rs`);
 //! - `bench [ARGS]`: set up, build the release binaries and run the
@@ -84,6 +91,17 @@ fn setup_tests() -> Result<(), String> {
     if !has("python3", "--version") {
         missing.extend(["python3", "python3-venv", "python3-pip"]);
     }
+    // The tests of several hosts (network namespaces, nftables) and of the
+    // Debian package (systemd-analyze).
+    if !has("nft", "--version") {
+        missing.push("nftables");
+    }
+    if !has("ip", "-V") {
+        missing.push("iproute2");
+    }
+    if !has("systemd-analyze", "--version") {
+        missing.push("systemd");
+    }
     apt_install(&missing)
 }
 
@@ -128,7 +146,11 @@ fn test() -> Result<(), String> {
     // tools (installed by the tests from the registries); here, a missing
     // tool fails those tests instead of skipping them.
     // SAFETY: no other thread runs yet.
-    unsafe { std::env::set_var("JOBRUNNER_REQUIRE_GUESTS", "1") };
+    unsafe {
+        std::env::set_var("JOBRUNNER_REQUIRE_GUESTS", "1");
+        std::env::set_var("JOBRUNNER_REQUIRE_NETNS", "1");
+        std::env::set_var("JOBRUNNER_PACKAGE_TEST", "1");
+    };
     cargo(&["test", "--workspace"])
 }
 
@@ -151,6 +173,33 @@ fn bench() -> Result<(), String> {
 
 /// The Node client beside BullMQ's `Queue` (`clients/node/bench/add.mjs`),
 /// its packages installed from the lock file; ARGS go to the script.
+fn workspace_root() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask sits in the workspace").to_path_buf()
+}
+
+/// Runs a script of `deploy/` with `args`.
+fn deploy_script(script: &str, args: &[&str]) -> Result<(), String> {
+    let path = workspace_root().join("deploy").join(script);
+    eprintln!("$ {} {}", path.display(), args.join(" "));
+    let status = Command::new(&path).args(args).status().map_err(|e| format!("cannot run {script}: {e}"))?;
+    if status.success() { Ok(()) } else { Err(format!("{script} failed ({status})")) }
+}
+
+fn deb() -> Result<(), String> {
+    cargo(&["build", "--release", "-p", "runner", "--bin", "runner"])?;
+    let root = workspace_root();
+    let binary = root.join("target/release/runner");
+    let out = root.join("target/deb");
+    deploy_script(
+        "debian/build-deb.sh",
+        &[&binary.to_string_lossy(), env!("CARGO_PKG_VERSION"), &out.to_string_lossy()],
+    )
+}
+
+fn image() -> Result<(), String> {
+    deploy_script("container/build-image.sh", &[env!("CARGO_PKG_VERSION")])
+}
+
 fn bench_clients() -> Result<(), String> {
     setup()?;
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../clients/node");
@@ -178,7 +227,10 @@ fn main() -> ExitCode {
         }
         "bench" => bench(),
         "bench-clients" => bench_clients(),
-        _ => Err("usage: cargo xtask <setup|plugins|lint|test|ci|demo|bench [ARGS]|bench-clients [ARGS]>".to_string()),
+        "deb" => deb(),
+        "image" => image(),
+        _ => Err("usage: cargo xtask <setup|plugins|lint|test|ci|demo|bench [ARGS]|bench-clients [ARGS]|deb|image>"
+            .to_string()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

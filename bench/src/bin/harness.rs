@@ -25,6 +25,7 @@ const MEASURES: &[&str] = &[
     "delayed",
     "overhead",
     "flow",
+    "scale",
     "memory",
     "reload",
     "startup",
@@ -49,8 +50,9 @@ struct Args {
     #[arg(long)]
     bullmq: bool,
     /// Only these measures (of enqueue, drain, bullmq-drain, template,
-    /// http, latency, delayed, overhead, flow, memory, reload, startup).
-    /// `flow` drains a fan-in of 10,000 children beside a plain drain of
+    /// http, latency, delayed, overhead, flow, scale, memory, reload,
+    /// startup). `scale` drains no-op jobs with 1, 2 and 3 runner
+    /// processes on one Redis. `flow` drains a fan-in of 10,000 children beside a plain drain of
     /// as many jobs, at concurrency 50. `http`
     /// needs `wrk`. `bullmq-drain`
     /// drains a BullMQ-backed queue (BullMQ's jobs, the runner's plugins);
@@ -59,6 +61,10 @@ struct Args {
     /// natively.
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
+    /// Jobs drained per run of the `scale` measure (1, 2 and 3 runner
+    /// processes on one Redis, concurrency 50 each).
+    #[arg(long, default_value_t = 50_000)]
+    scale_jobs: usize,
     /// Jobs drained per run of the `template` measure.
     #[arg(long, default_value_t = 10_000)]
     template_jobs: usize,
@@ -472,6 +478,19 @@ async fn main() -> Result<()> {
                 &|(p, f)| f.drain.commands_per_job - p.commands_per_job,
                 Better::Lower,
             ));
+        }
+        if wanted("scale") {
+            for runners in 1..=3 {
+                eprintln!("scale: {runners} runner processes, concurrency 50 each, {} jobs", args.scale_jobs);
+                let (_, all) = repeat(runs, || b.scale_drain(runners, 50, args.scale_jobs), |d| d.jobs_per_s).await?;
+                let of = |pick: fn(&Drain) -> f64| Runs::of(&all.iter().map(pick).collect::<Vec<_>>());
+                let name =
+                    |what: &str| format!("scale, {runners} runner{}: {what}", if runners > 1 { "s" } else { "" });
+                rows.push(Row::new(name("drain, c50 each"), "jobs/s", of(|d| d.jobs_per_s), Better::Higher));
+                rows.push(Row::new(name("Redis CPU per job"), "µs", of(|d| d.redis_cpu_us), Better::Lower));
+                rows.push(Row::new(name("runners' CPU per job"), "µs", of(|d| d.worker_cpu_us), Better::Lower));
+                rows.push(Row::new(name("Redis commands per job"), "", of(|d| d.commands_per_job), Better::Lower));
+            }
         }
         if wanted("memory") {
             eprintln!("resident memory");

@@ -25,6 +25,38 @@ use std::time::Duration;
 /// notices a dead server quickly.
 const RESPONSE_TIMEOUT: Duration = Duration::from_secs(10);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The socket options of every connection to Redis.
+///
+/// - `TCP_NODELAY`: a command goes out at once rather than waiting for the
+///   previous one's acknowledgement (Nagle), as every Redis client does.
+/// - `TCP_USER_TIMEOUT` and keepalive: a connection whose packets go
+///   unanswered (a runner cut off from Redis by the network, not by a
+///   closed socket) is closed by the kernel within `DEAD_PEER`, so the
+///   client reconnects and the runner rejoins as soon as the network
+///   heals. Without them a command only times out (`RESPONSE_TIMEOUT`),
+///   the socket stays, and after a long partition TCP's backoff between
+///   retransmissions (up to two minutes) kept the runner away from a
+///   Redis that was back; an idle pub/sub connection never noticed at all.
+fn tcp_settings() -> redis::io::tcp::TcpSettings {
+    use redis::io::tcp::socket2::TcpKeepalive;
+    let keepalive =
+        TcpKeepalive::new().with_time(Duration::from_secs(5)).with_interval(Duration::from_secs(2)).with_retries(3);
+    redis::io::tcp::TcpSettings::default().set_nodelay(true).set_keepalive(keepalive).set_user_timeout(DEAD_PEER)
+}
+
+/// How long sent data or keepalive probes may go unacknowledged before the
+/// kernel gives the connection up (`tcp_settings`).
+const DEAD_PEER: Duration = Duration::from_secs(10);
+
+/// `url` as connection info with `tcp_settings`.
+fn info(url: &str) -> Result<redis::ConnectionInfo> {
+    use redis::IntoConnectionInfo;
+    Ok(url
+        .into_connection_info()
+        .with_context(|| format!("invalid Redis URL `{}`", redact(url)))?
+        .set_tcp_settings(tcp_settings()))
+}
 /// The longest one blocking read (`XREAD BLOCK`) waits; a longer wait is a
 /// loop of them, so a dead server is noticed within this plus the
 /// response timeout.
@@ -73,7 +105,8 @@ impl Connection {
     pub async fn connect(url: &str) -> Result<Connection> {
         let urls: Vec<&str> = url.split(',').map(str::trim).filter(|u| !u.is_empty()).collect();
         anyhow::ensure!(!urls.is_empty(), "no Redis URL given");
-        let first = redis::Client::open(urls[0]).with_context(|| format!("invalid Redis URL `{}`", urls[0]))?;
+        let first =
+            redis::Client::open(info(urls[0])?).with_context(|| format!("invalid Redis URL `{}`", redact(urls[0])))?;
         let kind = if urls.len() == 1 {
             let config = ConnectionManagerConfig::new()
                 .set_connection_timeout(Some(CONNECT_TIMEOUT))
@@ -86,12 +119,14 @@ impl Connection {
                     .with_context(|| format!("cannot connect to Redis at {}", redact(urls[0])))?,
             )
         } else {
-            let client = redis::cluster::ClusterClientBuilder::new(urls.clone())
-                .connection_timeout(CONNECT_TIMEOUT)
-                .response_timeout(RESPONSE_TIMEOUT)
-                .retries(6)
-                .build()
-                .context("invalid Redis Cluster URLs")?;
+            let client =
+                redis::cluster::ClusterClientBuilder::new(urls.iter().map(|u| info(u)).collect::<Result<Vec<_>>>()?)
+                    .tcp_settings(tcp_settings())
+                    .connection_timeout(CONNECT_TIMEOUT)
+                    .response_timeout(RESPONSE_TIMEOUT)
+                    .retries(6)
+                    .build()
+                    .context("invalid Redis Cluster URLs")?;
             Kind::Cluster(client.get_async_connection().await.context("cannot connect to the Redis Cluster")?)
         };
         Ok(Connection { kind, first, target: url.into(), prefix: DEFAULT_PREFIX.into() })
@@ -169,11 +204,13 @@ impl Connection {
         let timeout = BLOCKING_READ_MAX + RESPONSE_TIMEOUT;
         if self.is_cluster() {
             let urls: Vec<&str> = self.target.split(',').map(str::trim).filter(|u| !u.is_empty()).collect();
-            let client = redis::cluster::ClusterClientBuilder::new(urls)
-                .connection_timeout(CONNECT_TIMEOUT)
-                .response_timeout(timeout)
-                .build()
-                .context("invalid Redis Cluster URLs")?;
+            let client =
+                redis::cluster::ClusterClientBuilder::new(urls.iter().map(|u| info(u)).collect::<Result<Vec<_>>>()?)
+                    .tcp_settings(tcp_settings())
+                    .connection_timeout(CONNECT_TIMEOUT)
+                    .response_timeout(timeout)
+                    .build()
+                    .context("invalid Redis Cluster URLs")?;
             let conn = client.get_async_connection().await.context("cannot connect to the Redis Cluster")?;
             Ok(Blocking::Cluster(conn))
         } else {

@@ -19,7 +19,14 @@ pub async fn health() -> Json<Value> {
     Json(json!({"status": "ok"}))
 }
 
-pub async fn ready(State(state): State<Arc<ApiState>>) -> impl IntoResponse {
+/// Whether this runner can take jobs: Redis answers and is safe to keep
+/// jobs in, and every plugin file has loaded or been refused. Asked
+/// without credentials while they are required (a Kubernetes probe), it
+/// says only that, by its status and `{"ready": …}`.
+pub async fn ready(
+    State(state): State<Arc<ApiState>>,
+    anonymous: Option<axum::Extension<crate::web::auth::AnonymousProbe>>,
+) -> impl IntoResponse {
     let redis = state.connection.ping().await;
     let plugins = state.registry.as_ref().is_none_or(|r| r.all_loaded());
     // The plugin files still loading (compiling, mostly) at start, by name.
@@ -29,7 +36,7 @@ pub async fn ready(State(state): State<Arc<ApiState>>) -> impl IntoResponse {
         .map(|r| r.loading().iter().filter_map(|f| f.file_name()).map(|n| n.to_string_lossy().into_owned()).collect())
         .unwrap_or_default();
     let mut queues = serde_json::Map::new();
-    if redis {
+    if redis && anonymous.is_none() {
         for name in &state.consumed {
             if let Ok(q) = state.queue(name)
                 && let Ok(c) = q.counts().await
@@ -50,6 +57,9 @@ pub async fn ready(State(state): State<Arc<ApiState>>) -> impl IntoResponse {
         .collect();
     let ready = redis && plugins && safe;
     let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    if anonymous.is_some() {
+        return (status, Json(json!({ "ready": ready })));
+    }
     (
         status,
         Json(json!({
@@ -89,6 +99,23 @@ pub async fn metrics(State(state): State<Arc<ApiState>>) -> impl IntoResponse {
             set("failed", c.failed);
             set("waiting_children", c.waiting_children);
             state.metrics.queue_paused.with_label_values(&[name.as_str(), q.backend()]).set(i64::from(c.paused));
+            // The job next in line: its age is how far behind the runners
+            // are, the signal an autoscaler scales on beside the count.
+            let latency = if c.waiting == 0 {
+                Some(0.0)
+            } else {
+                q.list(jobrunner_queue::State::Waiting, 0, 1).await.ok().map(|head| {
+                    head.first().map_or(0.0, |j| {
+                        let since = j.created_at + j.options.delay_ms;
+                        std::time::SystemTime::now()
+                            .duration_since(std::time::UNIX_EPOCH)
+                            .map_or(0.0, |now| (now.as_millis() as u64).saturating_sub(since) as f64 / 1e3)
+                    })
+                })
+            };
+            if let Some(seconds) = latency {
+                state.metrics.queue_latency.with_label_values(&[name.as_str(), q.backend()]).set(seconds);
+            }
         }
     }
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], state.metrics.render())

@@ -3,11 +3,13 @@
 //! Layout: `serve` (the daemon), `exec` (one job, locally), `plugin`
 //! (`check`, `new`, with `templates`), `queues` (enqueue, inspect and operate the queues),
 //! `flow` (add, show and remove flows of jobs),
-//! `user` (a named user's password hash).
+//! `user` (a named user's password hash), `health` (a probe asked, for
+//! a container's health check).
 //! Each command returns an exit code; an error is printed by `main` as one line.
 
 mod exec;
 mod flow;
+mod health;
 mod plugin;
 mod queues;
 mod serve;
@@ -68,6 +70,9 @@ pub enum Command {
     /// Named users of the API and the dashboard.
     #[command(subcommand)]
     User(user::UserCommand),
+    /// Ask a running runner's /health (or /ready): exit 0 if it answers
+    /// 200 (a container's health check).
+    Health(health::HealthArgs),
 }
 
 /// The config from `--config` (or none), with the environment's overrides.
@@ -97,6 +102,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Flow(cmd) => flow::run(cmd, config_path.as_deref()).await,
         Command::Schedule(cmd) => queues::schedule(cmd, &load_config(config_path.as_deref())?).await,
         Command::User(cmd) => user::run(cmd),
+        Command::Health(args) => health::run(args).await,
     }
 }
 

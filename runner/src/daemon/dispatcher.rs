@@ -126,7 +126,7 @@ pub async fn run(
     let listener = super::cancels::listen(queue.clone(), cancels.clone()).await;
     let tools = Arc::new(Tools {
         acker: Acker::start(queue.clone()),
-        leases: Leases::start(queue.clone(), shared.lease),
+        leases: Leases::start(queue.clone(), shared.lease, shared.metrics.clone()),
         pace: Pace(AtomicU64::new(u64::MAX)),
         cancels,
     });
@@ -170,8 +170,8 @@ pub async fn run(
                 // jobs it had started, with slots free and jobs buffered.
                 let mut first = Some(p.expect("the semaphore is never closed"));
                 while let Some(permit) = first.take().or_else(|| slots.clone().try_acquire_owned().ok()) {
-                    let Some((leased, _)) = buffer.pop_front() else { break };
-                    start(&running, &shared, &queue, &tools, &cancel_jobs, leased, permit);
+                    let Some((leased, landed)) = buffer.pop_front() else { break };
+                    start(&running, &shared, &queue, &tools, &cancel_jobs, (leased, landed), permit);
                 }
             }
             batch = async { fetching.as_mut().expect("guarded").await }, if fetching.is_some() => {
@@ -250,7 +250,7 @@ fn start(
     queue: &Queue,
     tools: &Arc<Tools>,
     cancel: &CancellationToken,
-    leased: Leased,
+    (leased, landed): (Leased, Instant),
     permit: tokio::sync::OwnedSemaphorePermit,
 ) {
     let (shared, queue, cancel, tools) = (shared.clone(), queue.clone(), cancel.clone(), tools.clone());
@@ -261,7 +261,7 @@ fn start(
     // per job. In a box, what moves is a pointer.
     running.spawn(Box::pin(
         async move {
-            run_job(&shared, &queue, &tools, leased, &cancel, permit).await;
+            run_job(&shared, &queue, &tools, (leased, landed), &cancel, permit).await;
         }
         .instrument(span),
     ));
@@ -290,11 +290,13 @@ async fn release_all(queue: &Queue, buffer: &mut VecDeque<(Leased, Instant)>) {
 /// Runs one job. `slot` is its place under the queue's concurrency: given
 /// back as soon as the plugin has returned, so that recording the outcome
 /// (a round trip, batched with other jobs') overlaps the next job's run.
+/// `landed`: when its fetch came back, which the lease keeper counts its
+/// lease from.
 async fn run_job(
     shared: &Shared,
     queue: &Queue,
     tools: &Tools,
-    mut leased: Leased,
+    (mut leased, landed): (Leased, Instant),
     cancel: &CancellationToken,
     slot: tokio::sync::OwnedSemaphorePermit,
 ) {
@@ -306,7 +308,7 @@ async fn run_job(
         None => {
             // Its lease is kept while it waits for plugins still loading;
             // not started, so an attempt is spent only if it then runs.
-            let waiting = tools.leases.hold(&leased.id, &leased.token);
+            let waiting = tools.leases.hold(&leased.id, &leased.token, landed);
             match plugin_for(shared, &job_type, cancel).await {
                 PluginFor::Found(plugin) => plugin,
                 PluginFor::None => {
@@ -333,6 +335,7 @@ async fn run_job(
     // that the job started.)
     tracing::debug!("started");
     tools.acker.started(&leased.id, &leased.token);
+    shared.metrics.started.with_label_values(&[queue.name()]).inc();
     // The payload moves into the job (and from there into the guest): only
     // its plugin reads it, so the dispatcher need not keep a copy.
     let payload = std::mem::replace(&mut leased.spec.payload, serde_json::value::RawValue::NULL.to_owned());
@@ -348,7 +351,7 @@ async fn run_job(
         enqueued_at_ms: leased.spec.created_at,
         parent: leased.spec.parent.clone(),
     };
-    let held = tools.leases.hold(&leased.id, &leased.token);
+    let held = tools.leases.hold(&leased.id, &leased.token, landed);
     let timeout = policy.timeout_for(&leased.spec.opts);
     // `biased`: polled in this order rather than a random one, which spent
     // a random number per poll of every job (the plugin returns at once
@@ -367,6 +370,16 @@ async fn run_job(
             tools.acker.settled(&leased.token);
             drop(held);
             tracing::info!("cancelled on request: recorded failed, not to be retried");
+            return;
+        }
+        _ = held.lost() => {
+            // The lease is lost, or runs out with Redis out of reach (the
+            // keeper logged which): the plugin is stopped, as by a
+            // timeout, and nothing is recorded. The job runs again on the
+            // runner that takes it; this attempt is spent, as a stall's.
+            drop(live);
+            tools.acker.settled(&leased.token);
+            drop(held);
             return;
         }
         _ = cancel.cancelled() => {

@@ -7,7 +7,9 @@
 //!    configured, any request addressed to a name that is not loopback, so
 //!    that a DNS-rebinding page cannot drive the runner on 127.0.0.1;
 //! 2. with a token or a named user configured, require one on every route
-//!    but `/health` (and the sign-in page and assets): a bearer token,
+//!    but `/health` (and the sign-in page and assets; `/ready` answers
+//!    without one, with its verdict and not its details, for probes that
+//!    cannot send one): a bearer token,
 //!    Basic auth (a named user and their password, or any name and a
 //!    token), or a dashboard session (`session`); a read-only token or a
 //!    `read` user may only read; every state-changing request is logged
@@ -200,6 +202,7 @@ pub async fn require(State(state): State<Arc<ApiState>>, request: Request, next:
     guard(&state, &request)?;
     let path = request.uri().path();
     let open = path == "/health" || path == "/dashboard/login" || path.starts_with("/dashboard/assets/");
+    let probe = path == "/ready" && request.method() == Method::GET;
     if !state.tokens.required() || open {
         return Ok(next.run(request).await);
     }
@@ -254,9 +257,21 @@ pub async fn require(State(state): State<Arc<ApiState>>, request: Request, next:
         Access::None if path.starts_with("/dashboard") && request.method() == Method::GET => {
             Ok(axum::response::Redirect::to("/dashboard/login").into_response())
         }
+        // A probe (Kubernetes', a load balancer's) sends no credentials:
+        // it gets the verdict, not the details.
+        Access::None if probe => {
+            let mut request = request;
+            request.extensions_mut().insert(AnonymousProbe);
+            Ok(next.run(request).await)
+        }
         Access::None => Err(ApiError::Unauthorized),
     }
 }
+
+/// Marks a request to `/ready` made without credentials while they are
+/// required: it is answered with `{"ready": …}` and the status alone.
+#[derive(Clone, Copy)]
+pub struct AnonymousProbe;
 
 #[cfg(test)]
 mod tests {
