@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # Builds the Debian package `jobrunner` from a built `runner` binary, with
-# Debian's own dpkg-deb:
+# Debian's own dpkg-deb. Why not `cargo deb`: it lays out the same tree and
+# calls the same dpkg-deb, but it is a crate that every fresh CI machine
+# would compile first; dpkg-deb is on every Debian machine, and the tree
+# is the ten lines below.
 #
 #   deploy/debian/build-deb.sh BINARY VERSION OUT_DIR
 #
