@@ -296,11 +296,14 @@ async fn every_job_type_completes_under_serve() {
 /// cache empty: it consumes at once, the small plugin's job completes while
 /// the large one still compiles (and `/ready` names it), and the large
 /// one's job, enqueued before the start with one attempt, waits for it and
-/// completes on that attempt.
+/// completes on that attempt. The lease (3 s) is shorter than the compile:
+/// the wait's extensions count for the run, which is not taken for a lease
+/// gone unconfirmed and stopped.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn plugins_load_in_the_background_and_jobs_wait_for_theirs() {
     let Some(ts) = testkit::guest::plugin_or_skip(testkit::guest::Lang::Js, "plugin-template-ts") else { return };
-    let (redis, dir) = bed("[queues.default]\nconcurrency = 4\n", &[("noop_plugin", "noop.wasm")]);
+    let (redis, dir) =
+        bed("[runner]\nlease = \"3s\"\n[queues.default]\nconcurrency = 4\n", &[("noop_plugin", "noop.wasm")]);
     std::fs::copy(&ts, dir.path().join("plugins/plugin-template-ts.wasm")).unwrap();
     let q = queue(&redis.url(), "default").await;
     let once = JobOptions { attempts: Some(1), ..keep_all() };
@@ -337,6 +340,7 @@ async fn plugins_load_in_the_background_and_jobs_wait_for_theirs() {
     assert_eq!(r.status(), 200);
     assert_eq!(r.json::<serde_json::Value>().await.unwrap()["plugins_loading"], serde_json::json!([]));
     assert!(daemon.log().contains("waiting for the plugins still loading"), "{}", daemon.log());
+    assert!(!daemon.log().contains("stopping the job here"), "{}", daemon.log());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

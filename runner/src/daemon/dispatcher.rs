@@ -303,22 +303,26 @@ async fn run_job(
     let started = Instant::now();
     let job_type = leased.spec.job_type.clone();
     observe_wait(shared, queue.name(), leased.spec.created_at + leased.spec.opts.delay_ms);
+    // The lease is held from here until the outcome is recorded: one hold
+    // for the wait for a plugin still loading and the run, so that the
+    // keeper's count of how long Redis has not confirmed it (`leases`)
+    // carries over from the one to the other.
+    let held = tools.leases.hold(&leased.id, &leased.token, landed);
     let plugin = match shared.registry.get(&job_type) {
         Some(plugin) => plugin,
         None => {
             // Its lease is kept while it waits for plugins still loading;
             // not started, so an attempt is spent only if it then runs.
-            let waiting = tools.leases.hold(&leased.id, &leased.token, landed);
             match plugin_for(shared, &job_type, cancel).await {
                 PluginFor::Found(plugin) => plugin,
                 PluginFor::None => {
                     let reason = no_plugin(shared, queue.name(), &job_type);
                     record_failure(queue, &leased, Failure::Retry(reason), None).await;
-                    drop(waiting);
+                    drop(held);
                     return;
                 }
                 PluginFor::Shutdown => {
-                    drop(waiting);
+                    drop(held);
                     match queue.release(&leased.id, &leased.token).await {
                         Ok(_) => tracing::info!("shut down while waiting for its plugin; put back on the queue"),
                         Err(e) => {
@@ -330,6 +334,12 @@ async fn run_job(
             }
         }
     };
+    // A lease that ran out, or could not be kept, while the job waited for
+    // its plugin: the job is left to the runner that takes it (the keeper
+    // logged why).
+    if held.is_lost() {
+        return;
+    }
     // From here the job runs: its attempt is spent if its lease stalls.
     // (Logged first, at debug: the fault tests read it as the runner's word
     // that the job started.)
@@ -351,7 +361,6 @@ async fn run_job(
         enqueued_at_ms: leased.spec.created_at,
         parent: leased.spec.parent.clone(),
     };
-    let held = tools.leases.hold(&leased.id, &leased.token, landed);
     let timeout = policy.timeout_for(&leased.spec.opts);
     // `biased`: polled in this order rather than a random one, which spent
     // a random number per poll of every job (the plugin returns at once

@@ -92,6 +92,11 @@ impl Held {
     pub fn lost(&self) -> tokio_util::sync::WaitForCancellationFuture<'_> {
         self.lost.cancelled()
     }
+
+    /// Whether `lost` has resolved already.
+    pub fn is_lost(&self) -> bool {
+        self.lost.is_cancelled()
+    }
 }
 
 impl Leases {
