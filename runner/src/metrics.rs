@@ -119,7 +119,7 @@ impl Metrics {
             started: counter("jobs_started_total", "Job attempts started (handed to their plugin)", &["queue"]),
             lease_stops: counter(
                 "lease_stops_total",
-                "Running jobs stopped because their lease was lost (`lost`) or could not be extended before it ran out (`unreachable`: Redis out of reach)",
+                "Running jobs stopped because their lease was taken by another runner (`lost`), could not be extended before it ran out (`unreachable`: Redis out of reach), or ended in Redis while they ran (`ended`: put back or removed)",
                 &["queue", "reason"],
             ),
             registry,

@@ -16,8 +16,8 @@
 //! reports.
 
 use crate::faults::EventTail;
-use crate::serve::{Daemon, install, jobs_as as jobs};
-use jobrunner_queue::{Connection, Counts, Queue, State};
+use crate::serve::{Daemon, install, jobs_as as jobs, started, wait_counts};
+use jobrunner_queue::{Connection, Queue, State};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
@@ -113,27 +113,6 @@ impl Bed {
     }
 }
 
-async fn wait_for(q: &Queue, what: &str, timeout: Duration, done: impl Fn(&Counts) -> bool) -> Counts {
-    let deadline = Instant::now() + timeout;
-    loop {
-        let c = q.counts().await.unwrap();
-        if done(&c) {
-            return c;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}: {c:?}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-/// The ids of the jobs a runner's log says it started, in order.
-fn started(log: &str) -> Vec<String> {
-    // `job{id=ID type=...}: ...: started`, one line per job started.
-    log.lines()
-        .filter(|l| l.ends_with(": started"))
-        .filter_map(|l| Some(l.split("id=").nth(1)?.split([' ', '}']).next()?.to_string()))
-        .collect()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_runner_cut_off_from_redis_stops_its_jobs_and_rejoins_when_the_network_heals() {
     // Fewer jobs than the runners' 12 slots: the two runners left have
@@ -164,7 +143,7 @@ async fn a_runner_cut_off_from_redis_stops_its_jobs_and_rejoins_when_the_network
     // It stops each of its running jobs before the lease runs out.
     daemons[v].wait_log("stopping the job here", Duration::from_secs(30));
     let stopped_after = cut_at.elapsed();
-    let c = wait_for(&bed.queue, "every job, one runner cut off", Duration::from_secs(180), |c| {
+    let c = wait_counts(&bed.queue, "every job, one runner cut off", Duration::from_secs(180), |c| {
         c.completed + c.failed == JOBS as u64
     })
     .await;
@@ -215,7 +194,7 @@ async fn a_runner_cut_off_from_redis_stops_its_jobs_and_rejoins_when_the_network
     })
     .await;
     let rejoined = healed_at.elapsed();
-    let c = wait_for(&bed.queue, "the second batch", Duration::from_secs(120), |c| {
+    let c = wait_counts(&bed.queue, "the second batch", Duration::from_secs(120), |c| {
         c.completed + c.failed == JOBS as u64 + 200
     })
     .await;
@@ -270,7 +249,7 @@ async fn a_rolling_restart_under_load_loses_and_fails_nothing() {
         tokio::spawn(async move { sample_rate(&q, JOBS, Duration::from_millis(500), Duration::from_secs(300)).await })
     };
     let t0 = Instant::now();
-    wait_for(&bed.queue, "a steady pace", Duration::from_secs(60), |c| c.completed >= 800).await;
+    wait_counts(&bed.queue, "a steady pace", Duration::from_secs(60), |c| c.completed >= 800).await;
     let mut windows = vec![];
     for i in 0..3 {
         let from = t0.elapsed().as_secs_f64();
@@ -280,7 +259,8 @@ async fn a_rolling_restart_under_load_loses_and_fails_nothing() {
         windows.push((from, t0.elapsed().as_secs_f64()));
         println!("{} restarted in {:.1} s", RUNNERS[i], windows[i].1 - windows[i].0);
         let done = bed.queue.counts().await.unwrap().completed;
-        wait_for(&bed.queue, "progress after a restart", Duration::from_secs(60), |c| c.completed >= done + 300).await;
+        wait_counts(&bed.queue, "progress after a restart", Duration::from_secs(60), |c| c.completed >= done + 300)
+            .await;
     }
     let rates = sampler.await.unwrap();
     tail.poll(&bed.queue).await;
@@ -330,7 +310,7 @@ async fn pace_over(bed: &Bed, url: &str, tag: &str) -> Pace {
         bed.queue.enqueue_bulk(chunk.to_vec()).await.unwrap();
     }
     let done =
-        wait_for(&bed.queue, "the batch", Duration::from_secs(300), |c| c.completed >= base + BATCH as u64).await;
+        wait_counts(&bed.queue, "the batch", Duration::from_secs(300), |c| c.completed >= base + BATCH as u64).await;
     let jobs_per_s = BATCH as f64 / started_at.elapsed().as_secs_f64();
     // Singles, paced by the producer (load, not a wait on the runner).
     let mut ticks = tokio::time::interval(Duration::from_millis(20));
@@ -341,7 +321,7 @@ async fn pace_over(bed: &Bed, url: &str, tag: &str) -> Pace {
     // Longer than the lease (6 s): each held through four extensions.
     bed.queue.enqueue_bulk(jobs(&format!("{tag}l"), "sleep", r#"{"ms": 8000}"#, 6)).await.unwrap();
     let total = done.completed + (SINGLES + 6) as u64;
-    let c = wait_for(&bed.queue, "the singles and the long jobs", Duration::from_secs(300), |c| {
+    let c = wait_counts(&bed.queue, "the singles and the long jobs", Duration::from_secs(300), |c| {
         c.completed + c.failed >= total
     })
     .await;

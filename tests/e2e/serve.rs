@@ -203,6 +203,16 @@ pub(crate) fn jobs_as(prefix: &str, job_type: &str, payload: &str, n: usize) -> 
         .collect()
 }
 
+/// The ids of the jobs a runner's log says it started, in order: it logs
+/// `job{id=ID type=...}: ...: started` at debug
+/// (`RUNNER_LOG=info,runner::daemon::dispatcher=debug`), one line a job.
+pub(crate) fn started(log: &str) -> Vec<String> {
+    log.lines()
+        .filter(|l| l.ends_with(": started"))
+        .filter_map(|l| Some(l.split("id=").nth(1)?.split([' ', '}']).next()?.to_string()))
+        .collect()
+}
+
 /// Waits until the queue's counts satisfy `done`.
 pub(crate) async fn wait_counts(
     q: &Queue,

@@ -154,12 +154,7 @@ async fn a_job_killed_before_it_ran_spends_no_attempt() {
     logs.push_str(&daemon.log());
     let reported: HashSet<String> =
         recorder.requests().into_iter().filter_map(|r| r.path.strip_prefix("/ran/").map(str::to_string)).collect();
-    // `job{id=ID type=...}: ...: started`, one line per job started.
-    let started: HashSet<&str> = logs
-        .lines()
-        .filter(|l| l.ends_with(": started"))
-        .filter_map(|l| l.split("id=").nth(1)?.split([' ', '}']).next())
-        .collect();
+    let started: HashSet<String> = crate::serve::started(&logs).into_iter().collect();
     let all = bulk.iter().map(|j| (j.id.clone().unwrap(), j.id.clone().unwrap())).chain(singles.iter().cloned());
     let (mut completed, mut failed, mut came_back) = (0, 0, 0);
     for (id, tag) in all {

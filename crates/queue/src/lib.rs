@@ -100,7 +100,7 @@ pub use policy::{EffectiveOptions, EffectivePolicy, QueuePolicy, Rate, Source, S
 pub use queue::{Enqueued, MAX_BULK, NewJob, Queue, QueueFull};
 pub use record::{AttemptError, Counts, DeadLetter, JobRecord, Leased, ParentRef, Spec, State};
 pub use schedule::{Schedule, ScheduleInfo, ScheduleSource, Timing};
-pub use work::{AfterFailure, Completion, Failure, Fetched};
+pub use work::{AfterFailure, Completion, Failure, Fetched, LeaseState};
 
 /// The name checks a queue applies, for producers that check early.
 pub use jobrunner_job::{MAX_PAYLOAD_BYTES, check_job_id, check_job_type, check_queue_name};

@@ -43,6 +43,19 @@ pub enum Failure {
     Permanent(String),
 }
 
+/// What `extend` found of one lease.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LeaseState {
+    /// Held with this token, and extended.
+    Held,
+    /// Another lease holds the job: this one expired and the job was
+    /// handed out again. This attempt's outcome will be refused.
+    Taken,
+    /// No lease holds the job: it finished (a completion Redis recorded
+    /// before this call), went back to wait, or was removed.
+    Ended,
+}
+
 /// The state after a failure was recorded.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AfterFailure {
@@ -263,8 +276,8 @@ impl Queue {
         })
     }
 
-    /// Extends leases; returns, per job, whether it is still held.
-    pub async fn extend(&self, leases: &[(String, String)], lease: Duration) -> Result<Vec<bool>> {
+    /// Extends leases; returns, per job, what it found of its lease.
+    pub async fn extend(&self, leases: &[(String, String)], lease: Duration) -> Result<Vec<LeaseState>> {
         if leases.is_empty() {
             return Ok(vec![]);
         }
@@ -275,7 +288,14 @@ impl Queue {
         }
         let reply: Vec<i64> =
             self.inner.conn.invoke(&SCRIPTS.extend, &self.inner.keys.all, &args).await.context("extend")?;
-        Ok(reply.into_iter().map(|r| r == 1).collect())
+        Ok(reply
+            .into_iter()
+            .map(|r| match r {
+                1 => LeaseState::Held,
+                0 => LeaseState::Taken,
+                _ => LeaseState::Ended,
+            })
+            .collect())
     }
 
     /// Puts a leased job back on the queue without counting the attempt

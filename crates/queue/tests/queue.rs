@@ -3,8 +3,8 @@
 //! rate limits, schedules, retention, waking, and a Redis restart.
 
 use jobrunner_queue::{
-    AfterFailure, Backoff, Completion, Connection, Consumer, Failure, JobOptions, Keep, NewJob, Queue, Schedule, State,
-    Timing,
+    AfterFailure, Backoff, Completion, Connection, Consumer, Failure, JobOptions, Keep, LeaseState, NewJob, Queue,
+    Schedule, State, Timing,
 };
 use std::time::{Duration, Instant};
 use testkit::redis::RedisServer;
@@ -510,7 +510,7 @@ async fn an_expired_lease_is_a_stall_and_the_stale_token_is_refused() {
     // Extending with the right token works while the lease is held.
     assert_eq!(
         q.extend(&[(first.id.clone(), first.token.clone())], Duration::from_millis(50)).await.unwrap(),
-        vec![true]
+        vec![LeaseState::Held]
     );
     // Let the lease lapse; the next fetch reaps it and hands the job out again.
     let deadline = Instant::now() + Duration::from_secs(5);
@@ -531,12 +531,16 @@ async fn an_expired_lease_is_a_stall_and_the_stale_token_is_refused() {
         q.fail(&first.id, &first.token, &Failure::Permanent("x".into()), None, None).await.unwrap(),
         AfterFailure::Stale
     );
-    assert_eq!(q.extend(&[(first.id.clone(), first.token.clone())], LEASE).await.unwrap(), vec![false]);
+    // Another lease holds the job now: taken, not merely ended.
+    assert_eq!(q.extend(&[(first.id.clone(), first.token.clone())], LEASE).await.unwrap(), vec![LeaseState::Taken]);
     assert!(!q.progress(&first.id, &first.token, 50).await.unwrap());
     let r = q.get(&first.id).await.unwrap().unwrap();
     assert_eq!(r.stalls, 1);
     assert_eq!(r.errors[0].kind, "stalled");
     assert_eq!(q.complete(&[done(&second)], KEEP_ALL).await.unwrap(), vec![true]);
+    // A completion recorded before an extension: the lease ended, no one
+    // took it (a runner need not stop anything, nor shout).
+    assert_eq!(q.extend(&[(second.id.clone(), second.token.clone())], LEASE).await.unwrap(), vec![LeaseState::Ended]);
 }
 
 #[tokio::test]

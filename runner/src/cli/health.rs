@@ -36,7 +36,13 @@ async fn ask(url: &str) -> Result<u16> {
     }
     let host = parsed.host_str().with_context(|| format!("`{url}` names no host"))?;
     let port = parsed.port_or_known_default().unwrap_or(80);
-    let stream = tokio::net::TcpStream::connect((host, port)).await.with_context(|| format!("cannot reach {url}"))?;
+    // An IPv6 address is written in brackets (`[::1]`), which a socket
+    // address does not take.
+    let stream = match parsed.host() {
+        Some(url::Host::Ipv6(ip)) => tokio::net::TcpStream::connect((ip, port)).await,
+        _ => tokio::net::TcpStream::connect((host, port)).await,
+    }
+    .with_context(|| format!("cannot reach {url}"))?;
     let (mut sender, conn) =
         hyper::client::conn::http1::handshake(wasmtime_wasi_http::io::TokioIo::new(stream)).await?;
     tokio::spawn(conn);

@@ -6,9 +6,14 @@
 //!   guard that lets go when the job ends, however it ends);
 //! - every third of the lease, extend them all with one `extend` call per
 //!   `MAX_BATCH` jobs;
-//! - report a lease found lost (it expired and the job was handed out
+//! - report a lease found taken (it expired and the job was handed out
 //!   again): that attempt's outcome will be refused, so it is logged, the
 //!   lease is no longer extended, and the job's `lost` token fires;
+//! - note a lease found ended (no lease holds the job): most often a
+//!   completion Redis recorded before the extension, whose guard goes as
+//!   soon as the acker hears back, so nothing is said; if the job still
+//!   runs when its lease would run out (it was put back or removed), it is
+//!   stopped then, as below;
 //! - fire a job's `lost` token when its lease has gone unconfirmed for
 //!   `lease − lease/6` (Redis unreachable: the runner is cut off, or Redis
 //!   is down): the dispatcher then stops the plugin, as a timeout does, so
@@ -31,7 +36,7 @@
 //! dispatcher slow to poll, and clocks that run at slightly different
 //! rates.
 
-use jobrunner_queue::Queue;
+use jobrunner_queue::{LeaseState, Queue};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -55,6 +60,8 @@ struct Entry {
     confirmed: Instant,
     /// Fired when the lease is lost or about to run out unextended.
     lost: CancellationToken,
+    /// Redis said no lease holds the job any more (`LeaseState::Ended`).
+    ended: bool,
 }
 
 /// The leases held, each under a number of its own: the guard keeps only
@@ -115,8 +122,10 @@ impl Leases {
         let key = set.next;
         set.next += 1;
         let lost = CancellationToken::new();
-        set.leases
-            .insert(key, Entry { lease: (id.to_string(), token.to_string()), confirmed: since, lost: lost.clone() });
+        set.leases.insert(
+            key,
+            Entry { lease: (id.to_string(), token.to_string()), confirmed: since, lost: lost.clone(), ended: false },
+        );
         Held { held: self.held.clone(), key, lost }
     }
 }
@@ -185,19 +194,29 @@ async fn extend(
         match queue.extend(batch, lease).await {
             Ok(verdicts) => {
                 let mut set = held.lock().unwrap();
-                for ((key, lease), kept) in keys.iter().zip(batch).zip(verdicts) {
-                    if kept {
-                        if let Some(e) = set.leases.get_mut(key) {
-                            e.confirmed = sent;
+                for ((key, lease), verdict) in keys.iter().zip(batch).zip(verdicts) {
+                    match verdict {
+                        LeaseState::Held => {
+                            if let Some(e) = set.leases.get_mut(key) {
+                                e.confirmed = sent;
+                            }
                         }
-                    } else if let Some(e) = set.leases.remove(key) {
-                        tracing::warn!(
-                            queue = queue.name(),
-                            id = %lease.0,
-                            "lost the lease (it expired and the job was taken again); stopping it here, and the outcome of this attempt will be refused"
-                        );
-                        metrics.lease_stops.with_label_values(&[queue.name(), "lost"]).inc();
-                        e.lost.cancel();
+                        LeaseState::Ended => {
+                            if let Some(e) = set.leases.get_mut(key) {
+                                e.ended = true;
+                            }
+                        }
+                        LeaseState::Taken => {
+                            if let Some(e) = set.leases.remove(key) {
+                                tracing::warn!(
+                                    queue = queue.name(),
+                                    id = %lease.0,
+                                    "lost the lease (it expired and the job was taken again); stopping it here, and the outcome of this attempt will be refused"
+                                );
+                                metrics.lease_stops.with_label_values(&[queue.name(), "lost"]).inc();
+                                e.lost.cancel();
+                            }
+                        }
                     }
                 }
             }
@@ -218,13 +237,17 @@ fn stop_overdue(queue: &Queue, held: &Mutex<HeldSet>, safe: Duration, metrics: &
     let now = Instant::now();
     let set = held.lock().unwrap();
     for e in set.leases.values().filter(|e| !e.lost.is_cancelled() && now >= e.confirmed + safe) {
-        tracing::warn!(
-            queue = queue.name(),
-            id = %e.lease.0,
-            unconfirmed_ms = now.duration_since(e.confirmed).as_millis() as u64,
-            "cannot reach Redis to extend the lease before it runs out: stopping the job here (it will run again on the runner that takes it)"
-        );
-        metrics.lease_stops.with_label_values(&[queue.name(), "unreachable"]).inc();
+        let unconfirmed_ms = now.duration_since(e.confirmed).as_millis() as u64;
+        let (reason, why) = if e.ended {
+            ("ended", "the job's lease ended in Redis (it was put back or removed) while it ran: stopping the job here")
+        } else {
+            (
+                "unreachable",
+                "cannot reach Redis to extend the lease before it runs out: stopping the job here (it will run again on the runner that takes it)",
+            )
+        };
+        tracing::warn!(queue = queue.name(), id = %e.lease.0, unconfirmed_ms, "{why}");
+        metrics.lease_stops.with_label_values(&[queue.name(), reason]).inc();
         e.lost.cancel();
     }
 }
