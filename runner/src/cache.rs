@@ -73,10 +73,10 @@ redis.call('HSET', sizes, key, size)
 redis.call('ZADD', exp, now + ttl, key)
 redis.call('HINCRBY', usage, 'bytes', size - tonumber(old or '0'))
 for i = 5, #KEYS do
-  local existed = redis.call('EXISTS', KEYS[i]) == 1
+  -- PTTL: -2 for a set that does not exist yet, -1 for one without a TTL.
   local current = redis.call('PTTL', KEYS[i])
   redis.call('SADD', KEYS[i], key)
-  if (not existed) or (current >= 0 and current < ttl) then
+  if current == -2 or (current >= 0 and current < ttl) then
     redis.call('PEXPIRE', KEYS[i], ttl)
   end
 end

@@ -4,7 +4,7 @@
 //! reason; stalls; plugin reloads and their errors; wasm instantiation time,
 //! and attempts run in fresh or reused instances (`isolation = "instance"`);
 //! Redis errors (each one a reconnection the connection makes by itself);
-//! cache hits and misses; jobs started; jobs stopped because their lease
+//! cache hits and misses; jobs started and running now; jobs stopped because their lease
 //! could not be kept; and, read at scrape time, the jobs in each queue by
 //! state (native and BullMQ-backed alike), whether it is paused, and the
 //! age of the job next in line.
@@ -37,6 +37,8 @@ pub struct Metrics {
     pub queue_latency: GaugeVec,
     pub started: IntCounterVec,
     pub lease_stops: IntCounterVec,
+    /// Job attempts running now, per queue (`daemon::running` keeps it).
+    pub running: IntGaugeVec,
 }
 
 impl Default for Metrics {
@@ -121,6 +123,11 @@ impl Metrics {
                 "lease_stops_total",
                 "Running jobs stopped because their lease was taken by another runner (`lost`), could not be extended before it ran out (`unreachable`: Redis out of reach), or ended in Redis while they ran (`ended`: put back or removed)",
                 &["queue", "reason"],
+            ),
+            running: gauge(
+                "jobs_running",
+                "Job attempts running on this runner now (in their plugin, or their outcome being recorded)",
+                &["queue"],
             ),
             registry,
         }

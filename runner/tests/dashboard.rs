@@ -261,13 +261,10 @@ async fn named_users_sign_in_with_their_passwords() {
     assert_eq!(send(&router, api("bo:ana-long-password")).await.0, StatusCode::UNAUTHORIZED);
 }
 
-/// The overview says what Redis would do to the jobs: an eviction policy
-/// that can drop them, and no persistence.
-#[tokio::test]
-async fn the_overview_warns_of_a_redis_that_would_lose_jobs() {
-    let redis = testkit::redis::RedisServer::start_with_maxmemory("64mb", "allkeys-lru");
+/// The dashboard without tokens, on `connection`, consuming no queue.
+fn open_router(connection: Connection) -> axum::Router {
     let state = Arc::new(ApiState {
-        connection: Connection::connect(&redis.url()).await.unwrap(),
+        connection,
         registry: None,
         metrics: Arc::new(runner::metrics::Metrics::new()),
         consumed: vec![],
@@ -276,7 +273,15 @@ async fn the_overview_warns_of_a_redis_that_would_lose_jobs() {
         redis_policy: Default::default(),
         web: Default::default(),
     });
-    let router = app(state, 1 << 20);
+    app(state, 1 << 20)
+}
+
+/// The overview says what Redis would do to the jobs: an eviction policy
+/// that can drop them, and no persistence.
+#[tokio::test]
+async fn the_overview_warns_of_a_redis_that_would_lose_jobs() {
+    let redis = testkit::redis::RedisServer::start_with_maxmemory("64mb", "allkeys-lru");
+    let router = open_router(Connection::connect(&redis.url()).await.unwrap());
     let (s, _, page) = send(&router, get("/dashboard", None)).await;
     assert_eq!(s, StatusCode::OK);
     assert!(page.contains("id=\"redis-risk\"") && page.contains("`allkeys-lru`"), "{page}");
@@ -412,4 +417,133 @@ async fn the_live_stream_sends_counts() {
         text.contains("event: counts") && text.contains(r#""emails":{"#) && text.contains(r#""waiting":1"#),
         "{text}"
     );
+}
+
+/// The Redis page: the server's version, memory against `maxmemory` with
+/// its policy (and the warning where it can drop jobs), clients, and the
+/// queues' share of memory estimated from a sample of keys.
+#[tokio::test]
+async fn the_redis_page_shows_the_server_and_the_queues_share() {
+    let redis = testkit::redis::RedisServer::start_with_maxmemory("64mb", "allkeys-lru");
+    let connection = Connection::connect(&redis.url()).await.unwrap();
+    let q = Queue::new(connection.clone(), "emails").unwrap();
+    for i in 0..20 {
+        let job = NewJob {
+            id: Some(format!("j{i}")),
+            job_type: "t".into(),
+            payload: "{}".into(),
+            options: JobOptions::default(),
+        };
+        q.enqueue(job).await.unwrap();
+    }
+    // A key that is not the queues', of about the same size as theirs together.
+    let mut c = redis.connection();
+    let _: () = ::redis::cmd("SET").arg("app:blob").arg("x".repeat(20_000)).query(&mut c).unwrap();
+    let version: String = ::redis::cmd("INFO")
+        .arg("server")
+        .query::<String>(&mut c)
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("redis_version:"))
+        .unwrap()
+        .trim()
+        .to_string();
+    let router = open_router(connection);
+    let (s, _, page) = send(&router, get("/dashboard/redis", None)).await;
+    assert_eq!(s, StatusCode::OK, "{page}");
+    assert!(page.contains(&format!("<dd id=\"redis-version\">{version}</dd>")), "{page}");
+    assert!(page.contains("standalone (master)"), "{page}");
+    assert!(page.contains(" of 64.0 MiB"), "memory against maxmemory: {page}");
+    assert!(page.contains("<code>allkeys-lru</code>") && page.contains("id=\"redis-risk\""), "{page}");
+    assert!(page.contains("connected, 0 blocked"), "{page}");
+    let share = page.split("id=\"redis-share\">").nth(1).unwrap();
+    assert!(share.starts_with("about "), "a share estimated: {share}");
+    let pct: u32 = share["about ".len()..].split('%').next().unwrap().parse().unwrap();
+    assert!(pct > 0 && pct < 100, "the queues hold some of the memory, not all: {pct}%");
+    assert!(share.contains("<code>jr:</code>"), "{share}");
+}
+
+/// The Busy page: the runners connected, with their slots in use, and the
+/// jobs running now, each with its runner, how long it has run (from the
+/// runner's heartbeat), its plugin's version, progress and a Cancel that
+/// comes back to the page.
+#[tokio::test]
+async fn the_busy_page_shows_runners_and_running_jobs() {
+    let (router, q, _redis) = setup(Tokens::default()).await;
+    let (s, _, page) = send(&router, get("/dashboard/busy", None)).await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(page.contains("id=\"no-runners\"") && page.contains("id=\"no-running\""), "{page}");
+
+    for id in ["long", "young"] {
+        let job = NewJob {
+            id: Some(id.into()),
+            job_type: "resize".into(),
+            payload: "{}".into(),
+            options: JobOptions::default(),
+        };
+        q.enqueue(job).await.unwrap();
+    }
+    let leased = q.fetch(2, Duration::from_secs(60)).await.unwrap().jobs;
+    assert_eq!(leased.len(), 2);
+    let long = leased.iter().find(|l| l.id == "long").unwrap();
+    assert!(q.progress(&long.id, &long.token, 40).await.unwrap());
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64;
+    let mut info = jobrunner_queue::runners::RunnerInfo {
+        id: "worker-7:4242".into(),
+        hostname: "worker-7".into(),
+        pid: 4242,
+        version: "9.9.9".into(),
+        started_at_ms: now - 3_600_000,
+        queues: vec!["emails".into()],
+        slots: [("emails".to_string(), jobrunner_queue::runners::Slots { running: 2, concurrency: 8 })].into(),
+        plugins: vec![jobrunner_queue::runners::PluginBrief {
+            name: "thumbnails".into(),
+            version: "1.4.0".into(),
+            job_types: vec!["resize".into()],
+        }],
+        // The heartbeat saw only the job that has run for 90 s.
+        running: vec![jobrunner_queue::runners::RunningJob {
+            queue: "emails".into(),
+            id: "long".into(),
+            job_type: "resize".into(),
+            started_at_ms: now - 90_000,
+        }],
+        ..Default::default()
+    };
+    jobrunner_queue::runners::beat(q.connection(), &mut info).await.unwrap();
+
+    let (s, _, page) = send(&router, get("/dashboard/busy", None)).await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(page.contains("worker-7") && page.contains(" pid 4242") && page.contains("9.9.9"), "{page}");
+    assert!(page.contains(">emails</a>: 2 / 8"), "slots in use: {page}");
+    let rows = page.split("id=\"running\"").nth(1).unwrap();
+    let long_at = rows.find(">long</a>").expect("the long job listed");
+    let young_at = rows.find(">young</a>").expect("the young job listed");
+    assert!(long_at < young_at, "the longest-running first");
+    assert!(rows.contains("thumbnails 1.4.0"), "the plugin's version: {rows}");
+    assert!(rows.contains("1 min 30 s") || rows.contains("1 min 31 s"), "running for: {rows}");
+    assert!(rows.contains("just started"), "a job no heartbeat has seen: {rows}");
+    assert!(rows.contains("aria-valuenow=\"40\""), "its progress: {rows}");
+
+    // Cancel from the Busy page comes back to it.
+    let csrf = csrf_from(&page);
+    let (s, headers, _) = send(
+        &router,
+        post_form("/dashboard/queues/emails/jobs/young/cancel", &format!("csrf={csrf}&back=%2Fdashboard%2Fbusy"), None),
+    )
+    .await;
+    assert_eq!(s, StatusCode::SEE_OTHER);
+    assert_eq!(headers[header::LOCATION], "/dashboard/busy");
+    // A `back` off the dashboard is not followed.
+    let (s, headers, _) = send(
+        &router,
+        post_form(
+            "/dashboard/queues/emails/jobs/long/cancel",
+            &format!("csrf={csrf}&back=https%3A%2F%2Fevil.example"),
+            None,
+        ),
+    )
+    .await;
+    assert_eq!(s, StatusCode::SEE_OTHER);
+    assert_eq!(headers[header::LOCATION], "/dashboard/queues/emails/jobs/long");
 }

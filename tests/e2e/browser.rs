@@ -1,6 +1,8 @@
 //! The dashboard in a real browser: headless Chromium (Debian's `chromium`
 //! and `chromium-driver`) driven over WebDriver. A person signs in, finds a
-//! failed job, clicks Retry and sees it complete. The screenshot is kept in
+//! failed job, clicks Retry and sees it complete; watches a long job on the
+//! Busy page and cancels it there; reads the Redis page. Screenshots (each
+//! page at 1400 and 375 px, none wider than the window) are kept in
 //! `target/test-artifacts/`.
 
 use crate::serve::{Daemon, install};
@@ -41,7 +43,9 @@ async fn a_person_retries_a_failed_job_in_the_dashboard() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     // ...then the plugin is deployed, and a person retries the job.
-    install(dir.path(), "noop_plugin", "noop.wasm");
+    // (The test fixture: it answers `whoami`, and its `progress` jobs run
+    // until a cache key is set, for the Busy page below.)
+    install(dir.path(), "hostile_plugin", "hostile.wasm");
     daemon.wait_log("plugin loaded", Duration::from_secs(30));
 
     let port = testkit::free_port();
@@ -100,11 +104,78 @@ async fn a_person_retries_a_failed_job_in_the_dashboard() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let result = client.find(Locator::Id("result")).await.unwrap().text().await.unwrap();
-    assert!(result.contains("noop"), "{result}");
+    assert!(result.contains("hostile"), "{result}");
     let png = client.screenshot().await.unwrap();
     let artifacts = testkit::workspace_root().join("target/test-artifacts");
     std::fs::create_dir_all(&artifacts).unwrap();
     std::fs::write(artifacts.join("dashboard-retry.png"), png).unwrap();
+
+    // A long job runs (it waits for a cache key that nobody sets) with its
+    // progress at 65%. The Busy page lists this runner and the job, with
+    // how long it has run once a heartbeat has seen it.
+    let payload = r#"{"steps": [10, 40, 65], "until": "never"}"#;
+    let options = JobOptions { attempts: Some(1), ..Default::default() };
+    q.enqueue(NewJob { id: Some("resize-7".into()), job_type: "progress".into(), payload: payload.into(), options })
+        .await
+        .unwrap();
+    client.find(Locator::LinkText("Busy")).await.unwrap().click().await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let running = match client.find(Locator::Css("#running")).await {
+            Ok(t) => t.text().await.unwrap_or_default(),
+            Err(_) => String::new(),
+        };
+        let runners = match client.find(Locator::Css("#runners")).await {
+            Ok(t) => t.text().await.unwrap_or_default(),
+            Err(_) => String::new(),
+        };
+        if running.contains("resize-7") && !running.contains("just started") && runners.contains("default: 1 / ") {
+            break;
+        }
+        if Instant::now() > deadline {
+            let job = q.get("resize-7").await.unwrap();
+            panic!("the Busy page never showed the job running:\n{runners}\n{running}\n{job:?}\n{}", daemon.log());
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        client.refresh().await.unwrap();
+    }
+    let bar = client.find(Locator::Css("#running [role=progressbar]")).await.unwrap();
+    assert_eq!(bar.attr("aria-valuenow").await.unwrap().as_deref(), Some("65"));
+    client.set_window_size(1400, 900).await.unwrap();
+    std::fs::write(artifacts.join("dashboard-busy-running-1400.png"), client.screenshot().await.unwrap()).unwrap();
+    // Cancel, from the Busy page, and back to it: the job is gone from it,
+    // failed for good as cancelled.
+    client
+        .find(Locator::XPath("//table[@id='running']//button[text()='Cancel']"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let cancelled = q.wait("resize-7", Duration::from_secs(30)).await.unwrap().unwrap();
+    assert_eq!(cancelled.state, State::Failed, "{}", daemon.log());
+    assert!(client.current_url().await.unwrap().as_str().ends_with("/dashboard/busy"));
+    client.refresh().await.unwrap();
+    client.wait().for_element(Locator::Id("no-running")).await.unwrap();
+
+    // The Redis page names the server.
+    client.find(Locator::LinkText("Redis")).await.unwrap().click().await.unwrap();
+    let version = client.wait().for_element(Locator::Id("redis-version")).await.unwrap().text().await.unwrap();
+    assert!(version.chars().next().is_some_and(|c| c.is_ascii_digit()), "a version: {version}");
+    for (page, path) in [("busy", "/dashboard/busy"), ("redis", "/dashboard/redis"), ("overview", "/dashboard")] {
+        client.goto(&format!("{base}{path}")).await.unwrap();
+        for width in [1400u32, 375] {
+            client.set_window_size(width, 900).await.unwrap();
+            // Nothing wider than the window: tables scroll inside their box.
+            let overflow = client
+                .execute("return document.documentElement.scrollWidth - window.innerWidth", vec![])
+                .await
+                .unwrap();
+            assert!(overflow.as_i64().unwrap_or(1) <= 0, "{page} at {width} px overflows by {overflow}");
+            let png = client.screenshot().await.unwrap();
+            std::fs::write(artifacts.join(format!("dashboard-{page}-{width}.png")), png).unwrap();
+        }
+    }
     client.close().await.unwrap();
     assert_eq!(q.get("signup-42").await.unwrap().unwrap().state, State::Completed);
 }

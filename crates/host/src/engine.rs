@@ -16,7 +16,12 @@ use anyhow::{Context, Result};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
-use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, WasmBacktraceDetails};
+use wasmtime::{
+    Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, ProfilingStrategy, WasmBacktraceDetails,
+};
+
+/// The environment variable that turns on wasmtime's perf map (`perfmap`).
+pub const PROFILER_VAR: &str = "JOBRUNNER_WASM_PROFILER";
 
 /// Timeout resolution, and the longest a plugin runs before it yields to
 /// the other jobs on its thread: a plugin overruns its timeout by at most
@@ -61,6 +66,14 @@ pub fn build(options: &EngineOptions) -> Result<Engine> {
     // Function names come from the name section; DWARF is not needed.
     config.wasm_backtrace_max_frames(std::num::NonZeroUsize::new(64));
     config.wasm_backtrace_details(WasmBacktraceDetails::Disable);
+    // Plugin authors and we profile plugins with Linux `perf`: with
+    // `JOBRUNNER_WASM_PROFILER=perfmap` wasmtime writes /tmp/perf-PID.map,
+    // naming each compiled wasm function for `perf report`. Off by default:
+    // the map grows with every plugin loaded.
+    if std::env::var_os(PROFILER_VAR).is_some_and(|v| v == "perfmap") {
+        config.profiler(ProfilingStrategy::PerfMap);
+        tracing::info!("{PROFILER_VAR}=perfmap: wasm functions are named in /tmp/perf-{}.map", std::process::id());
+    }
 
     let n = options.max_instances.saturating_add(options.spare_slots);
     let mut pool = PoolingAllocationConfig::default();

@@ -62,6 +62,8 @@
 //!   where a job's group comes from (`[queues.NAME]` in the runner's config);
 //! - [`consumer`]: waiting for work without polling, waking on time;
 //! - [`durability`]: whether the server may evict jobs or lose them on restart;
+//! - [`server_info`]: the server's version, mode, memory, clients and load,
+//!   and the queues' share of its memory (the dashboard's Redis page);
 //! - [`schedule`]: recurring jobs (cron with a time zone, or intervals);
 //! - [`runners`]: the runners' heartbeats (`jr:runners`).
 //!
@@ -88,6 +90,7 @@ pub mod record;
 pub mod runners;
 pub mod schedule;
 mod scripts;
+pub mod server_info;
 pub mod work;
 
 pub use cancel::CancelAnswer;

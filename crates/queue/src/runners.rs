@@ -17,7 +17,7 @@ pub const HEARTBEAT: Duration = Duration::from_secs(5);
 /// A runner silent for this long is shown as gone, and its entry removed.
 pub const GONE_AFTER: Duration = Duration::from_secs(60);
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct RunnerInfo {
     pub id: String,
     pub hostname: String,
@@ -26,6 +26,43 @@ pub struct RunnerInfo {
     pub started_at_ms: u64,
     pub last_seen_ms: u64,
     pub queues: Vec<String>,
+    /// Per consumed queue, jobs running now against the concurrency
+    /// allowed (absent from runners older than this field).
+    #[serde(default)]
+    pub slots: std::collections::BTreeMap<String, Slots>,
+    /// The plugins this runner serves, so that a running job's plugin
+    /// version can be told from its type.
+    #[serde(default)]
+    pub plugins: Vec<PluginBrief>,
+    /// The jobs running on it, the longest-running first (a bounded
+    /// number), as of the heartbeat.
+    #[serde(default)]
+    pub running: Vec<RunningJob>,
+}
+
+/// A job running on a runner, since when.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunningJob {
+    pub queue: String,
+    pub id: String,
+    #[serde(rename = "type")]
+    pub job_type: String,
+    pub started_at_ms: u64,
+}
+
+/// A queue's slots on one runner, at its last heartbeat.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Slots {
+    pub running: u64,
+    pub concurrency: u32,
+}
+
+/// A plugin a runner serves: the operator's name, its version, its types.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PluginBrief {
+    pub name: String,
+    pub version: String,
+    pub job_types: Vec<String>,
 }
 
 fn now_ms() -> u64 {

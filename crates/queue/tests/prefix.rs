@@ -49,6 +49,7 @@ async fn two_prefixes_share_a_redis_without_seeing_each_other() {
         started_at_ms: 0,
         last_seen_ms: 0,
         queues: vec!["emails".into()],
+        ..Default::default()
     };
     runners::beat(&blue, &mut info).await.unwrap();
     assert_eq!(runners::list(&blue).await.unwrap().len(), 1);

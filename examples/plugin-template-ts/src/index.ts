@@ -30,13 +30,19 @@ interface Payload {
   again_in_ms?: number;
 }
 
+// Made once, not per job: componentize-js runs the module's top level when
+// it snapshots the engine at build time, and in an interpreted engine every
+// allocation a job skips is time saved.
+const KNOWN_FIELDS = new Set(['name', 'email', 'notify_url', 'again_in_ms']);
+const utf8Decoder = new TextDecoder();
+const utf8Encoder = new TextEncoder();
+
 function checkPayload(value: unknown): Payload {
   const p = value as Partial<Payload>;
   if (typeof p !== 'object' || p === null || typeof p.name !== 'string' || p.name.trim() === '') {
     throw new JobFailure({ tag: 'permanent', val: 'invalid payload: `name` must be a non-empty string' });
   }
-  const known = new Set(['name', 'email', 'notify_url', 'again_in_ms']);
-  const unknown = Object.keys(p).filter((k) => !known.has(k));
+  const unknown = Object.keys(p).filter((k) => !KNOWN_FIELDS.has(k));
   // Unknown fields are refused, so a typo in a producer fails loudly.
   if (unknown.length > 0) {
     throw new JobFailure({ tag: 'permanent', val: `invalid payload: unknown field \`${unknown[0]}\`` });
@@ -67,8 +73,8 @@ export const handler = {
     // The cache is this plugin's own; entries expire and can be dropped by tag.
     const key = `greeted:${p.name}`;
     const before = cache.get(key);
-    const times = (before ? Number(new TextDecoder().decode(before)) : 0) + 1;
-    cache.set(key, new TextEncoder().encode(String(times)), 86_400_000n, ['greetings']);
+    const times = (before ? Number(utf8Decoder.decode(before)) : 0) + 1;
+    cache.set(key, utf8Encoder.encode(String(times)), 86_400_000n, ['greetings']);
     log.progress(25);
 
     if (p.email) {

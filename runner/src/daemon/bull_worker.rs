@@ -171,6 +171,7 @@ async fn process(
         )
     };
     shared.metrics.started.with_label_values(&[queue.name()]).inc();
+    let _running = shared.running.start(&shared.metrics, queue.name(), job.id(), &job_type);
     let report = tokio::select! {
         r = plugin.run_reporting(input, queue.policy().timeout_ms.map(Duration::from_millis), Some(live.sink())) => r,
         _ = cancel.cancelled() => {

@@ -346,6 +346,7 @@ async fn run_job(
     tracing::debug!("started");
     tools.acker.started(&leased.id, &leased.token);
     shared.metrics.started.with_label_values(&[queue.name()]).inc();
+    let _running = shared.running.start(&shared.metrics, queue.name(), &leased.id, &job_type);
     // The payload moves into the job (and from there into the guest): only
     // its plugin reads it, so the dispatcher need not keep a copy.
     let payload = std::mem::replace(&mut leased.spec.payload, serde_json::value::RawValue::NULL.to_owned());

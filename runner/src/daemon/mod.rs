@@ -23,8 +23,9 @@
 //! queue's dead-letter queue), `acker` (a queue's completions, batched), `leases` (the
 //! leases of a queue's running jobs, extended in batches), `progress` (a
 //! running job's progress, written as it moves), `cancels` (requests to
-//! stop a running job), `flows` (children's outcomes relayed to their
-//! parents, flows left midway finished), `bull_worker`.
+//! stop a running job), `running` (the jobs running here now, for the
+//! metrics and the heartbeat), `flows` (children's outcomes relayed to
+//! their parents, flows left midway finished), `bull_worker`.
 
 pub mod acker;
 pub mod bull_worker;
@@ -36,6 +37,7 @@ pub mod flows;
 pub mod leases;
 pub mod policies;
 pub mod progress;
+pub mod running;
 pub mod schedules;
 pub mod watcher;
 
@@ -63,6 +65,8 @@ pub struct Shared {
     pub bull: Arc<jobrunner_bullmq::BullQueues>,
     /// The consumed queues' policies, as the config says (`policies`).
     pub policies: RwLock<std::collections::BTreeMap<String, Arc<jobrunner_queue::QueuePolicy>>>,
+    /// The jobs running here now.
+    pub running: Arc<running::RunningJobs>,
 }
 
 /// The `.wasm` files directly in `dir`.
@@ -173,6 +177,7 @@ pub async fn serve(config: Config, config_file: Option<PathBuf>, shutdown: impl 
         config: RwLock::new(Arc::new(config.clone())),
         bull: bull.clone(),
         policies: RwLock::default(),
+        running: Arc::default(),
     });
     policies::apply(&shared, &config).await?;
     let loader = load_plugins(shared.clone(), config.clone(), plugin_files(&plugins_dir));
@@ -272,7 +277,7 @@ pub async fn serve(config: Config, config_file: Option<PathBuf>, shutdown: impl 
             }
         })
     };
-    let heartbeat = tokio::spawn(heartbeat(connection.clone(), consumed, config.redis.allow_eviction));
+    let heartbeat = tokio::spawn(heartbeat(shared.clone(), consumed, config.redis.allow_eviction));
     let stop_fetching = CancellationToken::new();
     let cancel_jobs = CancellationToken::new();
     let mut dispatchers = tokio::task::JoinSet::new();
@@ -362,11 +367,13 @@ fn runner_id() -> String {
     format!("{host}:{}", std::process::id())
 }
 
-/// Records this runner in `PREFIX:runners` every few seconds, and reads
-/// Redis's durability again: a Redis restarted (or reconfigured) with an
-/// evicting policy is logged as an error the moment it is seen (`/ready`
-/// fails then too).
-async fn heartbeat(connection: Connection, queues: Vec<String>, allow_eviction: bool) {
+/// Records this runner in `PREFIX:runners` every few seconds (with its
+/// queues' slots in use and the plugins it serves, for the dashboard's
+/// Busy page), and reads Redis's durability again: a Redis restarted (or
+/// reconfigured) with an evicting policy is logged as an error the moment
+/// it is seen (`/ready` fails then too).
+async fn heartbeat(shared: Arc<Shared>, queues: Vec<String>, allow_eviction: bool) {
+    let connection = shared.connection.clone();
     let id = runner_id();
     let mut info = jobrunner_queue::runners::RunnerInfo {
         hostname: id.rsplit_once(':').map(|(h, _)| h.to_string()).unwrap_or_default(),
@@ -379,9 +386,31 @@ async fn heartbeat(connection: Connection, queues: Vec<String>, allow_eviction: 
             .as_millis() as u64,
         last_seen_ms: 0,
         queues,
+        ..Default::default()
     };
     let mut last = None;
     loop {
+        let config = shared.config.read().unwrap().clone();
+        info.slots = config
+            .consumed_queues()
+            .into_iter()
+            .map(|(name, q)| {
+                let running = shared.metrics.running.with_label_values(&[name.as_str()]).get().max(0) as u64;
+                (name, jobrunner_queue::runners::Slots { running, concurrency: q.concurrency as u32 })
+            })
+            .collect();
+        info.plugins = shared
+            .registry
+            .statuses()
+            .into_iter()
+            .filter(|p| !p.job_types.is_empty())
+            .map(|p| jobrunner_queue::runners::PluginBrief {
+                name: p.name.unwrap_or_else(|| p.file.display().to_string()),
+                version: p.version.unwrap_or_default(),
+                job_types: p.job_types,
+            })
+            .collect();
+        info.running = shared.running.longest();
         if let Err(e) = jobrunner_queue::runners::beat(&connection, &mut info).await {
             tracing::debug!(error = %format!("{e:#}"), "heartbeat failed");
         }

@@ -4,9 +4,14 @@
 //!
 //! 1. Nothing is spent on a job that reports no progress: the writer task
 //!    starts at its first report.
-//! 2. At most one write per job every 250 ms; the latest value wins, and
+//! 2. Nothing is written live in a job's first 250 ms: most jobs end
+//!    sooner, and their progress rides on the outcome (item 3). Writing
+//!    each short job's first report cost a Redis script a job: a tenth of
+//!    the TypeScript template's Redis time, for a value nobody could have
+//!    watched (docs/performance.md).
+//! 3. Then at most one write every 250 ms; the latest value wins, and
 //!    values in between are dropped (a progress bar wants the newest).
-//! 3. The value at the end still rides on the job's outcome: `finish`
+//! 4. The value at the end still rides on the job's outcome: `finish`
 //!    stops the writer and waits for a write in flight, so no live write
 //!    lands after the outcome is recorded.
 //!
@@ -22,11 +27,13 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-/// The least time between two writes of one job's progress: four a second
-/// follow a progress bar closely, and a plugin reporting in a tight loop
-/// costs Redis four small scripts a second, not thousands.
+/// The least time between two writes of one job's progress, and from a
+/// job's start to its first: four a second follow a progress bar closely,
+/// and a plugin reporting in a tight loop costs Redis four small scripts a
+/// second, not thousands.
 pub(crate) const MIN_INTERVAL: Duration = Duration::from_millis(250);
 
 /// No value waiting to be written (progress is 0 to 100).
@@ -46,6 +53,8 @@ struct Inner {
     wake: Notify,
     ended: CancellationToken,
     writer: Mutex<Option<JoinHandle<()>>>,
+    /// When the job started: no live write before `MIN_INTERVAL` after.
+    started: Instant,
     id: String,
     write: Write,
 }
@@ -71,6 +80,7 @@ impl LiveProgress {
                 wake: Notify::new(),
                 ended: CancellationToken::new(),
                 writer: Mutex::new(None),
+                started: Instant::now(),
                 id: id.to_string(),
                 write,
             }),
@@ -111,6 +121,11 @@ impl Inner {
     }
 
     async fn write_while_running(self: Arc<Self>) {
+        tokio::select! {
+            biased;
+            _ = self.ended.cancelled() => return,
+            _ = tokio::time::sleep_until(self.started + MIN_INTERVAL) => {}
+        }
         loop {
             tokio::select! {
                 biased;
@@ -130,5 +145,56 @@ impl Inner {
                 _ = tokio::time::sleep(MIN_INTERVAL) => {}
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A `LiveProgress` whose writes are recorded.
+    fn recorded() -> (LiveProgress, Arc<Mutex<Vec<u8>>>) {
+        let written = Arc::new(Mutex::new(Vec::new()));
+        let sink = written.clone();
+        let live = LiveProgress::new(
+            "j1",
+            Box::new(move |p| {
+                sink.lock().unwrap().push(p);
+                async { Ok(()) }.boxed()
+            }),
+        );
+        (live, written)
+    }
+
+    /// A job that ends within its first interval writes nothing live.
+    #[tokio::test(start_paused = true)]
+    async fn a_short_job_writes_nothing_live() {
+        let (live, written) = recorded();
+        let report = live.sink();
+        report(25);
+        report(50);
+        tokio::time::sleep(MIN_INTERVAL / 2).await;
+        report(100);
+        live.finish().await;
+        assert!(written.lock().unwrap().is_empty());
+    }
+
+    /// A longer job's progress is written once its first interval has
+    /// passed, then at most once an interval, the newest value each time.
+    #[tokio::test(start_paused = true)]
+    async fn a_long_job_writes_the_newest_value_each_interval() {
+        let (live, written) = recorded();
+        let report = live.sink();
+        report(10);
+        report(20);
+        tokio::time::sleep(MIN_INTERVAL + Duration::from_millis(1)).await;
+        assert_eq!(*written.lock().unwrap(), [20]);
+        report(30);
+        report(40);
+        tokio::time::sleep(MIN_INTERVAL / 2).await;
+        assert_eq!(*written.lock().unwrap(), [20], "no second write within the interval");
+        tokio::time::sleep(MIN_INTERVAL).await;
+        assert_eq!(*written.lock().unwrap(), [20, 40]);
+        live.finish().await;
     }
 }

@@ -15,6 +15,9 @@ use std::time::Duration;
 #[derive(Deserialize)]
 pub struct ActionForm {
     pub csrf: String,
+    /// The dashboard page to return to (the job's page otherwise).
+    #[serde(default)]
+    pub back: Option<String>,
 }
 
 pub(crate) fn check(form: &ActionForm) -> ApiResult<()> {
@@ -36,7 +39,11 @@ pub async fn job_action(
 ) -> ApiResult<Redirect> {
     check(&form)?;
     let q = queue(&state, &name)?;
-    let back = format!("/dashboard/queues/{name}/jobs/{id}");
+    // Only a page of the dashboard: never a redirect off this server.
+    let back = match form.back.as_deref() {
+        Some(b) if b.starts_with("/dashboard/") && !b.contains("//") && !b.contains('\\') => b.to_string(),
+        _ => format!("/dashboard/queues/{name}/jobs/{id}"),
+    };
     match action.as_str() {
         "retry" => {
             q.retry(&id).await?;

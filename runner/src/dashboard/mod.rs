@@ -3,8 +3,9 @@
 //! server-sent events.
 //!
 //! Layout: `pages` (overview, queue, job, plugins, schedules, login),
-//! `actions` (retry, remove, promote, pause, resume, retry failed, clean),
-//! `live` (the event stream).
+//! `busy` (the runners and the jobs running now), `redis` (the server
+//! behind the queues), `actions` (retry, remove, promote, cancel, pause,
+//! resume, retry failed, clean), `live` (the event stream).
 //!
 //! Security: the API's authentication applies (a session from the sign-in
 //! form, kept in Redis and ended by signing out, or Basic auth with the
@@ -12,8 +13,10 @@
 //! that only pages of this runner know, and from this runner's origin.
 
 pub mod actions;
+pub mod busy;
 pub mod live;
 pub mod pages;
+pub mod redis;
 
 use crate::web::ApiState;
 use axum::Router;
@@ -45,6 +48,8 @@ pub fn routes() -> Router<Arc<ApiState>> {
         .route("/queues/{queue}/jobs/{id}", get(pages::job))
         .route("/queues/{queue}/jobs/{id}/{action}", post(actions::job_action))
         .route("/queues/{queue}/do/{action}", post(actions::queue_action))
+        .route("/busy", get(busy::page))
+        .route("/redis", get(redis::page))
         .route("/plugins", get(pages::plugins))
         .route("/schedules", get(pages::schedules))
         .route("/live", get(live::stream))
@@ -66,6 +71,8 @@ pub fn layout(title: &str, body_data: (&str, &str), sign_out: bool, content: Mar
         html lang="en" {
             head {
                 meta charset="utf-8";
+                meta name="viewport" content="width=device-width, initial-scale=1";
+                meta name="color-scheme" content="light dark";
                 title { (title) " · jobrunner" }
                 link rel="stylesheet" href="/dashboard/assets/app.css";
             }
@@ -73,8 +80,10 @@ pub fn layout(title: &str, body_data: (&str, &str), sign_out: bool, content: Mar
                 header {
                     span.brand { "jobrunner" }
                     a href="/dashboard" { "Queues" }
+                    a href="/dashboard/busy" { "Busy" }
                     a href="/dashboard/plugins" { "Plugins" }
                     a href="/dashboard/schedules" { "Schedules" }
+                    a href="/dashboard/redis" { "Redis" }
                     @if sign_out { (action_form("/dashboard/logout", "Sign out", false)) }
                 }
                 main { (content) }
@@ -89,6 +98,17 @@ pub fn action_form(action: &str, label: &str, danger: bool) -> Markup {
     html! {
         form.inline method="post" action=(action) {
             input type="hidden" name="csrf" value=(csrf_token());
+            @if danger { button.danger type="submit" { (label) } } @else { button type="submit" { (label) } }
+        }
+    }
+}
+
+/// As `action_form`, coming back to `back` (a dashboard page) afterwards.
+pub fn action_form_back(action: &str, label: &str, danger: bool, back: &str) -> Markup {
+    html! {
+        form.inline method="post" action=(action) {
+            input type="hidden" name="csrf" value=(csrf_token());
+            input type="hidden" name="back" value=(back);
             @if danger { button.danger type="submit" { (label) } } @else { button type="submit" { (label) } }
         }
     }

@@ -50,7 +50,7 @@ pub async fn overview(AxState(state): AxState<Arc<ApiState>>) -> ApiResult<Respo
         }
         h1 { "Queues" }
         @if rows.is_empty() { p.muted { "No queue has been used yet." } }
-        table {
+        div.scroll { table {
             thead { tr {
                 th { "Queue" } th.num { "Waiting" } th.num { "Delayed" } th.num { "Active" }
                 th.num { "Completed" } th.num { "Failed" } th { "Last hour" } th {}
@@ -78,7 +78,7 @@ pub async fn overview(AxState(state): AxState<Arc<ApiState>>) -> ApiResult<Respo
                     }
                 }
             }
-        }
+        } }
     };
     Ok(layout("Queues", ("", ""), state.tokens.required(), content).into_response())
 }
