@@ -22,6 +22,14 @@ impl Drop for Driver {
     }
 }
 
+/// The text of the element, or "" while the page does not show it.
+async fn text_or_empty(client: &fantoccini::Client, locator: Locator<'_>) -> String {
+    match client.find(locator).await {
+        Ok(e) => e.text().await.unwrap_or_default(),
+        Err(_) => String::new(),
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_person_retries_a_failed_job_in_the_dashboard() {
     let redis = testkit::redis::RedisServer::start();
@@ -93,10 +101,7 @@ async fn a_person_retries_a_failed_job_in_the_dashboard() {
     // The page reloads itself when the job changes (server-sent events).
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let state = match client.find(Locator::Id("state")).await {
-            Ok(e) => e.text().await.unwrap_or_default(),
-            Err(_) => String::new(),
-        };
+        let state = text_or_empty(&client, Locator::Id("state")).await;
         if state == "completed" {
             break;
         }
@@ -121,14 +126,8 @@ async fn a_person_retries_a_failed_job_in_the_dashboard() {
     client.find(Locator::LinkText("Busy")).await.unwrap().click().await.unwrap();
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let running = match client.find(Locator::Css("#running")).await {
-            Ok(t) => t.text().await.unwrap_or_default(),
-            Err(_) => String::new(),
-        };
-        let runners = match client.find(Locator::Css("#runners")).await {
-            Ok(t) => t.text().await.unwrap_or_default(),
-            Err(_) => String::new(),
-        };
+        let running = text_or_empty(&client, Locator::Css("#running")).await;
+        let runners = text_or_empty(&client, Locator::Css("#runners")).await;
         if running.contains("resize-7") && !running.contains("just started") && runners.contains("default: 1 / ") {
             break;
         }

@@ -71,12 +71,13 @@ impl KeyShare {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ServerInfo {
     pub cluster: bool,
     pub nodes: Vec<NodeInfo>,
-    /// None on a cluster, or when the server refuses `MEMORY USAGE`.
-    pub share: Option<KeyShare>,
+    /// None on a cluster; the error when the server refused the sample
+    /// (`MEMORY` or `RANDOMKEY` renamed away, as some managed services do).
+    pub share: Option<Result<KeyShare, String>>,
 }
 
 /// Reads every node's `INFO`, and estimates the share of memory held by
@@ -95,7 +96,8 @@ pub async fn read(conn: &Connection, prefixes: &[&str]) -> Result<ServerInfo> {
         other => vec![parse(&redis::from_redis_value::<String>(other)?)],
     };
     nodes.sort_by(|a, b| a.address.cmp(&b.address));
-    let share = if conn.is_cluster() { None } else { sample_share(conn, prefixes).await.ok() };
+    let share =
+        if conn.is_cluster() { None } else { Some(sample_share(conn, prefixes).await.map_err(|e| format!("{e:#}"))) };
     Ok(ServerInfo { cluster: conn.is_cluster(), nodes, share })
 }
 

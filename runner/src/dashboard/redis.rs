@@ -53,6 +53,8 @@ pub async fn page(AxState(state): AxState<Arc<ApiState>>) -> ApiResult<Response>
     let bull_prefixes: Vec<String> = state.bull.values().map(|b| b.prefix().to_string()).collect();
     let mut prefixes = vec![state.connection.prefix()];
     prefixes.extend(bull_prefixes.iter().map(String::as_str));
+    // Several BullMQ queues usually share one prefix.
+    prefixes.sort_unstable();
     prefixes.dedup();
     let info = server_info::read(&state.connection, &prefixes).await?;
     let durability = jobrunner_queue::durability::read(&state.connection).await.ok();
@@ -81,12 +83,15 @@ pub async fn page(AxState(state): AxState<Arc<ApiState>>) -> ApiResult<Response>
                 dt { "Up for" } dd { (uptime(first.uptime_s)) }
             }
             dt { "Queues' share of memory" } dd #redis-share {
-                @match info.share.as_ref().and_then(|s| s.fraction().map(|f| (s, f))) {
-                    Some((s, f)) => {
+                @match &info.share {
+                    Some(Ok(s)) if s.fraction().is_some() => {
+                        @let f = s.fraction().unwrap_or(0.0);
                         "about " ((f * 100.0).round()) "% "
                         span.muted { "(estimated from " (s.sampled) " random keys, " (s.queue_keys) " of them the queues'; keys under " @for (i, p) in prefixes.iter().enumerate() { @if i > 0 { ", " } code { (p) ":" } } ")" }
                     }
-                    None => span.muted { @if info.cluster { "not estimated on a cluster" } @else { "no keys to sample" } }
+                    Some(Ok(_)) => span.muted { "no keys to sample" },
+                    Some(Err(why)) => span.muted { "not estimated: " (why) },
+                    None => span.muted { "not estimated on a cluster" },
                 }
             }
         }
