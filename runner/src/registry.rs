@@ -57,6 +57,8 @@ pub struct PluginStatus {
     pub sha256: Option<String>,
     pub job_types: Vec<String>,
     pub limits: Option<Limits>,
+    /// What the operator granted it (names of secrets, never values).
+    pub grants: Option<jobrunner_host::settings::GrantsShown>,
     pub loaded_at_ms: Option<u64>,
     pub last_error: Option<String>,
     pub reloads: u64,
@@ -76,6 +78,7 @@ impl PluginStatus {
             sha256: None,
             job_types: vec![],
             limits: None,
+            grants: None,
             loaded_at_ms: None,
             last_error: None,
             reloads: 0,
@@ -287,6 +290,7 @@ impl Registry {
                 status.sha256 = Some(plugin.sha256.clone());
                 status.job_types = d.job_types.clone();
                 status.limits = Some(plugin.limits().clone());
+                status.grants = Some(plugin.grants().shown());
                 status.loaded_at_ms = Some(now_ms());
                 status.last_error = None;
                 status.reloads += 1;

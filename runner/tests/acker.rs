@@ -30,6 +30,7 @@ fn done(l: &Leased) -> Completion {
         result: Some("{\"ok\":true}".into()),
         progress: Some(100),
         log: None,
+        run: None,
     }
 }
 

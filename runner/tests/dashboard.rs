@@ -500,6 +500,7 @@ async fn the_busy_page_shows_runners_and_running_jobs() {
             name: "thumbnails".into(),
             version: "1.4.0".into(),
             job_types: vec!["resize".into()],
+            ..Default::default()
         }],
         // The heartbeat saw only the job that has run for 90 s.
         running: vec![jobrunner_queue::runners::RunningJob {
@@ -546,4 +547,249 @@ async fn the_busy_page_shows_runners_and_running_jobs() {
     .await;
     assert_eq!(s, StatusCode::SEE_OTHER);
     assert_eq!(headers[header::LOCATION], "/dashboard/queues/emails/jobs/long");
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64
+}
+
+/// Jobs of `job_type` with payload `{"user": {"id": N}}`, leased.
+async fn leased_jobs(q: &Queue, job_type: &str, ids: &[(&str, u64)]) -> Vec<jobrunner_queue::Leased> {
+    for (id, user) in ids {
+        let job = NewJob {
+            id: Some(id.to_string()),
+            job_type: job_type.into(),
+            payload: format!(r#"{{"user":{{"id":{user}}},"note":"n{user}"}}"#),
+            options: JobOptions { attempts: Some(1), ..Default::default() },
+        };
+        q.enqueue(job).await.unwrap();
+    }
+    q.fetch(ids.len(), Duration::from_secs(30)).await.unwrap().jobs
+}
+
+/// The overview: jobs finished today, in the last hour and in all; the
+/// history chart per minute, or per hour over a day or a week; a span it
+/// does not know is a 400 saying so; the live stream's totals.
+#[tokio::test]
+async fn the_overview_counts_and_charts_finished_jobs() {
+    let (router, q, _redis) = setup(Tokens::default()).await;
+    let leased = leased_jobs(&q, "email", &[("a", 1), ("b", 2), ("c", 3), ("d", 4)]).await;
+    let (done, bad): (Vec<_>, Vec<_>) = leased.iter().partition(|l| l.id != "d");
+    let acks: Vec<_> = done.iter().map(|l| jobrunner_queue::Completion::of(l)).collect();
+    q.complete(&acks, jobrunner_queue::DEFAULTS.keep_completed).await.unwrap();
+    q.fail(&bad[0].id, &bad[0].token, &Failure::Permanent("no".into()), None, None).await.unwrap();
+
+    let (s, _, page) = send(&router, get("/dashboard", None)).await;
+    assert_eq!(s, StatusCode::OK);
+    let totals = &page[page.find("id=\"totals\"").expect("the totals")..];
+    let totals = &totals[..totals.find("</div></div>").unwrap()];
+    assert!(
+        totals.contains("Today (UTC)")
+            && totals.contains(r#"<strong class="ok" data-total="completed">3</strong> completed"#),
+        "{totals}"
+    );
+    assert!(totals.contains(r#"<strong class="bad" data-total="failed">1</strong> failed"#), "{totals}");
+    let history = &page[page.find("id=\"history\"").expect("the history chart")..];
+    assert!(history.contains(": 3 completed, 1 failed in this minute"), "the minute under way: {history}");
+    assert_eq!(history.matches("class=\"hit\"").count(), 60, "an hour of minutes");
+    assert!(page.contains("id=\"live\""), "the live chart's frame");
+    assert!(page.contains("data-latency=\"emails\""), "the queue's latency");
+
+    let (_, _, page) = send(&router, get("/dashboard?span=day", None)).await;
+    let history = &page[page.find("id=\"history\"").unwrap()..];
+    assert_eq!(history.matches("class=\"hit\"").count(), 24);
+    assert!(history.contains("in this hour"));
+    let (_, _, page) = send(&router, get("/dashboard?span=week", None)).await;
+    assert_eq!(page[page.find("id=\"history\"").unwrap()..].matches("class=\"hit\"").count(), 168);
+    let (s, _, body) = send(&router, get("/dashboard?span=year", None)).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert!(body.contains("span must be"), "{body}");
+
+    // The live stream sends the totals each second, for the live chart.
+    let res = router.clone().oneshot(get("/dashboard/live", None)).await.unwrap();
+    let mut body = res.into_body();
+    let mut text = String::new();
+    while !text.contains("event: finished") {
+        let frame = tokio::time::timeout(Duration::from_secs(5), body.frame()).await.unwrap().unwrap().unwrap();
+        text.push_str(&String::from_utf8_lossy(frame.data_ref().unwrap()));
+    }
+    assert!(text.contains(r#"{"completed":3,"failed":1}"#), "{text}");
+}
+
+/// A queue's list: when each job started and finished and how long it
+/// ran; filtered by type and by a payload field (saying what it read);
+/// several jobs retried or removed at once, each counted, with the CSRF
+/// token checked and a bound on how many.
+#[tokio::test]
+async fn the_queue_page_filters_and_acts_on_several_jobs() {
+    let (router, q, _redis) = setup(Tokens::default()).await;
+    let leased = leased_jobs(&q, "email", &[("e1", 1), ("e2", 2), ("e3", 3)]).await;
+    let sms = leased_jobs(&q, "sms", &[("s1", 1), ("s2", 2)]).await;
+    let started = now_ms() - 1_500;
+    let run = Some(jobrunner_queue::RunMark::new(started, "worker-7:1"));
+    for l in leased.iter().chain(&sms) {
+        q.fail_run(&l.id, &l.token, &Failure::Permanent(format!("{} broke", l.id)), None, None, run.as_ref())
+            .await
+            .unwrap();
+    }
+    let (_, _, page) = send(&router, get("/dashboard/queues/emails?state=failed", None)).await;
+    let rows = &page[page.find("id=\"jobs\"").unwrap()..];
+    assert_eq!(rows.matches("name=\"ids\"").count(), 5, "every failed job, each with a box");
+    assert!(rows.contains("1.5 s") || rows.contains("1.6 s") || rows.contains("1.7 s"), "how long it ran: {rows}");
+
+    let (_, _, page) = send(&router, get("/dashboard/queues/emails?state=failed&type=sms", None)).await;
+    let rows = &page[page.find("id=\"jobs\"").unwrap()..];
+    assert!(rows.contains(">s1</a>") && rows.contains(">s2</a>") && !rows.contains(">e1</a>"), "{rows}");
+    assert!(page.contains("Filtered by reading 5 failed jobs"), "what the filter cost: {page}");
+    let (_, _, page) =
+        send(&router, get("/dashboard/queues/emails?state=failed&type=email&field=user.id&value=2", None)).await;
+    let rows = &page[page.find("id=\"jobs\"").unwrap()..];
+    assert_eq!(rows.matches("name=\"ids\"").count(), 1, "{rows}");
+    assert!(rows.contains(">e2</a>"));
+    // The tabs and the next page keep the filter.
+    assert!(page.contains("/dashboard/queues/emails?state=waiting&amp;type=email&amp;field=user.id&amp;value=2"));
+
+    let csrf = csrf_from(&page);
+    let back = "%2Fdashboard%2Fqueues%2Femails%3Fstate%3Dfailed";
+    let (s, headers, _) = send(
+        &router,
+        post_form(
+            "/dashboard/queues/emails/bulk",
+            &format!("csrf={csrf}&back={back}&action=retry&ids=e1&ids=s1&ids=nope"),
+            None,
+        ),
+    )
+    .await;
+    assert_eq!(s, StatusCode::SEE_OTHER);
+    let location = headers[header::LOCATION].to_str().unwrap().to_string();
+    assert!(location.starts_with("/dashboard/queues/emails?state=failed&action=retry&done=2&refused=1"), "{location}");
+    for id in ["e1", "s1"] {
+        assert_eq!(q.get(id).await.unwrap().unwrap().state.as_str(), "waiting", "{id} retried");
+    }
+    let (_, _, page) = send(&router, get(&location, None)).await;
+    assert!(page.contains("retry: 2 jobs; 1 not (nope: missing)."), "the notice: {page}");
+
+    let (s, _, _) = send(
+        &router,
+        post_form("/dashboard/queues/emails/bulk", &format!("csrf={csrf}&action=remove&ids=e2&ids=e3"), None),
+    )
+    .await;
+    assert_eq!(s, StatusCode::SEE_OTHER);
+    assert!(q.get("e2").await.unwrap().is_none() && q.get("e3").await.unwrap().is_none());
+
+    let (s, _, body) =
+        send(&router, post_form("/dashboard/queues/emails/bulk", "csrf=forged&action=remove&ids=s2", None)).await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "{body}");
+    assert!(q.get("s2").await.unwrap().is_some(), "nothing removed");
+    let many: String = (0..201).map(|i| format!("&ids=x{i}")).collect();
+    let (s, _, body) =
+        send(&router, post_form("/dashboard/queues/emails/bulk", &format!("csrf={csrf}&action=remove{many}"), None))
+            .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert!(body.contains("at most 200"), "{body}");
+    let (s, _, body) =
+        send(&router, post_form("/dashboard/queues/emails/bulk", &format!("csrf={csrf}&action=explode&ids=s2"), None))
+            .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert!(body.contains("no bulk action `explode`"), "{body}");
+}
+
+/// A job's page: each attempt with its start, end, duration, runner and
+/// outcome (the last failure of a job failed for good says so); the
+/// payload and output as collapsible JSON with copy; the log's levels.
+#[tokio::test]
+async fn the_job_page_shows_each_attempt_and_its_json() {
+    let (router, q, _redis) = setup(Tokens::default()).await;
+    let job = NewJob {
+        id: Some("j1".into()),
+        job_type: "email".into(),
+        payload: r#"{"to":"a@example.com","items":[{"sku":"x1"},{"sku":"x2"}]}"#.into(),
+        options: JobOptions { attempts: Some(3), backoff: Some(jobrunner_queue::Backoff::None), ..Default::default() },
+    };
+    q.enqueue(job).await.unwrap();
+    let l = q.fetch(1, Duration::from_secs(30)).await.unwrap().jobs.remove(0);
+    let first = jobrunner_queue::RunMark::new(now_ms() - 4_000, "worker-7:1");
+    q.fail_run(&l.id, &l.token, &Failure::Retry("smtp timeout".into()), None, None, Some(&first)).await.unwrap();
+    let l = q.fetch(1, Duration::from_secs(30)).await.unwrap().jobs.remove(0);
+    let log = r#"[{"at_ms":3,"level":"warn","source":"plugin","message":"slow server"}]"#;
+    let done = jobrunner_queue::Completion {
+        result: Some(r#"{"sent":true,"id":"m-1"}"#.into()),
+        log: Some(log.into()),
+        run: Some(jobrunner_queue::RunMark::new(now_ms() - 250, "worker-8:2")),
+        ..jobrunner_queue::Completion::of(&l)
+    };
+    q.complete(&[done], jobrunner_queue::DEFAULTS.keep_completed).await.unwrap();
+
+    let (s, _, page) = send(&router, get("/dashboard/queues/emails/jobs/j1", None)).await;
+    assert_eq!(s, StatusCode::OK);
+    let timeline = &page[page.find("id=\"timeline\"").unwrap()..];
+    let timeline = &timeline[..timeline.find("</table>").unwrap()];
+    assert!(timeline.contains("worker-7:1") && timeline.contains("failed, retried (retry)"), "{timeline}");
+    assert!(timeline.contains("worker-8:2") && timeline.contains("<strong>completed</strong>"), "{timeline}");
+    assert!(!timeline.contains("failed for good"), "{timeline}");
+    assert!(page.contains(r#"<span class="key">sku</span>"#), "the payload as a tree: {page}");
+    assert!(page.contains("<details open>"), "open to two levels");
+    assert!(page.contains(r#"data-copy="payload-raw""#) && page.contains(r#"id="payload-raw""#));
+    assert!(page.contains(r#"<span class="key">sent</span>"#), "the result as a tree");
+    assert!(page.contains(r#"<span class="badge warn">warn</span>"#) && page.contains("slow server"), "the log");
+
+    // A job failed for good: its last attempt says so.
+    failed_job(&q, "f1").await;
+    let (_, _, page) = send(&router, get("/dashboard/queues/emails/jobs/f1", None)).await;
+    assert!(page.contains("<strong>failed for good</strong> (permanent)"), "{page}");
+    // A large document is shown raw, not as a tree of thousands of nodes.
+    let big: Vec<u32> = (0..5_000).collect();
+    let job = NewJob {
+        id: Some("big".into()),
+        job_type: "email".into(),
+        payload: serde_json::json!({ "n": big }).to_string(),
+        options: JobOptions::default(),
+    };
+    q.enqueue(job).await.unwrap();
+    let (_, _, page) = send(&router, get("/dashboard/queues/emails/jobs/big", None)).await;
+    assert!(!page.contains("class=\"tree\"") && page.contains("id=\"payload-raw\""));
+}
+
+/// The Plugins page adds up the runners' figures per plugin version:
+/// rates, duration percentiles, instantiation, peak memory against the
+/// cap, faults by kind.
+#[tokio::test]
+async fn the_plugins_page_adds_up_the_runners_figures() {
+    use jobrunner_queue::plugin_stats::{Ended, PluginStats};
+    let (router, q, _redis) = setup(Tokens::default()).await;
+    let mut stats = PluginStats { memory_cap: 64 << 20, ..Default::default() };
+    for ms in 1..=98 {
+        stats.record(Ended::Completed, Duration::from_millis(ms), Some(Duration::from_micros(400)), 3 << 20, 1);
+    }
+    stats.record(Ended::Failed, Duration::from_millis(5), None, 3 << 20, 2);
+    stats.record(Ended::Fault("timeout"), Duration::from_secs(30), None, 60 << 20, 3);
+    for (id, version) in [("w1:1", "1.4.0"), ("w2:2", "1.4.0"), ("w2:2", "1.3.9")] {
+        let mut info = jobrunner_queue::runners::RunnerInfo {
+            id: id.into(),
+            plugins: vec![jobrunner_queue::runners::PluginBrief {
+                name: "thumbnails".into(),
+                version: version.into(),
+                job_types: if version == "1.4.0" { vec!["resize".into()] } else { vec![] },
+                stats: stats.clone(),
+            }],
+            ..Default::default()
+        };
+        if id == "w2:2" && version == "1.3.9" {
+            let current = jobrunner_queue::runners::list(q.connection()).await.unwrap();
+            info.plugins.extend(current.into_iter().find(|r| r.id == "w2:2").unwrap().plugins);
+        }
+        jobrunner_queue::runners::beat(q.connection(), &mut info).await.unwrap();
+    }
+    let (s, _, page) = send(&router, get("/dashboard/plugins", None)).await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(page.contains("On other runners only") && page.contains("thumbnails"), "{page}");
+    let current = &page[page.find("data-version=\"1.4.0\"").expect("the version loaded")..];
+    let current = &current[..current.find("</tr>").unwrap()];
+    // Two runners of 100 attempts each: 98% completed, 1% failed, 1% faults.
+    for want in ["<td class=\"num\">2</td>", "<td class=\"num\">200</td>", "98%", "timeout 2", "60.0 MiB / 64.0 MiB"] {
+        assert!(current.contains(want), "{want} in {current}");
+    }
+    assert!(current.contains("1.0%"), "failed and faulted rates: {current}");
+    let old = &page[page.find("data-version=\"1.3.9\"").expect("the older version")..];
+    assert!(old[..old.find("</tr>").unwrap()].contains("(not loaded)"));
 }

@@ -161,7 +161,92 @@ async fn a_person_retries_a_failed_job_in_the_dashboard() {
     client.find(Locator::LinkText("Redis")).await.unwrap().click().await.unwrap();
     let version = client.wait().for_element(Locator::Id("redis-version")).await.unwrap().text().await.unwrap();
     assert!(version.chars().next().is_some_and(|c| c.is_ascii_digit()), "a version: {version}");
-    for (page, path) in [("busy", "/dashboard/busy"), ("redis", "/dashboard/redis"), ("overview", "/dashboard")] {
+
+    // The overview's live chart draws jobs as they finish (JavaScript, from
+    // the live stream's totals each second).
+    client.goto(&format!("{base}/dashboard")).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut n = 0;
+    loop {
+        let drawn = client.execute("return document.querySelectorAll('#live svg rect').length", vec![]).await.unwrap();
+        // A few seconds' bars, for the screenshot the README shows.
+        if drawn.as_i64().unwrap_or(0) >= 5 {
+            client.set_window_size(1400, 900).await.unwrap();
+            let png = client.screenshot().await.unwrap();
+            std::fs::write(artifacts.join("dashboard-overview-live-1400.png"), png).unwrap();
+            break;
+        }
+        assert!(Instant::now() < deadline, "the live chart never drew five seconds of jobs finishing");
+        n += 1;
+        let job = NewJob {
+            id: Some(format!("live-{n}")),
+            job_type: "whoami".into(),
+            payload: "{}".into(),
+            options: JobOptions::default(),
+        };
+        q.enqueue(job).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    // The totals count the jobs that finished since the page loaded.
+    let totals = client.find(Locator::Id("totals")).await.unwrap().text().await.unwrap();
+    let completed_today: u64 = totals.split_whitespace().nth(2).and_then(|n| n.parse().ok()).unwrap_or(0);
+    assert!(totals.starts_with("Today") && completed_today >= 5, "{totals}");
+
+    // The Plugins page: the hostile plugin's figures from the heartbeats
+    // (its attempts, percentiles and peak memory), and its grants.
+    client.find(Locator::LinkText("Plugins")).await.unwrap().click().await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let row = loop {
+        let row = text_or_empty(&client, Locator::Css("section.plugin tr[data-version]")).await;
+        // Version, runners (1), attempts (at least the retried job's), ...
+        let attempts: u64 = row.split_whitespace().nth(2).and_then(|a| a.parse().ok()).unwrap_or(0);
+        if attempts >= 1 && row.contains("iB") {
+            break row;
+        }
+        assert!(Instant::now() < deadline, "the Plugins page never showed the plugin's figures: {row}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        client.refresh().await.unwrap();
+    };
+    assert!(row.contains('%'), "{row}");
+    let grants = client.find(Locator::Css("dl.grants")).await.unwrap().text().await.unwrap();
+    assert!(grants.contains("HTTP hosts") && grants.contains("Secrets"), "{grants}");
+
+    // A queue's failed jobs filtered by type, selected all at once (with
+    // the page's "select all" box) and removed together.
+    for i in 0..3 {
+        let options = JobOptions { attempts: Some(1), ..Default::default() };
+        let job =
+            NewJob { id: Some(format!("orphan-{i}")), job_type: "nobody-serves".into(), payload: "{}".into(), options };
+        q.enqueue(job).await.unwrap();
+    }
+    for i in 0..3 {
+        let id = format!("orphan-{i}");
+        assert_eq!(q.wait(&id, Duration::from_secs(30)).await.unwrap().unwrap().state, State::Failed);
+    }
+    client.goto(&format!("{base}/dashboard/queues/default?state=failed&type=nobody-serves")).await.unwrap();
+    let rows = client.find_all(Locator::Css("#jobs input[name=ids]")).await.unwrap();
+    assert_eq!(rows.len(), 3, "the three failed jobs of that type only");
+    for (width, name) in [(1400u32, "queue-1400"), (375, "queue-375")] {
+        client.set_window_size(width, 900).await.unwrap();
+        std::fs::write(artifacts.join(format!("dashboard-{name}.png")), client.screenshot().await.unwrap()).unwrap();
+    }
+    client.set_window_size(1400, 900).await.unwrap();
+    client.find(Locator::Id("select-all")).await.unwrap().click().await.unwrap();
+    client.find(Locator::XPath("//form[@id='bulk']//button[text()='Remove']")).await.unwrap().click().await.unwrap();
+    let notice = client.wait().for_element(Locator::Id("bulk-notice")).await.unwrap().text().await.unwrap();
+    assert_eq!(notice, "remove: 3 jobs.");
+    for i in 0..3 {
+        assert!(q.get(&format!("orphan-{i}")).await.unwrap().is_none());
+    }
+
+    for (page, path) in [
+        ("busy", "/dashboard/busy"),
+        ("redis", "/dashboard/redis"),
+        ("overview", "/dashboard"),
+        ("plugins", "/dashboard/plugins"),
+        ("queue", "/dashboard/queues/default?state=completed"),
+        ("job", "/dashboard/queues/default/jobs/signup-42"),
+    ] {
         client.goto(&format!("{base}{path}")).await.unwrap();
         for width in [1400u32, 375] {
             client.set_window_size(width, 900).await.unwrap();

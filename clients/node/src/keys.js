@@ -8,7 +8,7 @@ export const NAMES = [
   'meta', 'wait', 'delayed', 'active', 'completed', 'failed', 'specs', 'attempts', 'tokens',
   'created', 'results', 'errors', 'logs', 'progress', 'stalls', 'prios', 'events', 'rl',
   'schedules', 'schedule_next', 'groups', 'gvt', 'grl', 'gscore', 'idle', 'unstarted', 'dead',
-  'parents', 'notify', 'waiting_children', 'spawn', 'kids', 'vals', 'fcounts',
+  'parents', 'notify', 'waiting_children', 'spawn', 'kids', 'vals', 'fcounts', 'stats', 'runs',
 ];
 
 /** The keys of the lean one-job enqueue (`push.lua`), in its order. */

@@ -7,12 +7,13 @@
 
 use crate::queue::{BullQueue, BullQueues};
 use anyhow::Result;
+use jobrunner_queue::stats::{Finished, History};
 use jobrunner_queue::{Connection, Counts, EffectivePolicy, Enqueued, JobRecord, NewJob, Queue, State};
 use std::time::Duration;
 
 #[derive(Clone)]
 pub enum AnyQueue {
-    // Boxed: a native queue carries its 25 keys, a BullMQ one two handles.
+    // Boxed: a native queue carries its 35 keys, a BullMQ one two handles.
     Native(Box<Queue>),
     Bull(BullQueue),
 }
@@ -85,12 +86,37 @@ impl AnyQueue {
         }
     }
 
-    /// Jobs completed per minute over the last `minutes`, oldest first.
-    pub async fn completed_per_minute(&self, minutes: u64) -> Result<Vec<u64>> {
+    /// Jobs finished for good, in total and per minute and hour. A native
+    /// queue's is one small hash; a BullMQ-backed one reads the newest
+    /// `minutes` of its per-minute metrics (`stats::HOURS * 60` for the
+    /// whole week; its hours before those read as zero).
+    pub async fn history(&self, minutes: u64) -> Result<History> {
         match self {
-            AnyQueue::Native(q) => q.completed_per_minute(minutes).await,
-            AnyQueue::Bull(b) => b.completed_per_minute(minutes).await,
+            AnyQueue::Native(q) => q.history().await,
+            AnyQueue::Bull(b) => b.history(minutes).await,
         }
+    }
+
+    /// Jobs finished for good so far (the live chart's rate is its change
+    /// from one second to the next).
+    pub async fn finished_total(&self) -> Result<Finished> {
+        match self {
+            AnyQueue::Native(q) => q.finished_total().await,
+            AnyQueue::Bull(b) => b.finished_total().await,
+        }
+    }
+
+    /// How far behind the queue is: the age of the waiting job next in
+    /// line, since it was enqueued or became due (zero when none waits).
+    pub async fn latency(&self, counts: &Counts) -> Result<Duration> {
+        if counts.waiting == 0 {
+            return Ok(Duration::ZERO);
+        }
+        let head = self.list(State::Waiting, 0, 1).await?;
+        let now = jobrunner_queue::stats::now_ms();
+        Ok(head
+            .first()
+            .map_or(Duration::ZERO, |j| Duration::from_millis(now.saturating_sub(j.created_at + j.options.delay_ms))))
     }
 
     pub async fn list(&self, state: State, offset: u64, limit: u64) -> Result<Vec<JobRecord>> {

@@ -25,7 +25,9 @@
 //! - [`record`]: a BullMQ job as a `JobRecord`; the runner's options as
 //!   BullMQ's (duty 2);
 //! - [`any_queue`]: `AnyQueue`, native or BullMQ-backed behind one set of
-//!   reads and operations.
+//!   reads and operations;
+//! - [`search`]: finding an `AnyQueue`'s jobs by type or payload field, a
+//!   bounded, paged scan (the dashboard's queue page).
 //!
 //! Architecture invariant: nothing here writes BullMQ's protocol; every
 //! change to a BullMQ queue goes through `bullmq-official`.
@@ -33,6 +35,7 @@
 pub mod any_queue;
 pub mod queue;
 pub mod record;
+pub mod search;
 pub mod section;
 
 pub use any_queue::AnyQueue;

@@ -8,6 +8,7 @@ use anyhow::{Context, Result};
 use bullmq::options::RedisConnectionOptions;
 use bullmq::redis_connection::RedisConnection;
 use bullmq::{JobState, QueueOptions};
+use jobrunner_queue::stats::{Finished, History, Point};
 use jobrunner_queue::{Counts, Enqueued, JobRecord, NewJob, QueuePolicy, State};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -154,17 +155,25 @@ impl BullQueue {
         Ok(m.data.first().copied().unwrap_or(0))
     }
 
-    /// Jobs completed per minute, oldest first: BullMQ's last `minutes`
-    /// metrics data points. BullMQ closes a minute's point when a job
-    /// completes in a later minute, so an idle queue's chart stops where
-    /// its last job did.
-    pub async fn completed_per_minute(&self, minutes: u64) -> Result<Vec<u64>> {
+    /// Jobs completed and failed since BullMQ's metrics began (its
+    /// metrics' counts), for the live chart.
+    pub async fn finished_total(&self) -> Result<Finished> {
+        let completed = self.queue.get_metrics("completed", 0, 0).await.map_err(err)?;
+        let failed = self.queue.get_metrics("failed", 0, 0).await.map_err(err)?;
+        Ok(Finished { completed: completed.meta.count, failed: failed.meta.count })
+    }
+
+    /// Jobs completed and failed, in total and per minute and hour, from
+    /// BullMQ's metrics (kept by the runner's workers for 7 days, and by
+    /// BullMQ workers with `metrics` set for as long as they say), reading
+    /// the newest `minutes` of its per-minute points. BullMQ counts every
+    /// job moved to completed or failed, which is the runner's "finished
+    /// for good" too.
+    pub async fn history(&self, minutes: u64) -> Result<History> {
         let end = minutes.saturating_sub(1).min(i64::MAX as u64) as i64;
-        let m = self.queue.get_metrics("completed", 0, end).await.map_err(err)?;
-        let mut per_minute = m.data;
-        per_minute.resize(minutes as usize, 0);
-        per_minute.reverse();
-        Ok(per_minute)
+        let completed = self.queue.get_metrics("completed", 0, end).await.map_err(err)?;
+        let failed = self.queue.get_metrics("failed", 0, end).await.map_err(err)?;
+        Ok(history_of(&completed, &failed, jobrunner_queue::stats::now_ms()))
     }
 
     /// A page of jobs in one state, in the order the runner's own queues
@@ -325,5 +334,87 @@ impl BullQueue {
             e.id = job.id().to_string();
         }
         Ok(out)
+    }
+}
+
+/// The runner's history of a BullMQ queue from its two metrics. BullMQ
+/// closes a minute's point when a job finishes in a later minute: its
+/// `data[i]` is of the minute `i + 1` before the one of `prev_ts`, and the
+/// jobs counted since (`count - prev_count`) are of `prev_ts`'s minute.
+fn history_of(completed: &bullmq::types::Metrics, failed: &bullmq::types::Metrics, now_ms: u64) -> History {
+    let mut h = History::empty(now_ms);
+    h.total.completed = completed.meta.count;
+    h.total.failed = failed.meta.count;
+    let per_minute = |m: &bullmq::types::Metrics| {
+        let mut out = BTreeMap::new();
+        if m.meta.prev_ts == 0 {
+            return out;
+        }
+        let current = m.meta.prev_ts / 60_000;
+        out.insert(current, m.meta.count.saturating_sub(m.meta.prev_count));
+        for (i, n) in m.data.iter().enumerate() {
+            if let Some(minute) = current.checked_sub(i as u64 + 1) {
+                out.insert(minute, *n);
+            }
+        }
+        out
+    };
+    let add = |points: &mut [Point], span_ms: u64, minutes: &BTreeMap<u64, u64>, failed: bool| {
+        let Some(first) = points.first().map(|p| p.at_ms) else { return };
+        for (minute, n) in minutes {
+            let at = minute * 60_000;
+            if at < first {
+                continue;
+            }
+            if let Some(p) = points.get_mut(((at - first) / span_ms) as usize) {
+                if failed { p.finished.failed += n } else { p.finished.completed += n }
+            }
+        }
+    };
+    let (c, f) = (per_minute(completed), per_minute(failed));
+    add(&mut h.minutes, 60_000, &c, false);
+    add(&mut h.minutes, 60_000, &f, true);
+    add(&mut h.hours, 3_600_000, &c, false);
+    add(&mut h.hours, 3_600_000, &f, true);
+    h
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bullmq::types::{Metrics, MetricsMeta};
+
+    #[test]
+    fn bullmq_metrics_read_as_minutes_and_hours() {
+        let now = 500 * 3_600_000 + 10 * 60_000 + 1_000;
+        let minute = now / 60_000;
+        // Three jobs in the minute under way; the closed minutes before it
+        // had 4, 0 and 6; an hour and a half ago, 8.
+        let mut data = vec![4, 0, 6];
+        data.resize(90, 0);
+        data.push(8);
+        let completed = Metrics {
+            meta: MetricsMeta { count: 1_000, prev_ts: now - 500, prev_count: 997 },
+            count: data.len() as u64,
+            data,
+        };
+        let failed = Metrics {
+            meta: MetricsMeta { count: 2, prev_ts: (minute - 5) * 60_000, prev_count: 1 },
+            data: vec![],
+            count: 0,
+        };
+        let h = history_of(&completed, &failed, now);
+        assert_eq!(h.total.completed, 1_000);
+        assert_eq!(h.total.failed, 2);
+        let last = |i: usize| h.minutes[h.minutes.len() - 1 - i].finished;
+        assert_eq!(last(0).completed, 3);
+        assert_eq!(last(1).completed, 4);
+        assert_eq!(last(3).completed, 6);
+        assert_eq!(last(5).failed, 1);
+        assert_eq!(h.last_hour().completed, 13);
+        // The 8 of 91 minutes ago is in the hour before the last but one.
+        let hours: u64 = h.hours.iter().map(|p| p.finished.completed).sum();
+        assert_eq!(hours, 21);
+        assert_eq!(h.hours[h.hours.len() - 2].finished.completed + h.hours[h.hours.len() - 1].finished.completed, 13);
     }
 }

@@ -10,7 +10,7 @@ use anyhow::Result;
 use bullmq::types::{BackoffStrategy, KeepJobs, RemoveOnFinish};
 use bullmq::{Job, JobProgress};
 use jobrunner_queue::options::{Backoff, Keep, MAX_PRIORITY};
-use jobrunner_queue::{AttemptError, DEFAULTS, JobOptions, JobRecord, QueuePolicy, State};
+use jobrunner_queue::{AttemptError, DEFAULTS, JobOptions, JobRecord, QueuePolicy, Run, State};
 use serde_json::{Value, json};
 
 /// The runner's priority (0 to 4000, higher first) as BullMQ's (0: none;
@@ -119,7 +119,17 @@ pub fn to_record(queue: &Place<'_>, job: &Job, state: State, log: Option<Vec<Str
             at: finished.or(job.processed_on()).unwrap_or(0),
             kind: if state == State::Failed { "failed".into() } else { "retry".into() },
             error: job.failed_reason().to_string(),
+            started: if state == State::Failed { job.processed_on() } else { None },
+            runner: if state == State::Failed { job.processed_by().map(str::to_string) } else { None },
         }]
+    };
+    // BullMQ keeps the last attempt's start (`processedOn`) and, from its
+    // 5.x workers, the worker's name (`processedBy`).
+    let run = match (state, job.processed_on()) {
+        (State::Completed, Some(started)) => {
+            Some(Run { started, runner: job.processed_by().unwrap_or_default().to_string() })
+        }
+        _ => None,
     };
     JobRecord {
         id: job.id().to_string(),
@@ -136,6 +146,7 @@ pub fn to_record(queue: &Place<'_>, job: &Job, state: State, log: Option<Vec<Str
         result,
         errors,
         log: log.map(|lines| json!(lines)),
+        run,
         stalls: 0,
         dead_letter: None,
         parent: parent_of(queue, job),

@@ -119,6 +119,12 @@ impl Plugin {
         &self.context.limits
     }
 
+    /// What the operator granted it (secret values included: the caller
+    /// shows their names only).
+    pub fn grants(&self) -> &crate::settings::Grants {
+        &self.context.grants
+    }
+
     /// Calls `describe` in a store of its own.
     pub(crate) async fn describe(engine: &Engine, pre: &Pre, context: Arc<PluginContext>) -> Result<Description> {
         let mut store = new_store(engine, context, String::new());
@@ -283,6 +289,7 @@ impl Plugin {
             duration,
             instantiate,
             instance_job: served + 1,
+            memory_peak: state.limiter.peak as u64,
         };
         // Kept for the next job only after a completed one, short of its
         // bound, holding few host resources, and while a slot for idle

@@ -97,6 +97,46 @@ pub struct Grants {
     pub may_enqueue: Vec<String>,
 }
 
+impl Grants {
+    /// What the API and the dashboard show of these grants: the names of
+    /// its config values and secrets, never their values.
+    pub fn shown(&self) -> GrantsShown {
+        let mut senders: Vec<String> = self.sender.iter().cloned().collect();
+        senders.extend(self.senders.iter().filter(|s| Some(*s) != self.sender.as_ref()).cloned());
+        GrantsShown {
+            allowed_hosts: self.allowed_hosts.clone(),
+            allowed_networks: self.allowed_networks.clone(),
+            config: self.config.keys().cloned().collect(),
+            secrets: self.secrets.keys().cloned().collect(),
+            cache_namespace: self.cache_namespace.clone(),
+            cache_budget: self.cache_budget,
+            senders,
+            recipient_domains: self.recipient_domains.clone(),
+            max_emails: self.max_emails,
+            may_enqueue: self.may_enqueue.clone(),
+        }
+    }
+}
+
+/// A plugin's grants as shown to operators (`Grants::shown`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct GrantsShown {
+    pub allowed_hosts: Vec<String>,
+    pub allowed_networks: Vec<String>,
+    /// The names of its config values.
+    pub config: Vec<String>,
+    /// The names of its secrets.
+    pub secrets: Vec<String>,
+    pub cache_namespace: String,
+    pub cache_budget: Budget,
+    /// The addresses (or `*@domain`) it may send from.
+    pub senders: Vec<String>,
+    pub recipient_domains: Vec<String>,
+    pub max_emails: usize,
+    /// `queue:type` pairs it may enqueue to, beyond its own types.
+    pub may_enqueue: Vec<String>,
+}
+
 /// The resolved settings of one plugin.
 #[derive(Debug, Clone)]
 pub struct PluginSettings {
@@ -125,5 +165,29 @@ impl PluginSettings {
                 ..Default::default()
             },
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grants_are_shown_by_name_never_by_value() {
+        let grants = Grants {
+            allowed_hosts: vec!["api.example.com".into()],
+            config: [("api_base_url".to_string(), "https://api.example.com".to_string())].into(),
+            secrets: [("api_token".to_string(), "t0ken-value".to_string())].into(),
+            sender: Some("noreply@example.com".into()),
+            senders: vec!["noreply@example.com".into(), "*@example.org".into()],
+            may_enqueue: vec!["emails:send".into()],
+            ..Default::default()
+        };
+        let shown = grants.shown();
+        let json = serde_json::to_string(&shown).unwrap();
+        assert!(json.contains("api_token") && json.contains("api_base_url"), "{json}");
+        assert!(!json.contains("t0ken-value") && !json.contains("https://api.example.com"), "{json}");
+        assert_eq!(shown.senders, ["noreply@example.com", "*@example.org"], "the default sender once");
+        assert_eq!(shown.may_enqueue, ["emails:send"]);
     }
 }

@@ -60,9 +60,12 @@ pub struct PluginContext {
 }
 
 /// Refuses memory growth past the plugin's cap, recording why, so the
-/// fault says "memory limit" rather than a bare allocation failure.
+/// fault says "memory limit" rather than a bare allocation failure; and
+/// keeps the largest size granted, the instance's peak (a wasm memory
+/// never shrinks), which each job's report carries.
 pub struct MemoryLimiter {
     cap: usize,
+    pub(crate) peak: usize,
 }
 
 impl ResourceLimiter for MemoryLimiter {
@@ -70,6 +73,7 @@ impl ResourceLimiter for MemoryLimiter {
         if desired > self.cap {
             return Err(wasmtime::Error::new(MemoryLimitExceeded { desired, cap: self.cap }));
         }
+        self.peak = self.peak.max(desired);
         Ok(true)
     }
 
@@ -129,7 +133,7 @@ impl JobState {
                 max_response_bytes: plugin.limits.http_response_bytes,
                 log: log.clone(),
             },
-            limiter: MemoryLimiter { cap: plugin.limits.memory_bytes as usize },
+            limiter: MemoryLimiter { cap: plugin.limits.memory_bytes as usize, peak: 0 },
             log,
             progress: None,
             on_progress: None,

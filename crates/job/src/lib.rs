@@ -193,6 +193,9 @@ pub struct Report {
     /// under the default `isolation = "job"`); 2 or more for an instance
     /// reused under `isolation = "instance"`.
     pub instance_job: u32,
+    /// The largest its linear memory grew to, in bytes: the instance's
+    /// peak, so a reused instance's includes its earlier jobs'.
+    pub memory_peak: u64,
 }
 
 /// Durations as whole milliseconds in JSON, which every language reads.

@@ -7,7 +7,7 @@ use crate::connection::Connection;
 use crate::keys;
 use crate::policy::QueuePolicy;
 use crate::queue::{Queue, arg, completions};
-use crate::record::{Counts, JobRecord, Spec, State};
+use crate::record::{Counts, JobRecord, Run, Spec, State};
 use crate::scripts::SCRIPTS;
 use anyhow::{Context, Result, bail};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -199,7 +199,7 @@ impl Queue {
         let policy: QueuePolicy =
             if policy.is_empty() { QueuePolicy::default() } else { serde_json::from_str(policy)? };
         let mut out = Vec::new();
-        for (id, f) in ids.iter().zip(reply.chunks(12)) {
+        for (id, f) in ids.iter().zip(reply.chunks(13)) {
             let (Some(state), Ok(spec)) = (State::parse(&f[0]), serde_json::from_str::<Spec>(&f[1])) else {
                 continue;
             };
@@ -228,6 +228,9 @@ impl Queue {
                 dead_letter: spec.dead_letter,
                 parent: spec.parent,
                 children: if f[11].is_empty() { None } else { serde_json::from_str(&f[11]).ok() },
+                // A completed job's run; a job retried since keeps an old
+                // one until it completes again, which is not this attempt's.
+                run: if state == State::Completed { Run::parse(&f[12]) } else { None },
                 bullmq: None,
             });
         }

@@ -7,8 +7,10 @@
 //! See `docs/queue-protocol.md` for what each key holds.
 
 /// The names of the fixed keys, in the order the scripts expect them
-/// (the last seven are the flows'; `lua/prelude.lua` says what each holds).
-pub const NAMES: [&str; 34] = [
+/// (then seven of the flows', then the counts of finished jobs behind the
+/// dashboard's charts and the runs of completed jobs; `lua/prelude.lua`
+/// says what each holds).
+pub const NAMES: [&str; 36] = [
     "meta",
     "wait",
     "delayed",
@@ -43,6 +45,8 @@ pub const NAMES: [&str; 34] = [
     "kids",
     "vals",
     "fcounts",
+    "stats",
+    "runs",
 ];
 
 /// The keys of the lean one-job enqueue (`lua/push.lua`), in its order:

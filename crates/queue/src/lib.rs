@@ -65,7 +65,10 @@
 //! - [`server_info`]: the server's version, mode, memory, clients and load,
 //!   and the queues' share of its memory (the dashboard's Redis page);
 //! - [`schedule`]: recurring jobs (cron with a time zone, or intervals);
-//! - [`runners`]: the runners' heartbeats (`jr:runners`).
+//! - [`stats`]: jobs finished for good, in total and per minute and hour
+//!   (the dashboard's totals and history charts);
+//! - [`runners`]: the runners' heartbeats (`jr:runners`), and
+//!   [`plugin_stats`], the figures of each plugin version they carry.
 //!
 //! The wire protocol (keys, scripts, events) is in `docs/queue-protocol.md`,
 //! for clients in other languages.
@@ -84,6 +87,7 @@ pub mod events;
 pub mod flow;
 pub mod keys;
 pub mod options;
+pub mod plugin_stats;
 pub mod policy;
 pub mod queue;
 pub mod record;
@@ -91,6 +95,7 @@ pub mod runners;
 pub mod schedule;
 mod scripts;
 pub mod server_info;
+pub mod stats;
 pub mod work;
 
 pub use cancel::CancelAnswer;
@@ -101,9 +106,9 @@ pub use flow::{AddedFlow, Child, ChildCounts, ChildState, ChildrenPage, FlowJob,
 pub use options::{Backoff, DEFAULTS, JobOptions, Keep};
 pub use policy::{EffectiveOptions, EffectivePolicy, QueuePolicy, Rate, Source, Sourced};
 pub use queue::{Enqueued, MAX_BULK, NewJob, Queue, QueueFull};
-pub use record::{AttemptError, Counts, DeadLetter, JobRecord, Leased, ParentRef, Spec, State};
+pub use record::{AttemptError, Counts, DeadLetter, JobRecord, Leased, ParentRef, Run, Spec, State};
 pub use schedule::{Schedule, ScheduleInfo, ScheduleSource, Timing};
-pub use work::{AfterFailure, Completion, Failure, Fetched, LeaseState};
+pub use work::{AfterFailure, Completion, Failure, Fetched, LeaseState, RunMark};
 
 /// The name checks a queue applies, for producers that check early.
 pub use jobrunner_job::{MAX_PAYLOAD_BYTES, check_job_id, check_job_type, check_queue_name};

@@ -105,6 +105,29 @@ pub struct AttemptError {
     /// queue's job, `failed` or `retry` (BullMQ keeps only the last reason).
     pub kind: String,
     pub error: String,
+    /// When the attempt started (ms since the epoch) and the runner it ran
+    /// on, when the runner said (not for a stall, nor from older runners).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub runner: Option<String>,
+}
+
+/// The attempt that completed a job: when it started and where it ran.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Run {
+    /// Milliseconds since the epoch.
+    pub started: u64,
+    /// The runner's id (`host:pid`); empty when not known (a BullMQ job).
+    pub runner: String,
+}
+
+impl Run {
+    /// Reads `STARTED_MS RUNNER`, as `runs` keeps it.
+    pub fn parse(s: &str) -> Option<Run> {
+        let (started, runner) = s.split_once(' ')?;
+        Some(Run { started: started.parse().ok()?, runner: runner.to_string() })
+    }
 }
 
 /// Everything known about one job.
@@ -132,6 +155,9 @@ pub struct JobRecord {
     pub result: Option<serde_json::Value>,
     pub errors: Vec<AttemptError>,
     pub log: Option<serde_json::Value>,
+    /// The attempt that completed it (completed jobs only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub run: Option<Run>,
     pub stalls: u32,
     /// For a dead letter: the queue it failed in, and its id there; a retry
     /// sends it back to that queue.

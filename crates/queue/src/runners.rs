@@ -57,12 +57,16 @@ pub struct Slots {
     pub concurrency: u32,
 }
 
-/// A plugin a runner serves: the operator's name, its version, its types.
+/// A plugin a runner serves: the operator's name, its version, its types;
+/// and its figures on this runner since it started (a version no longer
+/// loaded is listed too while the runner keeps its figures, with no types).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PluginBrief {
     pub name: String,
     pub version: String,
     pub job_types: Vec<String>,
+    #[serde(default)]
+    pub stats: crate::plugin_stats::PluginStats,
 }
 
 fn now_ms() -> u64 {

@@ -78,12 +78,33 @@ pub struct Completion {
     pub progress: Option<u8>,
     /// JSON text (an array of log lines).
     pub log: Option<String>,
+    /// When the attempt started and where it ran, kept with the job.
+    pub run: Option<RunMark>,
 }
 
 impl Completion {
-    /// A plain completion of a leased job: no output, progress or log.
+    /// A plain completion of a leased job: no output, progress, log or run.
     pub fn of(leased: &Leased) -> Completion {
-        Completion { id: leased.id.clone(), token: leased.token.clone(), result: None, progress: None, log: None }
+        Completion {
+            id: leased.id.clone(),
+            token: leased.token.clone(),
+            result: None,
+            progress: None,
+            log: None,
+            run: None,
+        }
+    }
+}
+
+/// An attempt's start and the runner it ran on, as a job keeps them for
+/// the dashboard (its duration and its timeline): `STARTED_MS RUNNER` in
+/// Redis.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunMark(String);
+
+impl RunMark {
+    pub fn new(started_ms: u64, runner: &str) -> RunMark {
+        RunMark(format!("{started_ms} {runner}"))
     }
 }
 
@@ -209,10 +230,11 @@ impl Queue {
         if done.is_empty() && started.is_empty() {
             return Ok(vec![]);
         }
-        // The short layout (id and token) when no job of the batch has a
-        // result, progress or log to store: most jobs of a busy queue.
+        // The short layout (id, token and run) when no job of the batch
+        // has a result, progress or log to store: most jobs of a busy
+        // queue. A job without a run sends an empty one.
         let plain = done.iter().all(|c| c.result.is_none() && c.progress.is_none() && c.log.is_none());
-        let width = if plain { 2 } else { 5 };
+        let width = if plain { 3 } else { 6 };
         let mut args = Vec::with_capacity(4 + done.len() * width);
         args.extend([
             arg(done.len()),
@@ -228,6 +250,7 @@ impl Queue {
                 args.push(arg(c.progress.map(i64::from).unwrap_or(-1)));
                 args.push(c.log.clone().unwrap_or_default().into_bytes());
             }
+            args.push(c.run.as_ref().map(|r| arg(&r.0)).unwrap_or_default());
         }
         if !started.is_empty() {
             args.reserve(1 + 2 * started.len());
@@ -250,6 +273,19 @@ impl Queue {
         progress: Option<u8>,
         log: Option<String>,
     ) -> Result<AfterFailure> {
+        self.fail_run(id, token, failure, progress, log, None).await
+    }
+
+    /// `fail`, keeping the attempt's start and runner in its error entry.
+    pub async fn fail_run(
+        &self,
+        id: &str,
+        token: &str,
+        failure: &Failure,
+        progress: Option<u8>,
+        log: Option<String>,
+        run: Option<&RunMark>,
+    ) -> Result<AfterFailure> {
         let (kind, delay, message) = match failure {
             Failure::Retry(m) => ("retry", 0, m),
             Failure::RetryAfter(d, m) => ("retry_after", d.as_millis().max(1) as u64, m),
@@ -265,6 +301,7 @@ impl Queue {
             arg(&self.inner.keys.wake_channel),
             arg(progress.map(i64::from).unwrap_or(-1)),
             log.unwrap_or_default().into_bytes(),
+            run.map(|r| arg(&r.0)).unwrap_or_default(),
         ];
         let (state, at): (String, u64) =
             self.inner.conn.invoke(&SCRIPTS.fail, &self.inner.keys.all, &args).await.context("fail")?;

@@ -23,7 +23,7 @@ fn flow(json: serde_json::Value) -> FlowJob {
 }
 
 fn completion(l: &Leased, result: &str) -> Completion {
-    Completion { id: l.id.clone(), token: l.token.clone(), result: Some(result.into()), progress: None, log: None }
+    Completion { result: Some(result.into()), ..Completion::of(l) }
 }
 
 /// Leases everything waiting in `q` and completes it, each with its own id

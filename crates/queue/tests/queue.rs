@@ -38,6 +38,7 @@ fn done(l: &jobrunner_queue::Leased) -> Completion {
         result: Some("{\"ok\":true}".into()),
         progress: Some(100),
         log: None,
+        run: None,
     }
 }
 
@@ -377,9 +378,10 @@ async fn batches_behave_as_their_jobs_one_at_a_time() {
 }
 
 /// Completions with nothing to store (no result, progress or log) go in
-/// the short layout, id and token only; they must be checked and recorded
-/// as the long layout's are, and a call whose arguments do not add up is
-/// refused with a message, writing nothing.
+/// the short layout, id, token and run only; they must be checked and
+/// recorded as the long layout's are, and a call whose arguments do not
+/// add up is refused with a message, writing nothing. The layouts without
+/// a run (2 and 5 fields, from runners before it) are still taken.
 #[tokio::test]
 async fn plain_completions_in_the_short_layout() {
     let redis = RedisServer::start();
@@ -407,7 +409,9 @@ async fn plain_completions_in_the_short_layout() {
     let script = raw_script(include_str!("../src/lua/complete.lua"));
     let mut conn = redis::Client::open(redis.url()).unwrap().get_multiplexed_async_connection().await.unwrap();
     let (id, token) = (live.id.as_str(), live.token.as_str());
-    for (width, args) in [("2", vec![id, token, ""]), ("5", vec![id, token]), ("3", vec![id, token, ""])] {
+    for (width, args) in
+        [("2", vec![id, token, ""]), ("5", vec![id, token]), ("3", vec![id, token]), ("4", vec![id, token, "", ""])]
+    {
         let mut inv = on_keys(&script, "plain-acks");
         inv.arg(1).arg(-1).arg(0).arg(width);
         for a in &args {
@@ -418,6 +422,11 @@ async fn plain_completions_in_the_short_layout() {
     }
     assert_eq!(q.get(id).await.unwrap().unwrap().state, State::Active, "a refused call writes nothing");
     assert_eq!(q.counts().await.unwrap().completed, 3);
+    let mut inv = on_keys(&script, "plain-acks");
+    inv.arg(1).arg(-1).arg(0).arg(2).arg(id).arg(token);
+    assert_eq!(inv.invoke_async::<Vec<i64>>(&mut conn).await.unwrap(), [1], "an older runner's short layout");
+    let r = q.get(id).await.unwrap().unwrap();
+    assert_eq!((r.state, r.run), (State::Completed, None));
 }
 
 /// A lease counts its attempt when it is written, but until its runner says
@@ -1170,4 +1179,54 @@ async fn an_acl_user_with_a_password_connects_from_the_url() {
     let err = Connection::connect(&wrong).await.err().expect("a wrong password is refused");
     let text = format!("{err:#}");
     assert!(text.contains("cannot connect to Redis") && !text.contains("nope"), "{text}");
+}
+
+#[tokio::test]
+async fn finished_jobs_are_counted_and_keep_their_runs() {
+    let redis = RedisServer::start();
+    let q = queue(&redis, "runs").await;
+    // Three completed in one batch (two plain ones with runs, one with an
+    // output and a run: both layouts), one retried then failed for good.
+    q.enqueue_bulk((0..3).map(|i| NewJob { id: Some(format!("c{i}")), ..job("{}") }).collect()).await.unwrap();
+    let retried_at_once = |o: &mut JobOptions| {
+        o.attempts = Some(2);
+        o.backoff = Some(Backoff::None);
+    };
+    q.enqueue(NewJob { id: Some("f".into()), ..with(retried_at_once) }).await.unwrap();
+    let leased = q.fetch(4, LEASE).await.unwrap().jobs;
+    let (fail, rest): (Vec<_>, Vec<_>) = leased.iter().partition(|l| l.id == "f");
+    let run = |ms: u64| Some(jobrunner_queue::RunMark::new(ms, "host-a:42"));
+    let plain: Vec<Completion> =
+        rest[..2].iter().map(|l| Completion { run: run(1_000), ..Completion::of(l) }).collect();
+    assert_eq!(q.complete(&plain, KEEP_ALL).await.unwrap(), [true, true]);
+    let full = Completion { run: run(2_000), ..done(rest[2]) };
+    assert_eq!(q.complete(&[full], KEEP_ALL).await.unwrap(), [true]);
+    let f = fail[0];
+    let failure = Failure::Retry("boom".into());
+    q.fail_run(&f.id, &f.token, &failure, None, None, run(3_000).as_ref()).await.unwrap();
+    let again = q.fetch(1, LEASE).await.unwrap().jobs;
+    q.fail_run(&again[0].id, &again[0].token, &failure, None, None, run(4_000).as_ref()).await.unwrap();
+
+    let c0 = q.get("c0").await.unwrap().unwrap();
+    assert_eq!(c0.run, Some(jobrunner_queue::Run { started: 1_000, runner: "host-a:42".into() }));
+    assert_eq!(q.get(&rest[2].id).await.unwrap().unwrap().run.unwrap().started, 2_000);
+    let failed = q.get("f").await.unwrap().unwrap();
+    assert_eq!(failed.state, State::Failed);
+    let starts: Vec<_> = failed.errors.iter().map(|e| (e.attempt, e.started, e.runner.as_deref())).collect();
+    assert_eq!(starts, [(1, Some(3_000), Some("host-a:42")), (2, Some(4_000), Some("host-a:42"))]);
+    assert!(failed.run.is_none(), "a failed job has no completing run");
+
+    // A retried attempt is not a failure for good: 3 completed, 1 failed.
+    let h = q.history().await.unwrap();
+    let counted = jobrunner_queue::stats::Finished { completed: 3, failed: 1 };
+    assert_eq!((h.total, h.last_hour(), h.today()), (counted, counted, counted));
+    assert_eq!(h.minutes.last().unwrap().finished, counted, "all in the minute under way");
+    assert_eq!(q.finished_total().await.unwrap(), counted);
+
+    // Removing a job removes its run.
+    let mut c = redis.connection();
+    let runs = |c: &mut redis::Connection| -> u64 { redis::cmd("HLEN").arg("jr:{runs}:runs").query(c).unwrap() };
+    assert_eq!(runs(&mut c), 3);
+    q.remove("c0").await.unwrap();
+    assert_eq!(runs(&mut c), 2);
 }

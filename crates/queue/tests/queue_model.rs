@@ -210,7 +210,7 @@ async fn step(q: &Queue, m: &mut Model, op: &Op) {
         Op::Complete(pick) => {
             if let Some(id) = m.pick(Some(State::Active), *pick) {
                 let token = m.jobs[&id].token.clone().unwrap();
-                let c = Completion { id: id.clone(), token, result: None, progress: None, log: None };
+                let c = Completion { id: id.clone(), token, result: None, progress: None, log: None, run: None };
                 assert_eq!(q.complete(&[c], Keep { count: None, age_ms: None }).await.unwrap(), vec![true]);
                 m.jobs.get_mut(&id).unwrap().state = State::Completed;
                 m.finished(&id, "completed");
@@ -218,7 +218,7 @@ async fn step(q: &Queue, m: &mut Model, op: &Op) {
         }
         Op::StaleAck(pick) => {
             if let Some(id) = m.pick(Some(State::Active), *pick) {
-                let c = Completion { id, token: "0".into(), result: None, progress: None, log: None };
+                let c = Completion { id, token: "0".into(), result: None, progress: None, log: None, run: None };
                 assert_eq!(q.complete(&[c], Keep { count: None, age_ms: None }).await.unwrap(), vec![false]);
             }
         }

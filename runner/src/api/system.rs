@@ -101,18 +101,7 @@ pub async fn metrics(State(state): State<Arc<ApiState>>) -> impl IntoResponse {
             state.metrics.queue_paused.with_label_values(&[name.as_str(), q.backend()]).set(i64::from(c.paused));
             // The job next in line: its age is how far behind the runners
             // are, the signal an autoscaler scales on beside the count.
-            let latency = if c.waiting == 0 {
-                Some(0.0)
-            } else {
-                q.list(jobrunner_queue::State::Waiting, 0, 1).await.ok().map(|head| {
-                    head.first().map_or(0.0, |j| {
-                        let since = j.created_at + j.options.delay_ms;
-                        std::time::SystemTime::now()
-                            .duration_since(std::time::UNIX_EPOCH)
-                            .map_or(0.0, |now| (now.as_millis() as u64).saturating_sub(since) as f64 / 1e3)
-                    })
-                })
-            };
+            let latency = q.latency(&c).await.ok().map(|d| d.as_secs_f64());
             if let Some(seconds) = latency {
                 state.metrics.queue_latency.with_label_values(&[name.as_str(), q.backend()]).set(seconds);
             }

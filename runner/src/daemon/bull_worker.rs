@@ -39,8 +39,10 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio_util::sync::CancellationToken;
 
-/// A day of per-minute throughput, for the dashboard and Bull Board.
-const METRICS_MINUTES: usize = 24 * 60;
+/// A week of per-minute throughput (BullMQ's `MetricsTime.ONE_WEEK`), for
+/// the dashboard's history chart and Bull Board: about 10,000 list entries
+/// per metric.
+const METRICS_MINUTES: usize = 7 * 24 * 60;
 /// After a failed fetch (Redis away), BullMQ's worker waits this long.
 const RETRY_FETCH: Duration = Duration::from_secs(1);
 

@@ -43,7 +43,7 @@ use crate::daemon::leases::{Held, Leases};
 use jobrunner_bullmq::any_queue::AnyQueue;
 use jobrunner_host::Plugin;
 use jobrunner_job::{JobInput, Outcome, Report};
-use jobrunner_queue::{Completion, Consumer, Failure, Leased, NewJob, Queue};
+use jobrunner_queue::{Completion, Consumer, Failure, Leased, NewJob, Queue, RunMark};
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -317,7 +317,7 @@ async fn run_job(
                 PluginFor::Found(plugin) => plugin,
                 PluginFor::None => {
                     let reason = no_plugin(shared, queue.name(), &job_type);
-                    record_failure(queue, &leased, Failure::Retry(reason), None).await;
+                    record_failure(queue, &leased, Failure::Retry(reason), None, None).await;
                     drop(held);
                     return;
                 }
@@ -345,6 +345,8 @@ async fn run_job(
     // that the job started.)
     tracing::debug!("started");
     tools.acker.started(&leased.id, &leased.token);
+    // Kept with the job's outcome: its duration and timeline on the dashboard.
+    let run = RunMark::new(jobrunner_queue::stats::now_ms(), super::runner_id());
     shared.metrics.started.with_label_values(&[queue.name()]).inc();
     let _running = shared.running.start(&shared.metrics, queue.name(), &leased.id, &job_type);
     // The payload moves into the job (and from there into the guest): only
@@ -376,7 +378,7 @@ async fn run_job(
             // that is recorded.
             drop(live);
             let reason = jobrunner_queue::cancel::CANCELLED.to_string();
-            record_failure(queue, &leased, Failure::Permanent(reason), None).await;
+            record_failure(queue, &leased, Failure::Permanent(reason), None, Some(&run)).await;
             tools.acker.settled(&leased.token);
             drop(held);
             tracing::info!("cancelled on request: recorded failed, not to be retried");
@@ -436,9 +438,9 @@ async fn run_job(
         Outcome::Fault(f) => Ok(Failure::Retry(fault_message(&f))),
     };
     match failure {
-        Err(output) => complete(shared, queue, &tools.acker, leased, &report, output, log, held).await,
+        Err(output) => complete(shared, queue, &tools.acker, (leased, run), &report, output, log, held).await,
         Ok(failure) => {
-            record_failure(queue, &leased, failure, Some((&report, log))).await;
+            record_failure(queue, &leased, failure, Some((&report, log)), Some(&run)).await;
             tools.acker.settled(&leased.token);
             drop(held);
         }
@@ -461,6 +463,7 @@ pub(crate) fn observe(shared: &Shared, queue: &str, job_type: &str, plugin: &Plu
         Outcome::Permanent { .. } => "permanent",
         Outcome::Fault(_) => "fault",
     };
+    shared.plugin_stats.record(plugin, report);
     let m = &shared.metrics;
     m.jobs.with_label_values(&[queue, job_type, outcome_name]).inc();
     m.job_duration.with_label_values(&[queue, job_type]).observe(report.duration.as_secs_f64());
@@ -659,7 +662,7 @@ async fn complete(
     shared: &Shared,
     queue: &Queue,
     acker: &Acker,
-    leased: Leased,
+    (leased, run): (Leased, RunMark),
     report: &Report,
     output: Option<serde_json::Value>,
     log: Option<String>,
@@ -667,7 +670,7 @@ async fn complete(
 ) {
     // Follow-ups first (at least once: their ids de-duplicate a re-run).
     if let Err(reason) = enqueue_follow_ups(shared, report).await {
-        record_failure(queue, &leased, Failure::Retry(reason), None).await;
+        record_failure(queue, &leased, Failure::Retry(reason), None, Some(&run)).await;
         acker.settled(&leased.token);
         return;
     }
@@ -678,6 +681,7 @@ async fn complete(
         result: output.map(|o| o.to_string()),
         progress: report.progress,
         log,
+        run: Some(run),
     };
     acker.complete(done, keep, Some(held));
 }
@@ -686,7 +690,13 @@ async fn complete(
 /// (the caller still holds the lease, so it is extended meanwhile) for up
 /// to `FAILURE_TRIES_FOR`; past that the lease is left to expire, and the
 /// job goes through its retry policy as a stall.
-async fn record_failure(queue: &Queue, leased: &Leased, failure: Failure, report: Option<(&Report, Option<String>)>) {
+async fn record_failure(
+    queue: &Queue,
+    leased: &Leased,
+    failure: Failure,
+    report: Option<(&Report, Option<String>)>,
+    run: Option<&RunMark>,
+) {
     let (progress, log) = match report {
         Some((r, log)) => (r.progress, log),
         None => (None, None),
@@ -694,7 +704,7 @@ async fn record_failure(queue: &Queue, leased: &Leased, failure: Failure, report
     let deadline = Instant::now() + FAILURE_TRIES_FOR;
     let mut wait = ERROR_BACKOFF / 10;
     loop {
-        match queue.fail(&leased.id, &leased.token, &failure, progress, log.clone()).await {
+        match queue.fail_run(&leased.id, &leased.token, &failure, progress, log.clone(), run).await {
             Ok(after) => {
                 tracing::debug!(?after, "failure recorded");
                 return;

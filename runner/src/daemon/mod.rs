@@ -24,7 +24,8 @@
 //! leases of a queue's running jobs, extended in batches), `progress` (a
 //! running job's progress, written as it moves), `cancels` (requests to
 //! stop a running job), `running` (the jobs running here now, for the
-//! metrics and the heartbeat), `flows` (children's outcomes relayed to
+//! metrics and the heartbeat), `plugin_stats` (each plugin version's
+//! figures here, for the heartbeat and the Plugins page), `flows` (children's outcomes relayed to
 //! their parents, flows left midway finished), `bull_worker`.
 
 pub mod acker;
@@ -35,6 +36,7 @@ pub mod dispatcher;
 pub mod embedded;
 pub mod flows;
 pub mod leases;
+pub mod plugin_stats;
 pub mod policies;
 pub mod progress;
 pub mod running;
@@ -67,6 +69,8 @@ pub struct Shared {
     pub policies: RwLock<std::collections::BTreeMap<String, Arc<jobrunner_queue::QueuePolicy>>>,
     /// The jobs running here now.
     pub running: Arc<running::RunningJobs>,
+    /// The figures of each plugin version run here, for the heartbeat.
+    pub plugin_stats: Arc<plugin_stats::PluginStatsBook>,
 }
 
 /// The `.wasm` files directly in `dir`.
@@ -178,6 +182,7 @@ pub async fn serve(config: Config, config_file: Option<PathBuf>, shutdown: impl 
         bull: bull.clone(),
         policies: RwLock::default(),
         running: Arc::default(),
+        plugin_stats: Arc::default(),
     });
     policies::apply(&shared, &config).await?;
     let loader = load_plugins(shared.clone(), config.clone(), plugin_files(&plugins_dir));
@@ -322,7 +327,7 @@ pub async fn serve(config: Config, config_file: Option<PathBuf>, shutdown: impl 
         while dispatchers.join_next().await.is_some() {}
     }
     heartbeat.abort();
-    let _ = jobrunner_queue::runners::leave(&connection, &runner_id()).await;
+    let _ = jobrunner_queue::runners::leave(&connection, runner_id()).await;
     stop_api.cancel();
     let _ = api.await;
     if let Some(e) = &embedded {
@@ -359,12 +364,16 @@ async fn check_durability(connection: &Connection, allow_eviction: bool) -> Resu
     Ok(())
 }
 
-/// This process's id among the runners: host and pid.
-fn runner_id() -> String {
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|h| h.trim().to_string())
-        .unwrap_or_else(|_| "localhost".into());
-    format!("{host}:{}", std::process::id())
+/// This process's id among the runners: host and pid (also kept with
+/// each job it runs).
+pub fn runner_id() -> &'static str {
+    static ID: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    ID.get_or_init(|| {
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|h| h.trim().to_string())
+            .unwrap_or_else(|_| "localhost".into());
+        format!("{host}:{}", std::process::id())
+    })
 }
 
 /// Records this runner in `PREFIX:runners` every few seconds (with its
@@ -374,7 +383,7 @@ fn runner_id() -> String {
 /// it is seen (`/ready` fails then too).
 async fn heartbeat(shared: Arc<Shared>, queues: Vec<String>, allow_eviction: bool) {
     let connection = shared.connection.clone();
-    let id = runner_id();
+    let id = runner_id().to_string();
     let mut info = jobrunner_queue::runners::RunnerInfo {
         hostname: id.rsplit_once(':').map(|(h, _)| h.to_string()).unwrap_or_default(),
         id,
@@ -399,17 +408,7 @@ async fn heartbeat(shared: Arc<Shared>, queues: Vec<String>, allow_eviction: boo
                 (name, jobrunner_queue::runners::Slots { running, concurrency: q.concurrency as u32 })
             })
             .collect();
-        info.plugins = shared
-            .registry
-            .statuses()
-            .into_iter()
-            .filter(|p| !p.job_types.is_empty())
-            .map(|p| jobrunner_queue::runners::PluginBrief {
-                name: p.name.unwrap_or_else(|| p.file.display().to_string()),
-                version: p.version.unwrap_or_default(),
-                job_types: p.job_types,
-            })
-            .collect();
+        info.plugins = shared.plugin_stats.briefs(shared.registry.statuses());
         info.running = shared.running.longest();
         if let Err(e) = jobrunner_queue::runners::beat(&connection, &mut info).await {
             tracing::debug!(error = %format!("{e:#}"), "heartbeat failed");

@@ -28,6 +28,12 @@ pub(crate) fn check(form: &ActionForm) -> ApiResult<()> {
     Ok(())
 }
 
+/// A page to return to after an action: only a page of the dashboard,
+/// never a redirect off this server.
+pub(crate) fn safe_back(back: Option<&str>) -> Option<String> {
+    back.filter(|b| b.starts_with("/dashboard/") && !b.contains("//") && !b.contains('\\')).map(str::to_string)
+}
+
 fn queue(state: &ApiState, name: &str) -> ApiResult<AnyQueue> {
     state.queue(name)
 }
@@ -39,11 +45,7 @@ pub async fn job_action(
 ) -> ApiResult<Redirect> {
     check(&form)?;
     let q = queue(&state, &name)?;
-    // Only a page of the dashboard: never a redirect off this server.
-    let back = match form.back.as_deref() {
-        Some(b) if b.starts_with("/dashboard/") && !b.contains("//") && !b.contains('\\') => b.to_string(),
-        _ => format!("/dashboard/queues/{name}/jobs/{id}"),
-    };
+    let back = safe_back(form.back.as_deref()).unwrap_or_else(|| format!("/dashboard/queues/{name}/jobs/{id}"));
     match action.as_str() {
         "retry" => {
             q.retry(&id).await?;

@@ -1,7 +1,9 @@
 //! The dashboard's live feed: a server-sent event stream with every queue's
-//! counts each second (`counts`) and each job event from the queues' event
-//! streams (`job`), read after the last one sent, so nothing is scanned.
-//! BullMQ-backed queues send their counts (their events are BullMQ's own).
+//! counts each second (`counts`), the jobs finished for good across queues
+//! so far (`finished`, whose change each second the overview's live chart
+//! draws), and each job event from the queues' event streams (`job`), read
+//! after the last one sent, so nothing is scanned. BullMQ-backed queues
+//! send their counts and totals (their events are BullMQ's own).
 
 use crate::web::ApiState;
 use axum::extract::State;
@@ -25,10 +27,18 @@ pub async fn stream(
             }
             let mut events = Vec::new();
             let mut counts = serde_json::Map::new();
+            let mut finished = jobrunner_queue::stats::Finished::default();
+            // A queue Redis could not answer for this second: its rate is
+            // not drawn rather than drawn as a drop to zero.
+            let mut complete = true;
             for name in state.queue_names().await.unwrap_or_default() {
                 let Ok(any) = state.queue(&name) else { continue };
                 if let Ok(c) = any.counts().await {
                     counts.insert(name.clone(), serde_json::to_value(c).unwrap_or_default());
+                }
+                match any.finished_total().await {
+                    Ok(f) => finished.add(f),
+                    Err(_) => complete = false,
                 }
                 let Some(q) = any.native() else { continue };
                 // On the first tick, start from the newest event rather than replay history.
@@ -54,6 +64,10 @@ pub async fn stream(
                 }
             }
             events.push(Event::default().event("counts").data(serde_json::Value::Object(counts).to_string()));
+            if complete {
+                let data = serde_json::json!({ "completed": finished.completed, "failed": finished.failed });
+                events.push(Event::default().event("finished").data(data.to_string()));
+            }
             Some((futures::stream::iter(events.into_iter().map(Ok)), (state, last, false)))
         },
     )

@@ -2,7 +2,10 @@
 //! embedded in the binary and a little JavaScript for live updates over
 //! server-sent events.
 //!
-//! Layout: `pages` (overview, queue, job, plugins, schedules, login),
+//! Layout: `overview` (totals, live and history charts, the queues),
+//! `charts` (its SVG drawings), `queue` (a queue's jobs: columns,
+//! filters, bulk actions), `job` (one job: timeline, JSON, log), `pages`
+//! (schedules, login), `plugins` (each plugin's figures per version, grants and history),
 //! `busy` (the runners and the jobs running now), `redis` (the server
 //! behind the queues), `actions` (retry, remove, promote, cancel, pause,
 //! resume, retry failed, clean), `live` (the event stream).
@@ -14,8 +17,13 @@
 
 pub mod actions;
 pub mod busy;
+pub mod charts;
+pub mod job;
 pub mod live;
+pub mod overview;
 pub mod pages;
+pub mod plugins;
+pub mod queue;
 pub mod redis;
 
 use crate::web::ApiState;
@@ -41,16 +49,17 @@ pub fn csrf_token() -> String {
 
 pub fn routes() -> Router<Arc<ApiState>> {
     Router::new()
-        .route("/", get(pages::overview))
+        .route("/", get(overview::page))
         .route("/login", get(pages::login_form).post(pages::login))
         .route("/logout", post(pages::logout))
-        .route("/queues/{queue}", get(pages::queue_view))
-        .route("/queues/{queue}/jobs/{id}", get(pages::job))
+        .route("/queues/{queue}", get(queue::page))
+        .route("/queues/{queue}/bulk", post(queue::bulk))
+        .route("/queues/{queue}/jobs/{id}", get(job::page))
         .route("/queues/{queue}/jobs/{id}/{action}", post(actions::job_action))
         .route("/queues/{queue}/do/{action}", post(actions::queue_action))
         .route("/busy", get(busy::page))
         .route("/redis", get(redis::page))
-        .route("/plugins", get(pages::plugins))
+        .route("/plugins", get(plugins::page))
         .route("/schedules", get(pages::schedules))
         .route("/live", get(live::stream))
         .route(
@@ -79,7 +88,7 @@ pub fn layout(title: &str, body_data: (&str, &str), sign_out: bool, content: Mar
             body data-queue=(body_data.0) data-job=(body_data.1) {
                 header {
                     span.brand { "jobrunner" }
-                    a href="/dashboard" { "Queues" }
+                    a href="/dashboard" { "Overview" }
                     a href="/dashboard/busy" { "Busy" }
                     a href="/dashboard/plugins" { "Plugins" }
                     a href="/dashboard/schedules" { "Schedules" }

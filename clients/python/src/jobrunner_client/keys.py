@@ -7,7 +7,7 @@ NAMES = (
     "meta", "wait", "delayed", "active", "completed", "failed", "specs", "attempts", "tokens",
     "created", "results", "errors", "logs", "progress", "stalls", "prios", "events", "rl",
     "schedules", "schedule_next", "groups", "gvt", "grl", "gscore", "idle", "unstarted", "dead",
-    "parents", "notify", "waiting_children", "spawn", "kids", "vals", "fcounts",
+    "parents", "notify", "waiting_children", "spawn", "kids", "vals", "fcounts", "stats", "runs",
 )
 
 PUSH_NAMES = ("meta", "wait", "active", "specs", "attempts", "tokens", "events", "gvt", "idle", "unstarted", "delayed")

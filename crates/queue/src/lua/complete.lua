@@ -1,11 +1,14 @@
 -- Completes a batch of leased jobs. A job whose token is not the current
 -- one (its lease expired and it was handed to someone else, or it was
 -- removed) is refused, so a stale worker can never complete it.
--- ARGV: count, keep count, keep age ms, fields per job (5 or 2), then per
--- job: id, token, and with 5, result JSON ('' for none), progress (-1:
--- none), log JSON ('' for none). Two fields are the short layout, for a
--- batch whose jobs have no result, progress or log (a no-op's): Redis makes
--- a Lua string of every argument, and three of five per job were empty.
+-- ARGV: count, keep count, keep age ms, fields per job (6, 3, 5 or 2), then
+-- per job: id, token, and with 6 or 5, result JSON ('' for none), progress
+-- (-1: none), log JSON ('' for none); then with 6 or 3, the attempt's run,
+-- 'STARTED_MS RUNNER' (written to `runs` as it is, for the dashboard's
+-- durations and timeline). Three fields are the short layout, for a batch
+-- whose jobs have no result, progress or log (a no-op's): Redis makes a Lua
+-- string of every argument, and three of six per job were empty. (5 and 2
+-- are the layouts of runners before `runs`, which send no run.)
 -- After the jobs, optionally: a count of start marks, then id, token
 -- pairs: jobs of the same runner that started and have not finished (see
 -- `common.lua`; a batch of marks alone has a count of 0 jobs).
@@ -16,7 +19,8 @@
 local n, keep_count, keep_age, width = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
 local marks_at = 5 + (n or 0) * (width or 0)
 local marks = tonumber(ARGV[marks_at] or '0')
-if not n or (width ~= 5 and width ~= 2) or not marks
+local full, has_run = width == 6 or width == 5, width == 6 or width == 3
+if not n or not (full or has_run or width == 2) or not marks
     or (#ARGV ~= 4 + n * width and #ARGV ~= marks_at + 2 * marks) then
   return redis.error_reply('complete: ' .. #ARGV .. ' arguments for ' .. tostring(n) .. ' jobs of ' .. tostring(ARGV[4]) .. ' fields and ' .. tostring(ARGV[marks_at]) .. ' start marks')
 end
@@ -38,8 +42,8 @@ local ids = {}
 for i = 1, n do ids[i] = ARGV[5 + (i - 1) * width] end
 local current = hmget_many(K.tokens, ids)
 local out, done, seen, at = {}, {}, {}, {}
-local finished, results, progress, logs = {}, {}, {}, {}
-local nd, nr, np, nl = 0, 0, 0, 0
+local finished, results, progress, logs, runs = {}, {}, {}, {}, {}
+local nd, nr, np, nl, nru = 0, 0, 0, 0, 0
 for i = 1, n do
   local b = 5 + (i - 1) * width
   local id = ids[i]
@@ -54,7 +58,10 @@ for i = 1, n do
     at[nd] = b
     finished[2 * nd - 1] = now_s
     finished[2 * nd] = id
-    if width == 5 then
+    if has_run and ARGV[b + width - 1] ~= '' then
+      runs[nru + 1] = id; runs[nru + 2] = ARGV[b + width - 1]; nru = nru + 2
+    end
+    if full then
       if ARGV[b + 2] ~= '' then
         results[nr + 1] = id; results[nr + 2] = ARGV[b + 2]; nr = nr + 2
       end
@@ -72,9 +79,11 @@ if nd > 0 then
   if redis.call('HLEN', K.unstarted) > 0 then call_many('HDEL', K.unstarted, done) end
   call_many('ZREM', K.active, done)
   call_many('ZADD', K.completed, finished)
+  count_finished('c', nd, now)
   call_many('HSET', K.results, results)
   call_many('HSET', K.progress, progress)
   call_many('HSET', K.logs, logs)
+  if K.runs then call_many('HSET', K.runs, runs) end
   -- Children of flows tell their parents, with their outputs
   -- (`flow_child_done`); a queue with no pending child pays one HLEN.
   if K.parents and redis.call('HLEN', K.parents) > 0 then
@@ -82,7 +91,7 @@ if nd > 0 then
     for i = 1, nd do
       if linked[i] then
         local result = ''
-        if width == 5 then result = ARGV[at[i] + 2] end
+        if full then result = ARGV[at[i] + 2] end
         flow_child_done(done[i], 'completed', result)
       end
     end

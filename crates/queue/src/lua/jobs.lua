@@ -2,7 +2,8 @@
 -- Returns the queue's policy JSON ('' for none), then per id: state (or ''), spec, attempts, created, result, errors,
 -- logs, progress, stalls, state score (run-at, lease end or finished-at),
 -- group (its producer's, or the one read at the queue's `group_from`),
--- and for a flow's parent its children's counts (JSON).
+-- for a flow's parent its children's counts (JSON), and the run of the
+-- attempt that completed it ('STARTED_MS RUNNER').
 local out = { redis.call('HGET', K.meta, 'policy') or '' }
 for _, id in ipairs(ARGV) do
   local state, score = '', ''
@@ -17,5 +18,6 @@ for _, id in ipairs(ARGV) do
   table.insert(out, score)
   table.insert(out, redis.call('HGET', K.groups, id) or '')
   table.insert(out, redis.call('HGET', K.fcounts, id) or '')
+  table.insert(out, (K.runs and redis.call('HGET', K.runs, id)) or '')
 end
 return out

@@ -12,18 +12,47 @@ local K = {
   groups = KEYS[21], gvt = KEYS[22], grl = KEYS[23], gscore = KEYS[24],
   idle = KEYS[25], unstarted = KEYS[26], dead = KEYS[27],
   parents = KEYS[28], notify = KEYS[29], waiting_children = KEYS[30], spawn = KEYS[31],
-  kids = KEYS[32], vals = KEYS[33], fcounts = KEYS[34],
+  kids = KEYS[32], vals = KEYS[33], fcounts = KEYS[34], stats = KEYS[35],
+  runs = KEYS[36],
 }
 -- A producer of another language may declare the first 27 keys only: the
--- flow keys are then nil, and so is the last state here (`ipairs` stops).
+-- flow keys (and `stats` and `runs`) are then nil, and so is the last
+-- state here (`ipairs` stops; `runs` is last in the lists below for that).
 local ALL_STATES = { K.wait, K.delayed, K.active, K.completed, K.failed, K.waiting_children }
 local PER_JOB = { K.specs, K.attempts, K.tokens, K.created, K.results, K.errors,
-                  K.logs, K.progress, K.stalls, K.prios, K.groups, K.gscore, K.unstarted }
+                  K.logs, K.progress, K.stalls, K.prios, K.groups, K.gscore, K.unstarted, K.runs }
 -- What a finished job may still have: its lease token went when it finished.
 local FINISHED = { K.specs, K.attempts, K.created, K.results, K.errors,
-                   K.logs, K.progress, K.stalls, K.prios, K.groups, K.gscore }
+                   K.logs, K.progress, K.stalls, K.prios, K.groups, K.gscore, K.runs }
 
 local function event(name, id, ...) add_event(K.events, name, id, ...) end
+
+-- Counts jobs finished for good (`outcome`: 'c' completed, 'f' failed) for
+-- the dashboard's totals and history charts (`stats.rs` reads them): an
+-- all-time total, then per minute over the last 60 and per hour over the
+-- last 168 (7 days) in ring slots, so the hash never grows past 687
+-- fields. A slot's stamp names the minute (hour) its counts are of; one
+-- stamped with an older one is started again at zero. Three to five
+-- calls per batch, whatever its size.
+local function count_finished(outcome, n, now)
+  if not K.stats or n == 0 then return end
+  redis.call('HINCRBY', K.stats, outcome, n)
+  local other = 'f'
+  if outcome == 'f' then other = 'c' end
+  local minute, hour = math.floor(now / 60000), math.floor(now / 3600000)
+  local ms, hs = 'm' .. (minute % 60), 'h' .. (hour % 168)
+  local stamps = redis.call('HMGET', K.stats, ms, hs)
+  if tonumber(stamps[1]) == minute then
+    redis.call('HINCRBY', K.stats, ms .. outcome, n)
+  else
+    redis.call('HSET', K.stats, ms, int(minute), ms .. outcome, n, ms .. other, 0)
+  end
+  if tonumber(stamps[2]) == hour then
+    redis.call('HINCRBY', K.stats, hs .. outcome, n)
+  else
+    redis.call('HSET', K.stats, hs, int(hour), hs .. outcome, n, hs .. other, 0)
+  end
+end
 local function wake(channel) publish_wake(K.meta, channel) end
 
 -- Commands over many jobs go as one call per batch rather than one per
@@ -285,9 +314,16 @@ local function effective_opts(spec)
 end
 
 -- Appends one failed attempt to a job's errors (the last 25 are kept).
-local function add_error(id, attempt, now, kind, message)
+-- `run`, when the runner sent it: 'STARTED_MS RUNNER', the attempt's start
+-- and the runner it ran on.
+local function add_error(id, attempt, now, kind, message, run)
   local errors = cjson.decode(redis.call('HGET', K.errors, id) or '[]')
-  table.insert(errors, { attempt = attempt, at = now, kind = kind, error = message })
+  local entry = { attempt = attempt, at = now, kind = kind, error = message }
+  if run then
+    local started, runner = string.match(run, '^(%d+) (.+)$')
+    if started then entry.started = tonumber(started); entry.runner = runner end
+  end
+  table.insert(errors, entry)
   while #errors > 25 do table.remove(errors, 1) end
   redis.call('HSET', K.errors, id, cjson.encode(errors))
 end
@@ -297,6 +333,7 @@ local function fail_for_good(id, spec, opts, dead_letter, attempts, message, now
   redis.call('ZADD', K.failed, now, id)
   redis.call('HSET', K.results, id, cjson.encode({ failed_reason = message, attempts = attempts }))
   event('failed', id, 'reason', message, 'attempts', attempts)
+  count_finished('f', 1, now)
   -- Bound for the dead-letter queue: noted, to be moved by a runner
   -- (another slot of a cluster, so not in this script), and kept from
   -- retention until then. Not a job already moved out of one.
@@ -312,11 +349,11 @@ local function fail_for_good(id, spec, opts, dead_letter, attempts, message, now
   retain(K.failed, count, age, now)
 end
 
-local function retry_or_fail(id, attempts, kind, delay_ms, message, now, rnd, channel)
+local function retry_or_fail(id, attempts, kind, delay_ms, message, now, rnd, channel, run)
   local spec = cjson.decode(redis.call('HGET', K.specs, id))
   local opts, dead_letter = effective_opts(spec)
   local max = tonumber(opts.attempts) or 1
-  add_error(id, attempts, now, kind, message)
+  add_error(id, attempts, now, kind, message, run)
   if kind == 'permanent' or attempts >= max then
     fail_for_good(id, spec, opts, dead_letter, attempts, message, now)
     return { 'failed', 0 }
