@@ -32,10 +32,12 @@ fn dashboard(c: &mut Criterion) {
     let connection = rt.block_on(Connection::connect(&redis.url())).unwrap();
     let q = Queue::new(connection.clone(), "big").unwrap();
     rt.block_on(async {
-        for chunk in 0..(JOBS / 100_000) {
-            let jobs = (0..100_000)
+        // In bulks of the most one call takes (`MAX_BULK`).
+        let bulk = jobrunner_queue::MAX_BULK;
+        for chunk in 0..(JOBS / bulk) {
+            let jobs = (0..bulk)
                 .map(|i| NewJob {
-                    id: Some(format!("job-{:07}", chunk * 100_000 + i)),
+                    id: Some(format!("job-{:07}", chunk * bulk + i)),
                     job_type: "email".into(),
                     payload: r#"{"to":"someone@example.com","template":"verify_email"}"#.into(),
                     options: JobOptions::default(),
