@@ -153,7 +153,8 @@ pub async fn page(
             input type="hidden" name="csrf" value=(csrf_token());
             input type="hidden" name="back" value=(here);
             "Selected: "
-            @if st == State::Failed || st == State::Completed { button type="submit" name="action" value="retry" { "Retry" } " " }
+            // Retry takes failed jobs (a completed one is not run again).
+            @if st == State::Failed { button type="submit" name="action" value="retry" { "Retry" } " " }
             @if st == State::Delayed { button type="submit" name="action" value="promote" { "Run now" } " " }
             button.danger type="submit" name="action" value="remove" { "Remove" }
         }
