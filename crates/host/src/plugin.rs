@@ -80,6 +80,39 @@ impl std::fmt::Debug for Plugin {
     }
 }
 
+/// The longest name and version a plugin may declare: both go into every
+/// runner's heartbeat in Redis and onto the dashboard, so a plugin must
+/// not be able to make them large.
+pub const MAX_DESCRIBED: usize = 64;
+
+/// What `describe()` may answer: a name of letters, digits, `-`, `_` or
+/// `.`, a version of printable characters, both at most `MAX_DESCRIBED`
+/// bytes, and valid job types.
+fn check_description(d: &Description) -> Result<()> {
+    if d.name.is_empty()
+        || d.name.len() > MAX_DESCRIBED
+        || !d.name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+    {
+        bail!(
+            "describe() gave the name `{}`: use 1 to {MAX_DESCRIBED} letters, digits, `-`, `_` or `.`",
+            d.name.chars().take(MAX_DESCRIBED).collect::<String>().escape_default()
+        );
+    }
+    if d.version.len() > MAX_DESCRIBED || d.version.chars().any(char::is_control) {
+        bail!(
+            "describe() gave the version `{}`: at most {MAX_DESCRIBED} bytes, no control characters",
+            d.version.chars().take(MAX_DESCRIBED).collect::<String>().escape_default()
+        );
+    }
+    if d.job_types.is_empty() {
+        bail!("describe() lists no job types");
+    }
+    for t in &d.job_types {
+        check_job_type(t).map_err(|e| anyhow!("describe(): {e}"))?;
+    }
+    Ok(())
+}
+
 /// Links a component against the contract version it exports, explaining
 /// any mismatch.
 pub fn link(engine: &Engine, linker: &Linker<JobState>, component: &Component) -> Result<Pre> {
@@ -144,15 +177,7 @@ impl Plugin {
         };
         let d =
             Description { name: info.name, version: info.version, job_types: info.job_types, contract: pre.version() };
-        if d.name.is_empty() || !d.name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) {
-            bail!("describe() gave the name `{}`: use letters, digits, `-`, `_` or `.`", d.name.escape_default());
-        }
-        if d.job_types.is_empty() {
-            bail!("describe() lists no job types");
-        }
-        for t in &d.job_types {
-            check_job_type(t).map_err(|e| anyhow!("describe(): {e}"))?;
-        }
+        check_description(&d)?;
         Ok(d)
     }
 
@@ -391,4 +416,29 @@ fn arm(store: &mut Store<JobState>, timeout: Duration) {
             UpdateDeadline::YieldCustom(1, Box::pin(tokio::task::yield_now()))
         })
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_description_is_bounded_before_it_reaches_redis() {
+        let d = |name: &str, version: &str, types: &[&str]| Description {
+            name: name.into(),
+            version: version.into(),
+            job_types: types.iter().map(|t| t.to_string()).collect(),
+            contract: crate::contract::Version::V0_2,
+        };
+        assert!(check_description(&d("thumbs", "1.4.0-rc.1+build 7", &["resize"])).is_ok());
+        let err = |d: Description| check_description(&d).unwrap_err().to_string();
+        assert!(err(d("", "1", &["t"])).contains("the name ``"));
+        assert!(err(d("a b", "1", &["t"])).contains("letters, digits"));
+        assert!(err(d(&"n".repeat(65), "1", &["t"])).contains("1 to 64"));
+        let long = err(d("ok", &"v".repeat(10_000), &["t"]));
+        assert!(long.contains("at most 64 bytes") && long.len() < 300, "the error quotes a bounded part: {long}");
+        assert!(err(d("ok", "1\n2", &["t"])).contains("no control characters"));
+        assert!(err(d("ok", "1", &[])).contains("no job types"));
+        assert!(err(d("ok", "1", &["bad type!"])).starts_with("describe():"));
+    }
 }

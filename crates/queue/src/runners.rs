@@ -5,7 +5,7 @@
 use crate::Connection;
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 /// The hash of heartbeats under a connection's prefix: runner id →
 /// `RunnerInfo` as JSON.
@@ -69,12 +69,8 @@ pub struct PluginBrief {
     pub stats: crate::plugin_stats::PluginStats,
 }
 
-fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
-}
-
 pub async fn beat(conn: &Connection, info: &mut RunnerInfo) -> Result<()> {
-    info.last_seen_ms = now_ms();
+    info.last_seen_ms = crate::stats::now_ms();
     let _: i64 = conn
         .query(redis::cmd("HSET").arg(key(conn)).arg(&info.id).arg(serde_json::to_string(info)?))
         .await
@@ -90,7 +86,7 @@ pub async fn leave(conn: &Connection, id: &str) -> Result<()> {
 /// The runners seen recently; forgets those silent past `GONE_AFTER`.
 pub async fn list(conn: &Connection) -> Result<Vec<RunnerInfo>> {
     let all: Vec<(String, String)> = conn.query(redis::cmd("HGETALL").arg(key(conn))).await.context("runners")?;
-    let cutoff = now_ms().saturating_sub(GONE_AFTER.as_millis() as u64);
+    let cutoff = crate::stats::now_ms().saturating_sub(GONE_AFTER.as_millis() as u64);
     let mut out = Vec::new();
     for (id, json) in all {
         match serde_json::from_str::<RunnerInfo>(&json) {

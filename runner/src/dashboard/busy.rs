@@ -25,10 +25,6 @@ use std::sync::Arc;
 /// Running jobs listed per queue; the queue's page lists the rest.
 pub const MAX_JOBS: u64 = 200;
 
-fn now_ms() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
-}
-
 /// A duration in milliseconds, short.
 pub fn duration(ms: u64) -> String {
     match ms {
@@ -52,7 +48,8 @@ fn plugin_of(runners: &[RunnerInfo], job_type: &str) -> String {
     if seen.is_empty() { "none loaded".into() } else { seen.join(", ") }
 }
 
-fn progress(p: Option<u8>) -> Markup {
+/// A progress bar, or a dash when the job reported none.
+pub fn progress(p: Option<u8>) -> Markup {
     html! {
         @if let Some(p) = p {
             div.progress title=(format!("{p}%")) role="progressbar" aria-valuenow=(p) aria-valuemin="0" aria-valuemax="100" {
@@ -64,7 +61,7 @@ fn progress(p: Option<u8>) -> Markup {
 
 pub async fn page(AxState(state): AxState<Arc<ApiState>>) -> ApiResult<Response> {
     let runners = runners::list(&state.connection).await?;
-    let now = now_ms();
+    let now = jobrunner_queue::stats::now_ms();
     let mut running = Vec::new();
     for name in state.queue_names().await? {
         let q = state.queue(&name)?;

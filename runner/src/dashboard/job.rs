@@ -5,7 +5,7 @@
 //! copy button; the last attempt's log with its levels; its errors; and
 //! the flow around it (its parent, a page of its children).
 
-use crate::dashboard::busy::duration;
+use crate::dashboard::busy::{duration, progress};
 use crate::dashboard::queue::{PAGE, timing};
 use crate::dashboard::{action_form, layout, when};
 use crate::web::ApiState;
@@ -66,11 +66,7 @@ pub async fn page(
                 a href=(format!("/dashboard/queues/{}/jobs/{}", p.queue, p.id)) { (p.queue) " / " (p.id) } "." }
         }
         p { (actions(&name, &j.id, j.state, j.bullmq.is_none())) }
-        @if let Some(p) = j.progress {
-            div.progress title=(format!("{p}%")) role="progressbar" aria-valuenow=(p) aria-valuemin="0" aria-valuemax="100" {
-                div style=(format!("width: {p}%")) {}
-            }
-        }
+        @if j.progress.is_some() { (progress(j.progress)) }
         h2 { "Timeline" }
         (timeline(&j))
         @if let Some(page) = &children {

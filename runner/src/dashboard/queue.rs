@@ -5,7 +5,7 @@
 //! selected and retried, promoted or removed together (`bulk`); and the
 //! queue's own actions and policy.
 
-use crate::dashboard::busy::duration;
+use crate::dashboard::busy::{duration, progress};
 use crate::dashboard::{action_form, csrf_token, layout, when};
 use crate::web::ApiState;
 use crate::web::error::{ApiError, ApiResult};
@@ -93,7 +93,7 @@ pub async fn page(
     let filter = q.filter();
     let (jobs, scanned, next) = if filter.is_empty() {
         let jobs = queue.list(st, offset, PAGE).await?;
-        let next = (jobs.len() as u64 == PAGE).then_some(offset + PAGE);
+        let next = (jobs.len() as u64 == PAGE).then_some(offset.saturating_add(PAGE));
         (jobs, None, next)
     } else {
         let found = queue.search(st, offset, PAGE, &filter, SCAN_BUDGET).await?;
@@ -146,7 +146,7 @@ pub async fn page(
             }
         }
         @if let Some(n) = scanned {
-            p.muted #scan { "Filtered by reading " (n) " " (st) " jobs from position " (offset + 1)
+            p.muted #scan { "Filtered by reading " (n) " " (st) " jobs from position " (offset.saturating_add(1))
                 " (at most " (SCAN_BUDGET) " a page: no index by type or payload exists, so a filter reads the jobs in order)." }
         }
         form #bulk method="post" action=(format!("/dashboard/queues/{name}/bulk")) {
@@ -254,11 +254,7 @@ fn row(name: &str, j: &JobRecord) -> Markup {
                 @else { (dash()) }
             }
             td.num { @if let Some(t) = took { (duration(t)) } @else { (dash()) } }
-            td { @if let Some(p) = j.progress {
-                div.progress title=(format!("{p}%")) role="progressbar" aria-valuenow=(p) aria-valuemin="0" aria-valuemax="100" {
-                    div style=(format!("width: {p}%")) {}
-                }
-            } @else { (dash()) } }
+            td { (progress(j.progress)) }
             // A completed job's errors are of attempts before the one that
             // completed it: its page has them.
             td.bad.error { @if j.state != State::Completed {
