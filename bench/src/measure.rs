@@ -439,6 +439,47 @@ impl Bench {
         })
     }
 
+    /// Per-job cost, in µs, of a guest template's handler in a shared
+    /// instance (`isolation = "instance"`), in this process: one job after
+    /// another through `Plugin::run`, with the in-memory cache and no
+    /// queue, so what it measures is the guest's engine, its bindings and
+    /// the host's calls, without Redis or the daemon. The levers of
+    /// docs/plugin-authoring.md are compared on this figure; the drains
+    /// show what they are worth end to end.
+    pub async fn guest_in_process(&self, guest: &Guest, jobs: usize) -> Result<f64> {
+        use jobrunner_host::cache::Cache;
+        use jobrunner_host::{HostOptions, Services};
+        let services = Services::new(Cache::memory(), jobrunner_host::mail::Mailer::outbox(std::env::temp_dir()));
+        let host = runner::Host::new(HostOptions::default(), services)?;
+        let name = guest.job_type;
+        let config = runner::Config::parse(&format!(
+            "[plugins.{name}]\nisolation = \"instance\"\nmax_jobs_per_instance = 1000000\n\
+             [plugins.{name}.config]\ngreeting = \"Hello\"\n"
+        ))?;
+        let (plugin, _) = host.load_file(&guest.wasm, |n| config.plugin_settings(n)).await?;
+        let job = |i: usize| runner::JobInput {
+            id: format!("bench-{i}"),
+            queue: QUEUE.into(),
+            job_type: name.into(),
+            payload: format!(r#"{{"name":"user-{}"}}"#, i % 1000),
+            attempt: 1,
+            max_attempts: 1,
+            enqueued_at_ms: 0,
+            parent: None,
+        };
+        // The instance's first calls (the engine's own start-up) are left
+        // out: the drains pay them once per instance.
+        for i in 0..200 {
+            plugin.run(&job(i)).await;
+        }
+        let started = Instant::now();
+        for i in 0..jobs {
+            let r = plugin.run(&job(i)).await;
+            ensure!(r.outcome.is_success(), "a {name} job failed: {:?}", r.outcome);
+        }
+        Ok(started.elapsed().as_secs_f64() * 1e6 / jobs as f64)
+    }
+
     /// Per-job cost of the sandbox, in µs: a fresh store, instantiation,
     /// `handle` and teardown of the no-op plugin, in this process.
     pub async fn wasm_overhead(&self, jobs: usize) -> Result<f64> {

@@ -20,6 +20,7 @@ const MEASURES: &[&str] = &[
     "drain",
     "bullmq-drain",
     "template",
+    "guest",
     "http",
     "latency",
     "delayed",
@@ -50,15 +51,16 @@ struct Args {
     #[arg(long)]
     bullmq: bool,
     /// Only these measures (of enqueue, drain, bullmq-drain, template,
-    /// http, latency, delayed, overhead, flow, scale, memory, reload,
-    /// startup). `scale` drains no-op jobs with 1, 2 and 3 runner
+    /// guest, http, latency, delayed, overhead, flow, scale, memory,
+    /// reload, startup). `scale` drains no-op jobs with 1, 2 and 3 runner
     /// processes on one Redis. `flow` drains a fan-in of 10,000 children beside a plain drain of
     /// as many jobs, at concurrency 50. `http`
     /// needs `wrk`. `bullmq-drain`
     /// drains a BullMQ-backed queue (BullMQ's jobs, the runner's plugins);
     /// `template` drains the TypeScript and Python plugin templates' jobs,
     /// beside BullMQ's Node and Python packages running the same handlers
-    /// natively.
+    /// natively; `guest` times one template job after another in a shared
+    /// instance in the harness's own process (no Redis, no daemon).
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
     /// Jobs drained per run of the `scale` measure (1, 2 and 3 runner
@@ -370,6 +372,26 @@ async fn main() -> Result<()> {
                     &reused,
                     theirs,
                     Some(1.0),
+                ));
+            }
+        }
+        if wanted("guest") {
+            for lang in &args.templates {
+                let (glang, dir) = match lang.as_str() {
+                    "ts" => (Lang::Js, "plugin-template-ts"),
+                    "python" => (Lang::Python, "plugin-template-python"),
+                    other => bail!("--templates {other}: not a template (ts, python)"),
+                };
+                let wasm = guest::plugin(glang, dir).map_err(|e| anyhow::anyhow!("building {dir}: {e}"))?;
+                let guest = Guest { wasm, job_type: dir };
+                let guest = &guest;
+                eprintln!("{dir}: one job after another in a shared instance, in process");
+                let (r, _) = repeat(runs, || b.guest_in_process(guest, 20_000), |x| *x).await?;
+                rows.push(Row::new(
+                    format!("{dir}: a job in a shared instance, in process (in-memory cache, no queue)"),
+                    "µs",
+                    r,
+                    Better::Lower,
                 ));
             }
         }
