@@ -439,17 +439,26 @@ impl Bench {
         })
     }
 
-    /// Per-job cost, in µs, of a guest template's handler in a shared
-    /// instance (`isolation = "instance"`), in this process: one job after
-    /// another through `Plugin::run`, with the in-memory cache and no
-    /// queue, so what it measures is the guest's engine, its bindings and
-    /// the host's calls, without Redis or the daemon. The levers of
-    /// docs/plugin-authoring.md are compared on this figure; the drains
-    /// show what they are worth end to end.
-    pub async fn guest_in_process(&self, guest: &Guest, jobs: usize) -> Result<f64> {
+    /// Wall time per job, in µs, of a guest template's handler in shared
+    /// instances (`isolation = "instance"`), in this process, through
+    /// `Plugin::run` and no queue. With one lane and the in-memory cache
+    /// it is one job after another in one instance: the guest's engine, its
+    /// bindings and the host's calls, without Redis or the daemon, the
+    /// figure the levers of docs/plugin-authoring.md are compared on.
+    /// `lanes` runs that many jobs at once (each lane a task with an
+    /// instance of its own, on the runtime's threads); `redis_cache` puts
+    /// the runner's Redis cache behind the plugin, so its cache calls wait
+    /// for Redis as they do under `runner serve`.
+    pub async fn guest_in_process(&self, guest: &Guest, jobs: usize, lanes: usize, redis_cache: bool) -> Result<f64> {
         use jobrunner_host::cache::Cache;
         use jobrunner_host::{HostOptions, Services};
-        let services = Services::new(Cache::memory(), jobrunner_host::mail::Mailer::outbox(std::env::temp_dir()));
+        let cache = if redis_cache {
+            self.fresh().await?;
+            Cache::new(runner::cache::RedisCache::new(Connection::connect(&self.redis.url()).await?))
+        } else {
+            Cache::memory()
+        };
+        let services = Services::new(cache, jobrunner_host::mail::Mailer::outbox(std::env::temp_dir()));
         let host = runner::Host::new(HostOptions::default(), services)?;
         let name = guest.job_type;
         let config = runner::Config::parse(&format!(
@@ -457,7 +466,7 @@ impl Bench {
              [plugins.{name}.config]\ngreeting = \"Hello\"\n"
         ))?;
         let (plugin, _) = host.load_file(&guest.wasm, |n| config.plugin_settings(n)).await?;
-        let job = |i: usize| runner::JobInput {
+        let job = move |i: usize| runner::JobInput {
             id: format!("bench-{i}"),
             queue: QUEUE.into(),
             job_type: name.into(),
@@ -467,17 +476,51 @@ impl Bench {
             enqueued_at_ms: 0,
             parent: None,
         };
-        // The instance's first calls (the engine's own start-up) are left
-        // out: the drains pay them once per instance.
-        for i in 0..200 {
-            plugin.run(&job(i)).await;
+        if lanes == 1 {
+            // The default: one job after another on this task.
+            for i in 0..200 {
+                plugin.run(&job(i)).await;
+            }
+            let started = Instant::now();
+            for i in 0..jobs {
+                let r = plugin.run(&job(i)).await;
+                ensure!(r.outcome.is_success(), "a {name} job failed: {:?}", r.outcome);
+            }
+            return Ok(started.elapsed().as_secs_f64() * 1e6 / jobs as f64);
         }
+        let plugin = std::sync::Arc::new(plugin);
+        // Each lane's job `i` of `per_lane`; the first `warm` of each are
+        // not timed (the engine's own start-up in a new instance: the
+        // drains pay it once per instance).
+        let run_lanes = |per_lane: usize| {
+            let mut set = tokio::task::JoinSet::new();
+            for lane in 0..lanes {
+                let plugin = plugin.clone();
+                set.spawn(async move {
+                    for i in 0..per_lane {
+                        let r = plugin.run(&job(lane * per_lane + i)).await;
+                        ensure!(r.outcome.is_success(), "a {name} job failed: {:?}", r.outcome);
+                        // A job whose calls never wait (the in-memory
+                        // cache) would otherwise keep its thread until its
+                        // lane is done.
+                        tokio::task::yield_now().await;
+                    }
+                    anyhow::Ok(())
+                });
+            }
+            set
+        };
+        let mut warm = run_lanes(200);
+        while let Some(r) = warm.join_next().await {
+            r??;
+        }
+        let per_lane = jobs / lanes;
         let started = Instant::now();
-        for i in 0..jobs {
-            let r = plugin.run(&job(i)).await;
-            ensure!(r.outcome.is_success(), "a {name} job failed: {:?}", r.outcome);
+        let mut timed = run_lanes(per_lane);
+        while let Some(r) = timed.join_next().await {
+            r??;
         }
-        Ok(started.elapsed().as_secs_f64() * 1e6 / jobs as f64)
+        Ok(started.elapsed().as_secs_f64() * 1e6 / (per_lane * lanes) as f64)
     }
 
     /// Per-job cost of the sandbox, in µs: a fresh store, instantiation,
