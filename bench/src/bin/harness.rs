@@ -395,8 +395,12 @@ async fn main() -> Result<()> {
                 let wasm = guest::plugin(glang, dir).map_err(|e| anyhow::anyhow!("building {dir}: {e}"))?;
                 let guest = Guest { wasm, job_type: dir };
                 let guest = &guest;
+                const GUEST_JOBS: usize = 20_000;
+                if !(1..=GUEST_JOBS).contains(&args.guest_lanes) {
+                    bail!("--guest-lanes {}: from 1 to {GUEST_JOBS} (the jobs it runs)", args.guest_lanes);
+                }
                 let (lanes, redis_cache) = (
-                    args.guest_lanes.max(1),
+                    args.guest_lanes,
                     match args.guest_cache.as_str() {
                         "memory" => false,
                         "redis" => true,
@@ -404,7 +408,7 @@ async fn main() -> Result<()> {
                     },
                 );
                 eprintln!("{dir}: jobs in shared instances, in process, {lanes} at once");
-                let (r, _) = repeat(runs, || b.guest_in_process(guest, 20_000, lanes, redis_cache), |x| *x).await?;
+                let (r, _) = repeat(runs, || b.guest_in_process(guest, GUEST_JOBS, lanes, redis_cache), |x| *x).await?;
                 // The default's name stays as the docs show it; another
                 // setting says what it changed.
                 let name = match (lanes, redis_cache) {
