@@ -134,18 +134,9 @@ impl Daemon {
         self.proc_kb("status", "VmRSS:").map(|kb| kb * 1024)
     }
 
-    /// Seconds of CPU the daemon has used, user and system, from
-    /// `/proc/PID/stat` (fields 14 and 15, in clock ticks).
+    /// Seconds of CPU the daemon has used, user and system.
     pub fn cpu_seconds(&self) -> Result<f64> {
-        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id()))?;
-        // The command name (field 2) may hold spaces; it ends at the last ')'.
-        let rest = stat.rsplit_once(')').map(|(_, r)| r).context("unreadable /proc/PID/stat")?;
-        let fields: Vec<&str> = rest.split_whitespace().collect();
-        // `rest` starts at field 3, so fields 14 and 15 are at 11 and 12.
-        let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<u64>().ok()).context("unreadable /proc/PID/stat");
-        // SAFETY: sysconf has no preconditions.
-        let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
-        Ok((ticks(11)? + ticks(12)?) as f64 / per_second)
+        process_cpu_seconds(&format!("/proc/{}/stat", self.child.id()))
     }
 
     /// Proportional set size (Pss), in bytes: resident memory with each
@@ -190,4 +181,19 @@ impl Drop for Daemon {
             let _ = self.child.wait();
         }
     }
+}
+
+/// Seconds of CPU a process has used, user and system, from its
+/// `/proc/PID/stat` (`/proc/self/stat` for this one): fields 14 and 15, in
+/// clock ticks.
+pub fn process_cpu_seconds(stat_file: &str) -> Result<f64> {
+    let stat = std::fs::read_to_string(stat_file).with_context(|| format!("cannot read {stat_file}"))?;
+    // The command name (field 2) may hold spaces; it ends at the last ')'.
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).context("unreadable /proc/PID/stat")?;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // `rest` starts at field 3, so fields 14 and 15 are at 11 and 12.
+    let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<u64>().ok()).context("unreadable /proc/PID/stat");
+    // SAFETY: sysconf has no preconditions.
+    let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+    Ok((ticks(11)? + ticks(12)?) as f64 / per_second)
 }

@@ -13,6 +13,8 @@ use crate::daemon::{Daemon, Setup};
 use crate::redis_info;
 use crate::stats::percentile;
 use anyhow::{Context, Result, bail, ensure};
+use futures::FutureExt;
+use futures::future::BoxFuture;
 use jobrunner_queue::{Connection, JobOptions, NewJob, Queue, State};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -446,17 +448,26 @@ impl Bench {
     /// bindings and the host's calls, without Redis or the daemon, the
     /// figure the levers of docs/plugin-authoring.md are compared on.
     /// `lanes` runs that many jobs at once (each lane a task with an
-    /// instance of its own, on the runtime's threads); `redis_cache` puts
-    /// the runner's Redis cache behind the plugin, so its cache calls wait
-    /// for Redis as they do under `runner serve`.
-    pub async fn guest_in_process(&self, guest: &Guest, jobs: usize, lanes: usize, redis_cache: bool) -> Result<f64> {
+    /// instance of its own, on the runtime's threads); `cache` says what
+    /// stands behind the plugin's cache (`GuestCache`). Gives the wall time and
+    /// the CPU time of this process (the host, the guest and the Redis
+    /// client; not Redis) a job, in µs.
+    pub async fn guest_in_process(
+        &self,
+        guest: &Guest,
+        jobs: usize,
+        lanes: usize,
+        cache: GuestCache,
+    ) -> Result<GuestTime> {
         use jobrunner_host::cache::Cache;
         use jobrunner_host::{HostOptions, Services};
-        let cache = if redis_cache {
-            self.fresh().await?;
-            Cache::new(runner::cache::RedisCache::new(Connection::connect(&self.redis.url()).await?))
-        } else {
-            Cache::memory()
+        let cache = match cache {
+            GuestCache::Redis => {
+                self.fresh().await?;
+                Cache::new(runner::cache::RedisCache::new(Connection::connect(&self.redis.url()).await?))
+            }
+            GuestCache::Memory => Cache::memory(),
+            GuestCache::Suspending => Cache::new(Suspending(jobrunner_host::cache::MemoryCache::new())),
         };
         let services = Services::new(cache, jobrunner_host::mail::Mailer::outbox(std::env::temp_dir()));
         let host = runner::Host::new(HostOptions::default(), services)?;
@@ -481,12 +492,12 @@ impl Bench {
             for i in 0..200 {
                 plugin.run(&job(i)).await;
             }
-            let started = Instant::now();
+            let started = GuestTime::start()?;
             for i in 0..jobs {
                 let r = plugin.run(&job(i)).await;
                 ensure!(r.outcome.is_success(), "a {name} job failed: {:?}", r.outcome);
             }
-            return Ok(started.elapsed().as_secs_f64() * 1e6 / jobs as f64);
+            return started.per_job(jobs);
         }
         let plugin = std::sync::Arc::new(plugin);
         // Each lane's job `i` of `per_lane`; the first `warm` of each are
@@ -515,12 +526,12 @@ impl Bench {
             r??;
         }
         let per_lane = jobs / lanes;
-        let started = Instant::now();
+        let started = GuestTime::start()?;
         let mut timed = run_lanes(per_lane);
         while let Some(r) = timed.join_next().await {
             r??;
         }
-        Ok(started.elapsed().as_secs_f64() * 1e6 / (per_lane * lanes) as f64)
+        started.per_job(per_lane * lanes)
     }
 
     /// Per-job cost of the sandbox, in µs: a fresh store, instantiation,
@@ -683,6 +694,113 @@ impl Bench {
             first_job_cold_ms: times[0].1,
             first_job_cached_ms: times[1].1,
         })
+    }
+}
+
+/// The cache behind the `guest` measure's plugin.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GuestCache {
+    /// In this process's memory: a cache call never suspends the guest.
+    Memory,
+    /// The in-memory cache, but each call first yields to the runtime, so
+    /// it suspends the guest once as a call to Redis does, without Redis:
+    /// what a suspension itself costs, apart from the Redis client's work.
+    Suspending,
+    /// The runner's own Redis cache, on the harness's Redis: each cache
+    /// call waits for Redis, as under `runner serve`.
+    Redis,
+}
+
+impl GuestCache {
+    pub fn parse(s: &str) -> Result<GuestCache> {
+        match s {
+            "memory" => Ok(GuestCache::Memory),
+            "suspending" => Ok(GuestCache::Suspending),
+            "redis" => Ok(GuestCache::Redis),
+            other => bail!("--guest-cache {other}: memory, suspending or redis"),
+        }
+    }
+
+    /// How the table names it.
+    pub fn shown(self) -> &'static str {
+        match self {
+            GuestCache::Memory => "in-memory cache",
+            GuestCache::Suspending => "in-memory cache, each call suspending the guest once",
+            GuestCache::Redis => "Redis cache",
+        }
+    }
+}
+
+/// `GuestCache::Suspending`.
+struct Suspending(jobrunner_host::cache::MemoryCache);
+
+impl jobrunner_host::cache::CacheStore for Suspending {
+    fn get<'a>(&'a self, ns: &'a str, key: &'a str) -> BoxFuture<'a, Result<Option<Vec<u8>>>> {
+        async move {
+            tokio::task::yield_now().await;
+            jobrunner_host::cache::CacheStore::get(&self.0, ns, key).await
+        }
+        .boxed()
+    }
+
+    fn set<'a>(
+        &'a self,
+        ns: &'a str,
+        key: &'a str,
+        value: Vec<u8>,
+        ttl: Duration,
+        tags: &'a [String],
+        budget: &'a jobrunner_host::cache::Budget,
+    ) -> BoxFuture<'a, Result<()>> {
+        async move {
+            tokio::task::yield_now().await;
+            jobrunner_host::cache::CacheStore::set(&self.0, ns, key, value, ttl, tags, budget).await
+        }
+        .boxed()
+    }
+
+    fn delete<'a>(&'a self, ns: &'a str, key: &'a str) -> BoxFuture<'a, Result<bool>> {
+        async move {
+            tokio::task::yield_now().await;
+            jobrunner_host::cache::CacheStore::delete(&self.0, ns, key).await
+        }
+        .boxed()
+    }
+
+    fn invalidate_tag<'a>(&'a self, ns: &'a str, tag: &'a str) -> BoxFuture<'a, Result<u32>> {
+        async move {
+            tokio::task::yield_now().await;
+            jobrunner_host::cache::CacheStore::invalidate_tag(&self.0, ns, tag).await
+        }
+        .boxed()
+    }
+}
+
+/// What the `guest` measure gives: µs a job of wall time, and of this
+/// process's CPU time (user and system, all threads).
+#[derive(Debug, Clone, Copy)]
+pub struct GuestTime {
+    pub wall_us: f64,
+    pub cpu_us: f64,
+}
+
+/// When a `guest` measure's timed part began, on both clocks.
+struct GuestStart {
+    wall: Instant,
+    cpu: f64,
+}
+
+impl GuestTime {
+    fn start() -> Result<GuestStart> {
+        Ok(GuestStart { wall: Instant::now(), cpu: crate::daemon::process_cpu_seconds("/proc/self/stat")? })
+    }
+}
+
+impl GuestStart {
+    fn per_job(self, jobs: usize) -> Result<GuestTime> {
+        let cpu = crate::daemon::process_cpu_seconds("/proc/self/stat")? - self.cpu;
+        let n = jobs as f64;
+        Ok(GuestTime { wall_us: self.wall.elapsed().as_secs_f64() * 1e6 / n, cpu_us: cpu * 1e6 / n })
     }
 }
 
