@@ -405,6 +405,7 @@ async fn main() -> Result<()> {
                 let guest = Guest { wasm, job_type: dir };
                 let guest = &guest;
                 let lanes = args.guest_lanes;
+                eprintln!("{dir}: jobs in shared instances, in process, {lanes} at once ({})", cache.shown());
                 let (wall, all) =
                     repeat(runs, || b.guest_in_process(guest, GUEST_JOBS, lanes, cache), |t| t.wall_us).await?;
                 let cpu = Runs::of(&all.iter().map(|t| t.cpu_us).collect::<Vec<_>>());
