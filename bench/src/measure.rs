@@ -15,6 +15,7 @@ use crate::stats::percentile;
 use anyhow::{Context, Result, bail, ensure};
 use futures::FutureExt;
 use futures::future::BoxFuture;
+use jobrunner_host::cache::{Budget, CacheStore};
 use jobrunner_queue::{Connection, JobOptions, NewJob, Queue, State};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -441,17 +442,16 @@ impl Bench {
         })
     }
 
-    /// Wall time per job, in µs, of a guest template's handler in shared
-    /// instances (`isolation = "instance"`), in this process, through
+    /// Wall time and CPU time per job, in µs, of a guest template's
+    /// handler in shared instances (`isolation = "instance"`), in this process, through
     /// `Plugin::run` and no queue. With one lane and the in-memory cache
     /// it is one job after another in one instance: the guest's engine, its
     /// bindings and the host's calls, without Redis or the daemon, the
     /// figure the levers of docs/plugin-authoring.md are compared on.
     /// `lanes` runs that many jobs at once (each lane a task with an
     /// instance of its own, on the runtime's threads); `cache` says what
-    /// stands behind the plugin's cache (`GuestCache`). Gives the wall time and
-    /// the CPU time of this process (the host, the guest and the Redis
-    /// client; not Redis) a job, in µs.
+    /// stands behind the plugin's cache (`GuestCache`). The CPU time is this
+    /// process's (the host, the guest and the Redis client; not Redis).
     pub async fn guest_in_process(
         &self,
         guest: &Guest,
@@ -490,7 +490,8 @@ impl Bench {
         if lanes == 1 {
             // The default: one job after another on this task.
             for i in 0..200 {
-                plugin.run(&job(i)).await;
+                let r = plugin.run(&job(i)).await;
+                ensure!(r.outcome.is_success(), "a {name} job failed while warming up: {:?}", r.outcome);
             }
             let started = GuestTime::start()?;
             for i in 0..jobs {
@@ -500,9 +501,9 @@ impl Bench {
             return started.per_job(jobs);
         }
         let plugin = std::sync::Arc::new(plugin);
-        // Each lane's job `i` of `per_lane`; the first `warm` of each are
-        // not timed (the engine's own start-up in a new instance: the
-        // drains pay it once per instance).
+        // Each lane runs `per_lane` jobs in its own instance; a first round
+        // of 200 a lane is not timed (the engine's own start-up in a new
+        // instance: the drains pay it once per instance).
         let run_lanes = |per_lane: usize| {
             let mut set = tokio::task::JoinSet::new();
             for lane in 0..lanes {
@@ -731,16 +732,27 @@ impl GuestCache {
     }
 }
 
-/// `GuestCache::Suspending`.
+/// `GuestCache::Suspending`: the in-memory cache, each call behind a
+/// `yield_now`.
 struct Suspending(jobrunner_host::cache::MemoryCache);
 
-impl jobrunner_host::cache::CacheStore for Suspending {
+/// `call`'s answer, given only after the task has yielded to the runtime
+/// once, so that the guest that made the call is suspended as it is by a
+/// call to Redis (`MemoryCache` has done the work by then: the cost
+/// measured is the suspension's).
+fn after_yield<'a, T: Send + 'a>(call: BoxFuture<'a, Result<T>>) -> BoxFuture<'a, Result<T>> {
+    async move {
+        tokio::task::yield_now().await;
+        call.await
+    }
+    .boxed()
+}
+
+// `MemoryCache`'s own methods of these names answer at once; the trait's
+// are called by path.
+impl CacheStore for Suspending {
     fn get<'a>(&'a self, ns: &'a str, key: &'a str) -> BoxFuture<'a, Result<Option<Vec<u8>>>> {
-        async move {
-            tokio::task::yield_now().await;
-            jobrunner_host::cache::CacheStore::get(&self.0, ns, key).await
-        }
-        .boxed()
+        after_yield(CacheStore::get(&self.0, ns, key))
     }
 
     fn set<'a>(
@@ -750,29 +762,17 @@ impl jobrunner_host::cache::CacheStore for Suspending {
         value: Vec<u8>,
         ttl: Duration,
         tags: &'a [String],
-        budget: &'a jobrunner_host::cache::Budget,
+        budget: &'a Budget,
     ) -> BoxFuture<'a, Result<()>> {
-        async move {
-            tokio::task::yield_now().await;
-            jobrunner_host::cache::CacheStore::set(&self.0, ns, key, value, ttl, tags, budget).await
-        }
-        .boxed()
+        after_yield(CacheStore::set(&self.0, ns, key, value, ttl, tags, budget))
     }
 
     fn delete<'a>(&'a self, ns: &'a str, key: &'a str) -> BoxFuture<'a, Result<bool>> {
-        async move {
-            tokio::task::yield_now().await;
-            jobrunner_host::cache::CacheStore::delete(&self.0, ns, key).await
-        }
-        .boxed()
+        after_yield(CacheStore::delete(&self.0, ns, key))
     }
 
     fn invalidate_tag<'a>(&'a self, ns: &'a str, tag: &'a str) -> BoxFuture<'a, Result<u32>> {
-        async move {
-            tokio::task::yield_now().await;
-            jobrunner_host::cache::CacheStore::invalidate_tag(&self.0, ns, tag).await
-        }
-        .boxed()
+        after_yield(CacheStore::invalidate_tag(&self.0, ns, tag))
     }
 }
 

@@ -62,8 +62,10 @@ struct Args {
     /// drains a BullMQ-backed queue (BullMQ's jobs, the runner's plugins);
     /// `template` drains the TypeScript and Python plugin templates' jobs,
     /// beside BullMQ's Node and Python packages running the same handlers
-    /// natively; `guest` times one template job after another in a shared
-    /// instance in the harness's own process (no Redis, no daemon).
+    /// natively; `guest` times template jobs in shared instances in the
+    /// harness's own process, without the daemon (by default one after
+    /// another in one instance, with no Redis: `--guest-lanes`,
+    /// `--guest-cache`).
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
     /// Jobs drained per run of the `scale` measure (1, 2 and 3 runner
@@ -84,8 +86,8 @@ struct Args {
     #[arg(long, default_value_t = 1000)]
     max_jobs_per_instance: u32,
     /// Jobs the `guest` measure runs at once, each in an instance of its
-    /// own, as tasks on the harness's two runtime threads (1: one after
-    /// another in one instance).
+    /// own, as tasks on the harness's runtime threads (one a core; 1: one
+    /// after another in one instance).
     #[arg(long, default_value_t = 1)]
     guest_lanes: usize,
     /// The cache behind the `guest` measure's plugin: `memory`;
