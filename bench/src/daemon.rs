@@ -189,10 +189,11 @@ impl Drop for Daemon {
 pub fn process_cpu_seconds(stat_file: &str) -> Result<f64> {
     let stat = std::fs::read_to_string(stat_file).with_context(|| format!("cannot read {stat_file}"))?;
     // The command name (field 2) may hold spaces; it ends at the last ')'.
-    let rest = stat.rsplit_once(')').map(|(_, r)| r).context("unreadable /proc/PID/stat")?;
+    let unreadable = || format!("unreadable {stat_file}");
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).with_context(unreadable)?;
     let fields: Vec<&str> = rest.split_whitespace().collect();
     // `rest` starts at field 3, so fields 14 and 15 are at 11 and 12.
-    let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<u64>().ok()).context("unreadable /proc/PID/stat");
+    let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<u64>().ok()).with_context(unreadable);
     // SAFETY: sysconf has no preconditions.
     let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
     Ok((ticks(11)? + ticks(12)?) as f64 / per_second)

@@ -493,7 +493,7 @@ impl Bench {
                 let r = plugin.run(&job(i)).await;
                 ensure!(r.outcome.is_success(), "a {name} job failed while warming up: {:?}", r.outcome);
             }
-            let started = GuestTime::start()?;
+            let started = GuestStart::now()?;
             for i in 0..jobs {
                 let r = plugin.run(&job(i)).await;
                 ensure!(r.outcome.is_success(), "a {name} job failed: {:?}", r.outcome);
@@ -527,7 +527,7 @@ impl Bench {
             r??;
         }
         let per_lane = jobs / lanes;
-        let started = GuestTime::start()?;
+        let started = GuestStart::now()?;
         let mut timed = run_lanes(per_lane);
         while let Some(r) = timed.join_next().await {
             r??;
@@ -790,13 +790,11 @@ struct GuestStart {
     cpu: f64,
 }
 
-impl GuestTime {
-    fn start() -> Result<GuestStart> {
+impl GuestStart {
+    fn now() -> Result<GuestStart> {
         Ok(GuestStart { wall: Instant::now(), cpu: crate::daemon::process_cpu_seconds("/proc/self/stat")? })
     }
-}
 
-impl GuestStart {
     fn per_job(self, jobs: usize) -> Result<GuestTime> {
         let cpu = crate::daemon::process_cpu_seconds("/proc/self/stat")? - self.cpu;
         let n = jobs as f64;

@@ -413,14 +413,13 @@ async fn main() -> Result<()> {
                 let cpu = Runs::of(&all.iter().map(|t| t.cpu_us).collect::<Vec<_>>());
                 // The default's name stays as the docs show it; another
                 // setting says what it changed.
-                let setting = match (lanes, cache) {
-                    (1, GuestCache::Memory) => "in process (in-memory cache, no queue)".to_string(),
-                    _ => format!("{lanes} at once in shared instances, in process ({}, no queue)", cache.shown()),
-                };
-                let name = if (lanes, cache) == (1, GuestCache::Memory) {
-                    format!("{dir}: a job in a shared instance, {setting}")
+                let (name, setting) = if (lanes, cache) == (1, GuestCache::Memory) {
+                    let setting = "in process (in-memory cache, no queue)".to_string();
+                    (format!("{dir}: a job in a shared instance, {setting}"), setting)
                 } else {
-                    format!("{dir}: wall time a job, {setting}")
+                    let setting =
+                        format!("{lanes} at once in shared instances, in process ({}, no queue)", cache.shown());
+                    (format!("{dir}: wall time a job, {setting}"), setting)
                 };
                 rows.push(Row::new(name, "µs", wall, Better::Lower));
                 // The harness's own CPU (host, guest, Redis client; not
